@@ -1,0 +1,13 @@
+use which::which;
+
+/// Rebuild the eBPF object when bpf-linker changes (aya-template's convention):
+/// cargo does not track the linker binary otherwise.
+fn main() {
+    let bpf_linker = which("bpf-linker").expect(
+        "bpf-linker not found in PATH: run `cargo xtask setup` first (it builds bpf-linker 0.13.0 against llvm-22)",
+    );
+    println!(
+        "cargo:rerun-if-changed={}",
+        bpf_linker.to_str().unwrap_or_default()
+    );
+}

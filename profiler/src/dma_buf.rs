@@ -1,0 +1,177 @@
+//! The dma-buf UAPI dmaprof drives: the seed patch's `DMA_BUF_IOCTL_RW_FILE`,
+//! dma-heap allocation and udmabuf. Numbers are spelled out from the kernel
+//! headers (and the seed patch) because libc does not carry them.
+use std::{
+    fs::{File, OpenOptions},
+    io,
+    os::fd::{AsRawFd, FromRawFd, OwnedFd},
+    path::{Path, PathBuf},
+};
+
+/// `struct dma_buf_rw_file` from the seed patch (32 bytes).
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RwFileArgs {
+    pub flags: u32,
+    pub fd: i32,
+    pub file_offset: u64,
+    pub buf_offset: u64,
+    pub buf_len: u64,
+}
+
+pub const RW_FLAGS_OP_MASK: u32 = 0xff;
+/// file -> dma-buf ("restore").
+pub const RW_FLAGS_READ: u32 = 1;
+/// dma-buf -> file ("save").
+pub const RW_FLAGS_WRITE: u32 = 2;
+/// O_DIRECT-style transfer, bypassing the page cache.
+pub const RW_FLAGS_DIRECT: u32 = 1 << 31;
+
+// _IOC(dir, type, nr, size) = dir << 30 | size << 16 | type << 8 | nr
+const fn ioc(dir: u32, ty: u8, nr: u8, size: usize) -> u32 {
+    (dir << 30) | ((size as u32) << 16) | ((ty as u32) << 8) | nr as u32
+}
+const IOC_WRITE: u32 = 1;
+const IOC_READ: u32 = 2;
+
+/// The ioctl "type" byte of every dma-buf command.
+pub const DMA_BUF_BASE: u8 = b'b';
+/// `_IOW('b', 4, struct dma_buf_rw_file)`.
+pub const DMA_BUF_IOCTL_RW_FILE: u32 = ioc(IOC_WRITE, DMA_BUF_BASE, 4, size_of::<RwFileArgs>());
+/// `_IOW('b', 0, struct dma_buf_sync)`.
+pub const DMA_BUF_IOCTL_SYNC: u32 = ioc(IOC_WRITE, DMA_BUF_BASE, 0, 8);
+pub const DMA_BUF_SYNC_READ: u64 = 1;
+pub const DMA_BUF_SYNC_WRITE: u64 = 2;
+pub const DMA_BUF_SYNC_START: u64 = 0;
+pub const DMA_BUF_SYNC_END: u64 = 4;
+
+#[repr(C)]
+#[derive(Debug, Default)]
+struct HeapAllocationData {
+    len: u64,
+    fd: u32,
+    fd_flags: u32,
+    heap_flags: u64,
+}
+/// `_IOWR('H', 0, struct dma_heap_allocation_data)`.
+pub const DMA_HEAP_IOCTL_ALLOC: u32 = ioc(
+    IOC_READ | IOC_WRITE,
+    b'H',
+    0,
+    size_of::<HeapAllocationData>(),
+);
+
+pub const DMA_HEAP_DIR: &str = "/dev/dma_heap";
+pub const UDMABUF_DEV: &str = "/dev/udmabuf";
+
+/// The ioctl type byte of a command (`_IOC_TYPE`).
+pub const fn ioc_type(cmd: u32) -> u8 {
+    (cmd >> 8) as u8
+}
+
+/// dma-heaps present on this system (names under /dev/dma_heap), sorted.
+pub fn heaps() -> Vec<String> {
+    let Ok(dir) = std::fs::read_dir(DMA_HEAP_DIR) else {
+        return Vec::new();
+    };
+    let mut names: Vec<String> = dir
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
+}
+
+pub fn heap_path(name: &str) -> PathBuf {
+    Path::new(DMA_HEAP_DIR).join(name)
+}
+
+/// Allocates a dma-buf of `len` bytes from a dma-heap.
+pub fn heap_alloc(heap: &File, len: u64) -> io::Result<OwnedFd> {
+    let mut data = HeapAllocationData {
+        len,
+        fd_flags: (libc::O_RDWR | libc::O_CLOEXEC) as u32,
+        ..Default::default()
+    };
+    // SAFETY: the kernel reads and writes exactly one HeapAllocationData.
+    let rc = unsafe { libc::ioctl(heap.as_raw_fd(), DMA_HEAP_IOCTL_ALLOC as _, &mut data) };
+    if rc < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: on success the kernel returned a new file descriptor we now own.
+    Ok(unsafe { OwnedFd::from_raw_fd(data.fd as i32) })
+}
+
+/// Issues `DMA_BUF_IOCTL_RW_FILE` on a dma-buf.
+pub fn rw_file(dmabuf: &impl AsRawFd, args: &RwFileArgs) -> io::Result<()> {
+    // SAFETY: the kernel only reads one RwFileArgs.
+    let rc = unsafe { libc::ioctl(dmabuf.as_raw_fd(), DMA_BUF_IOCTL_RW_FILE as _, args) };
+    if rc < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(())
+    }
+}
+
+/// What the running kernel does with `DMA_BUF_IOCTL_RW_FILE`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum RwFileSupport {
+    /// The ioctl reached an exporter's rw_file callback.
+    Supported,
+    /// The kernel knows the ioctl but this heap's exporter has no rw_file.
+    NoExporterCallback,
+    /// The kernel does not know the ioctl (ENOTTY): not patched.
+    NotSupported,
+    /// Could not be asked (no dma-heap to allocate a buffer from).
+    Unknown,
+}
+
+/// Asks the kernel without moving any data: allocate one page from `heap`
+/// and issue RW_FILE READ with fd -1. A patched kernel whose exporter has
+/// rw_file answers EBADF (the fd is checked after the arguments); a patched
+/// kernel without the callback answers EINVAL; an unpatched one ENOTTY.
+pub fn probe_rw_file(heap: &Path) -> Result<(RwFileSupport, String), String> {
+    let heap_file = OpenOptions::new()
+        .read(true)
+        .open(heap)
+        .map_err(|e| format!("open {}: {e}", heap.display()))?;
+    let buf = heap_alloc(&heap_file, 4096)
+        .map_err(|e| format!("allocating 4 KiB from {}: {e}", heap.display()))?;
+    let args = RwFileArgs {
+        flags: RW_FLAGS_READ,
+        fd: -1,
+        buf_len: 4096,
+        ..Default::default()
+    };
+    let how = format!(
+        "RW_FILE READ with fd -1 on a 4 KiB buffer from {} (no data moved)",
+        heap.display()
+    );
+    match rw_file(&buf, &args) {
+        Err(e) => match e.raw_os_error() {
+            Some(libc::EBADF) => Ok((RwFileSupport::Supported, format!("{how}: EBADF"))),
+            Some(libc::EINVAL) => Ok((RwFileSupport::NoExporterCallback, format!("{how}: EINVAL"))),
+            Some(libc::ENOTTY) => Ok((RwFileSupport::NotSupported, format!("{how}: ENOTTY"))),
+            _ => Err(format!("{how}: unexpected {e}")),
+        },
+        Ok(()) => Err(format!("{how}: unexpectedly succeeded")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn uapi_matches_the_seed_patch() {
+        assert_eq!(size_of::<RwFileArgs>(), 32);
+        assert_eq!(std::mem::offset_of!(RwFileArgs, file_offset), 8);
+        assert_eq!(std::mem::offset_of!(RwFileArgs, buf_len), 24);
+        assert_eq!(DMA_BUF_IOCTL_RW_FILE, 0x4020_6204);
+        assert_eq!(DMA_BUF_IOCTL_SYNC, 0x4008_6200);
+        assert_eq!(DMA_HEAP_IOCTL_ALLOC, 0xc018_4800);
+        assert_eq!(ioc_type(DMA_BUF_IOCTL_RW_FILE), b'b');
+        assert_eq!(RW_FLAGS_DIRECT, 0x8000_0000);
+    }
+}

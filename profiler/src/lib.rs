@@ -1,0 +1,8 @@
+//! dmaprof's agent: drives file <-> dma-buf workloads and traces them with eBPF.
+pub mod btf;
+pub mod dma_buf;
+pub mod doctor;
+pub mod fsinfo;
+pub mod kernel;
+pub mod probes;
+pub mod tracefs;

@@ -1,0 +1,142 @@
+//! The attach ladder: fentry, then kprobe, then tracepoint. Each rung is
+//! tested by really loading and attaching a no-op program, because config
+//! files lie (a kernel can have CONFIG_FUNCTION_TRACER and still refuse
+//! fentry under lockdown).
+use std::fmt;
+
+use aya::{
+    Btf,
+    programs::{FEntry, KProbe, ProgramError, TracePoint},
+};
+use profiler_common::programs;
+use serde::Serialize;
+
+use super::object;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Method {
+    Fentry,
+    Kprobe,
+    Tracepoint,
+}
+
+impl fmt::Display for Method {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Method::Fentry => "fentry",
+            Method::Kprobe => "kprobe",
+            Method::Tracepoint => "tracepoint",
+        })
+    }
+}
+
+/// The outcome of trying one mechanism on one target.
+#[derive(Debug, Clone, Serialize)]
+pub struct Rung {
+    pub method: Method,
+    /// Function name, or "category:name" for a tracepoint.
+    pub target: String,
+    pub works: bool,
+    /// Why it does not work (or what was attached).
+    pub detail: String,
+}
+
+/// Loads `probe_fentry` against `function` and attaches it, then detaches.
+pub fn try_fentry(function: &str, btf: Option<&Btf>) -> Rung {
+    let result = (|| -> Result<(), String> {
+        let btf = btf.ok_or("no kernel BTF (/sys/kernel/btf/vmlinux): fentry needs it")?;
+        let mut ebpf = object::load_with(|_| {}).map_err(|e| format!("{e:#}"))?;
+        let prog: &mut FEntry = ebpf
+            .program_mut(programs::PROBE_FENTRY)
+            .ok_or("program missing from object")?
+            .try_into()
+            .map_err(|e: ProgramError| e.to_string())?;
+        prog.load(function, btf).map_err(|e| explain(e, "fentry"))?;
+        prog.attach().map_err(|e| explain(e, "fentry"))?;
+        Ok(())
+    })();
+    rung(Method::Fentry, function.to_string(), result)
+}
+
+/// Loads `probe_kprobe` and attaches it to `function`, then detaches.
+pub fn try_kprobe(function: &str) -> Rung {
+    let result = (|| -> Result<(), String> {
+        let mut ebpf = object::load_with(|_| {}).map_err(|e| format!("{e:#}"))?;
+        let prog: &mut KProbe = ebpf
+            .program_mut(programs::PROBE_KPROBE)
+            .ok_or("program missing from object")?
+            .try_into()
+            .map_err(|e: ProgramError| e.to_string())?;
+        prog.load().map_err(|e| explain(e, "kprobe"))?;
+        prog.attach(function, 0).map_err(|e| explain(e, "kprobe"))?;
+        Ok(())
+    })();
+    rung(Method::Kprobe, function.to_string(), result)
+}
+
+/// Loads `probe_tracepoint` and attaches it to `category:name`, then detaches.
+pub fn try_tracepoint(category: &str, name: &str) -> Rung {
+    let result = (|| -> Result<(), String> {
+        crate::tracefs::ensure_mounted().map_err(|e| format!("{e:#}"))?;
+        let mut ebpf = object::load_with(|_| {}).map_err(|e| format!("{e:#}"))?;
+        let prog: &mut TracePoint = ebpf
+            .program_mut(programs::PROBE_TRACEPOINT)
+            .ok_or("program missing from object")?
+            .try_into()
+            .map_err(|e: ProgramError| e.to_string())?;
+        prog.load().map_err(|e| explain(e, "tracepoint"))?;
+        prog.attach(category, name)
+            .map_err(|e| explain(e, "tracepoint"))?;
+        Ok(())
+    })();
+    rung(Method::Tracepoint, format!("{category}:{name}"), result)
+}
+
+fn rung(method: Method, target: String, result: Result<(), String>) -> Rung {
+    match result {
+        Ok(()) => Rung {
+            method,
+            target,
+            works: true,
+            detail: "loaded and attached".into(),
+        },
+        Err(detail) => Rung {
+            method,
+            target,
+            works: false,
+            detail,
+        },
+    }
+}
+
+/// Turns aya's errors into the reason a kernel engineer needs to read.
+fn explain(err: ProgramError, method: &str) -> String {
+    let errno = match &err {
+        ProgramError::LoadError { io_error, .. } => io_error.raw_os_error(),
+        _ => std::error::Error::source(&err)
+            .and_then(|s| s.downcast_ref::<std::io::Error>())
+            .and_then(|e| e.raw_os_error()),
+    };
+    let kprobe_pmu = std::path::Path::new("/sys/bus/event_source/devices/kprobe");
+    match (method, errno, &err) {
+        ("fentry", Some(libc::EPERM), _) => "BPF_PROG_LOAD refused with EPERM and an empty verifier log: \
+             this kernel does not allow BPF trampolines (lockdown, or no DYNAMIC_FTRACE_WITH_DIRECT_CALLS)"
+            .into(),
+        ("kprobe", _, _) if !kprobe_pmu.exists() => format!(
+            "no kprobe PMU at {}: kernel built without CONFIG_KPROBES",
+            kprobe_pmu.display()
+        ),
+        (_, _, ProgramError::LoadError { io_error, verifier_log }) => {
+            let log = verifier_log.to_string();
+            let log = log.trim();
+            if log.is_empty() {
+                format!("BPF_PROG_LOAD failed: {io_error}")
+            } else {
+                format!("BPF_PROG_LOAD failed: {io_error}; verifier: {log}")
+            }
+        }
+        (_, Some(libc::ENOENT), _) => format!("{err} (no such function or event on this kernel)"),
+        _ => err.to_string(),
+    }
+}

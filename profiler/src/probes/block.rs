@@ -1,0 +1,174 @@
+//! Block-layer probe (user side): attaches the block tracepoints and reads
+//! the per-thread totals the kernel side aggregates.
+use std::collections::BTreeMap;
+
+use anyhow::{Context, Result, bail};
+use aya::{
+    Ebpf,
+    maps::{PerCpuArray, PerCpuHashMap},
+    programs::TracePoint,
+};
+use profiler_common::{
+    block::{BlockFieldOffsets, BlockKey, BlockTotals, LATENCY_SLOTS, LatencySlotKey, counter},
+    programs,
+};
+
+use super::object;
+use crate::tracefs;
+
+/// The block probe, attached. Dropping it detaches every link.
+pub struct BlockProbe {
+    ebpf: Ebpf,
+    /// The tracepoints attached, as "category:name".
+    pub attached: Vec<String>,
+    pub filter_tgid: Option<u32>,
+}
+
+/// What the block probe has counted so far.
+#[derive(Debug, Clone, Default)]
+pub struct BlockSnapshot {
+    pub per_thread: BTreeMap<BlockKey, BlockTotals>,
+    /// Device-latency log2 histogram per process.
+    pub latency: BTreeMap<u32, [u64; LATENCY_SLOTS as usize]>,
+    pub lost: LostEvents,
+}
+
+/// Events the probes could not account for. Shown to the user, never hidden.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct LostEvents {
+    pub inflight_map_full: u64,
+    pub unmatched_completions: u64,
+    pub totals_map_full: u64,
+}
+
+impl BlockSnapshot {
+    /// Totals of one thread, over all devices.
+    pub fn thread(&self, tid: u32) -> BlockTotals {
+        self.sum(|k| k.tid == tid)
+    }
+
+    /// Totals of one process, over all its threads and devices.
+    pub fn process(&self, tgid: u32) -> BlockTotals {
+        self.sum(|k| k.tgid == tgid)
+    }
+
+    fn sum(&self, keep: impl Fn(&BlockKey) -> bool) -> BlockTotals {
+        let mut total = BlockTotals::default();
+        for (_, t) in self.per_thread.iter().filter(|(k, _)| keep(k)) {
+            total.add(t);
+        }
+        total
+    }
+}
+
+/// Splits a kernel-internal dev_t (major << 20 | minor).
+pub fn dev_major_minor(dev: u32) -> (u32, u32) {
+    (dev >> 20, dev & 0xf_ffff)
+}
+
+/// The event that names the submitting thread: `block_io_start` (6.5+) runs
+/// in submit context; older kernels fall back to `block_rq_insert`.
+fn start_event(tracefs: &std::path::Path) -> Result<&'static str> {
+    for name in ["block_io_start", "block_rq_insert"] {
+        if tracefs::has_event(tracefs, "block", name) {
+            return Ok(name);
+        }
+    }
+    bail!("neither block:block_io_start nor block:block_rq_insert exists on this kernel")
+}
+
+/// Reads the tracepoint layouts this kernel uses.
+fn field_offsets(tracefs: &std::path::Path, start: &str) -> Result<BlockFieldOffsets> {
+    let complete = tracefs::event_fields(tracefs, "block", "block_rq_complete")?;
+    let started = tracefs::event_fields(tracefs, "block", start)?;
+    let offsets = BlockFieldOffsets {
+        dev: tracefs::field_offset(&complete, "dev", 4)?,
+        sector: tracefs::field_offset(&complete, "sector", 8)?,
+        nr_sector: tracefs::field_offset(&complete, "nr_sector", 4)?,
+        complete_rwbs: tracefs::field_offset(&complete, "rwbs", 10)
+            .or_else(|_| tracefs::field_offset(&complete, "rwbs", 8))?,
+        complete_error: tracefs::field_offset(&complete, "error", 4)?,
+        start_bytes: tracefs::field_offset(&started, "bytes", 4)?,
+    };
+    // The programs share dev/sector/nr_sector offsets across events: check it.
+    for event in [start, "block_rq_issue", "block_bio_frontmerge"] {
+        let fields = tracefs::event_fields(tracefs, "block", event)?;
+        if tracefs::field_offset(&fields, "dev", 4)? != offsets.dev
+            || tracefs::field_offset(&fields, "sector", 8)? != offsets.sector
+            || tracefs::field_offset(&fields, "nr_sector", 4)? != offsets.nr_sector
+        {
+            bail!("block:{event} lays out dev/sector/nr_sector differently from block_rq_complete");
+        }
+    }
+    Ok(offsets)
+}
+
+impl BlockProbe {
+    /// Attaches the block tracepoints. With `filter_tgid`, only that process's
+    /// requests are tracked (others are not even entered in the kernel map).
+    pub fn attach(filter_tgid: Option<u32>) -> Result<BlockProbe> {
+        let tracefs = tracefs::ensure_mounted()?.path;
+        let start = start_event(&tracefs)?;
+        let offsets = field_offsets(&tracefs, start)?;
+        let tgid = filter_tgid.unwrap_or(0);
+        let mut ebpf = object::load_with(|loader| {
+            loader.override_global("BLOCK_FILTER_TGID", &tgid, true);
+            loader.override_global("BLOCK_OFFSETS", &offsets, true);
+        })?;
+        let mut attached = Vec::new();
+        for (program, event) in [
+            (programs::BLOCK_IO_START, start),
+            (programs::BLOCK_RQ_ISSUE, "block_rq_issue"),
+            (programs::BLOCK_BIO_FRONTMERGE, "block_bio_frontmerge"),
+            (programs::BLOCK_RQ_COMPLETE, "block_rq_complete"),
+        ] {
+            let prog: &mut TracePoint = ebpf
+                .program_mut(program)
+                .with_context(|| format!("program {program} missing from the eBPF object"))?
+                .try_into()?;
+            prog.load().with_context(|| format!("loading {program}"))?;
+            prog.attach("block", event)
+                .with_context(|| format!("attaching block:{event}"))?;
+            attached.push(format!("block:{event}"));
+        }
+        Ok(BlockProbe {
+            ebpf,
+            attached,
+            filter_tgid,
+        })
+    }
+
+    pub fn snapshot(&self) -> Result<BlockSnapshot> {
+        let mut snap = BlockSnapshot::default();
+        let totals: PerCpuHashMap<_, BlockKey, BlockTotals> =
+            PerCpuHashMap::try_from(self.ebpf.map("BLOCK_TOTALS").context("BLOCK_TOTALS")?)?;
+        for entry in totals.iter() {
+            let (key, per_cpu) = entry?;
+            let sum = snap.per_thread.entry(key).or_default();
+            for t in per_cpu.iter() {
+                sum.add(t);
+            }
+        }
+        let latency: PerCpuHashMap<_, LatencySlotKey, u64> =
+            PerCpuHashMap::try_from(self.ebpf.map("BLOCK_LATENCY").context("BLOCK_LATENCY")?)?;
+        for entry in latency.iter() {
+            let (key, per_cpu) = entry?;
+            let hist = snap
+                .latency
+                .entry(key.tgid)
+                .or_insert([0; LATENCY_SLOTS as usize]);
+            if let Some(slot) = hist.get_mut(key.slot as usize) {
+                *slot += per_cpu.iter().sum::<u64>();
+            }
+        }
+        let counters: PerCpuArray<_, u64> =
+            PerCpuArray::try_from(self.ebpf.map("BLOCK_COUNTERS").context("BLOCK_COUNTERS")?)?;
+        let read = |i: u32| -> Result<u64> { Ok(counters.get(&i, 0)?.iter().sum()) };
+        snap.lost = LostEvents {
+            inflight_map_full: read(counter::INFLIGHT_FULL)?,
+            unmatched_completions: read(counter::UNMATCHED_COMPLETE)?,
+            totals_map_full: read(counter::TOTALS_FULL)?,
+        };
+        Ok(snap)
+    }
+}

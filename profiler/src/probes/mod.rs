@@ -1,0 +1,5 @@
+//! The eBPF side as user space sees it: the embedded object, how each
+//! mechanism attaches, and one module per probe family.
+pub mod attach;
+pub mod block;
+pub mod object;
