@@ -5,6 +5,7 @@
 #![no_std]
 
 pub mod block;
+pub mod pattern;
 
 /// Names of the programs in the eBPF object, so both sides spell them once.
 pub mod programs {
