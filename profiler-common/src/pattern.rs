@@ -37,6 +37,9 @@ pub fn first_mismatch(seed: u64, offset: u64, buf: &[u8]) -> Option<usize> {
     })
 }
 
+/// The seed of the lab disk's data files (xtask writes them, guest tests check them).
+pub const LAB_SEED: u64 = 0xd0a_b0f_f11e;
+
 #[cfg(test)]
 mod tests {
     use super::*;

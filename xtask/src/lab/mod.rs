@@ -1,0 +1,60 @@
+//! The lab: Debian's linux-source-6.12 plus the project's own patches
+//! (DMA_BUF_IOCTL_RW_FILE and a system-heap rw_file), booted under QEMU
+//! with an initramfs and a disk image this xtask writes itself.
+mod disk;
+mod initramfs;
+mod kernel;
+mod suite;
+mod vm;
+
+use std::process::ExitCode;
+
+use anyhow::Result;
+use clap::Subcommand;
+
+pub use suite::test_suite;
+
+#[derive(Subcommand)]
+pub enum Command {
+    /// Build (or reuse from the cache) the patched lab kernel; prints its path.
+    Kernel,
+    /// Boot the lab kernel and run a shell command in the guest (cwd: the
+    /// ext4 test disk at /mnt; `dmaprof` is on PATH). Exits with its status.
+    Run {
+        /// Kill the guest after this many seconds.
+        #[arg(long, default_value_t = 600)]
+        timeout: u64,
+        /// The command, e.g. `cargo xtask lab run -- dmaprof doctor`.
+        #[arg(trailing_var_arg = true, required = true, allow_hyphen_values = true)]
+        command: Vec<String>,
+    },
+    /// The lab test suite (builds the kernel first if needed).
+    Test,
+}
+
+pub fn run(command: Command) -> Result<ExitCode> {
+    match command {
+        Command::Kernel => {
+            let k = kernel::ensure()?;
+            println!("{}", k.bzimage.display());
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Run { timeout, command } => {
+            let kernel = kernel::ensure()?;
+            let guest = suite::guest_files(&[])?;
+            let out = vm::run(&kernel, &guest, &command.join(" "), timeout)?;
+            print!("{}", out.output);
+            eprintln!(
+                "lab: guest command exited {} (kernel {}, boot to command: {:.1}s)",
+                out.status, kernel.key, out.boot_secs
+            );
+            Ok(ExitCode::from(out.status.clamp(0, 255) as u8))
+        }
+        Command::Test => {
+            let mut phases = crate::cmd::Phases::default();
+            let result = test_suite(&mut phases);
+            eprint!("{}", phases.summary());
+            result.map(|()| ExitCode::SUCCESS)
+        }
+    }
+}

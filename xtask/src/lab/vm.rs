@@ -1,0 +1,178 @@
+//! Boots the lab kernel under QEMU (TCG: KVM is not available for guests
+//! here), runs one shell command, and returns what it printed and its status.
+use std::{
+    io::{BufRead, BufReader},
+    path::{Path, PathBuf},
+    process::{Command, Stdio},
+    sync::mpsc,
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context, Result, bail};
+
+use super::{disk, initramfs::Initramfs, kernel::Kernel};
+use crate::cmd;
+
+const BEGIN: &str = "@@DMAPROF-LAB-BEGIN@@";
+const END: &str = "@@DMAPROF-LAB-END@@ rc=";
+
+/// Files to put into the guest: (guest path, host path).
+pub struct GuestFiles {
+    pub executables: Vec<(String, PathBuf)>,
+}
+
+pub struct VmOutput {
+    /// What the command printed (between the markers).
+    pub output: String,
+    /// Everything on the console, kernel messages included.
+    pub console: String,
+    pub status: i32,
+    /// Seconds from QEMU start to the command starting.
+    pub boot_secs: f64,
+}
+
+const INIT: &str = r#"#!/bin/busybox sh
+/bin/busybox --install -s /bin
+export PATH=/usr/bin:/bin:/lab
+mount -t proc proc /proc
+mount -t sysfs sysfs /sys
+mount -t devtmpfs devtmpfs /dev
+mount -t tmpfs tmpfs /tmp
+mount -t tracefs tracefs /sys/kernel/tracing 2>/dev/null
+mount -t ext4 /dev/vda /mnt || echo "lab: mounting /dev/vda on /mnt failed"
+cd /mnt
+echo "@@DMAPROF-LAB-BEGIN@@"
+sh /cmd 2>&1
+rc=$?
+echo "@@DMAPROF-LAB-END@@ rc=$rc"
+cd /
+sync
+umount /mnt
+poweroff -f
+"#;
+
+fn build_initramfs(files: &GuestFiles, command: &str) -> Result<Vec<u8>> {
+    let mut fs = Initramfs::default();
+    for d in ["/dev", "/proc", "/sys", "/tmp", "/mnt", "/bin", "/usr/bin", "/lab"] {
+        fs.dir(d);
+    }
+    fs.copy("/bin/busybox", Path::new("/bin/busybox"), 0o755)
+        .context("busybox-static is needed for the guest: run `cargo xtask setup`")?;
+    // `sh` before `busybox --install` has run (the guest command runs under it).
+    fs.symlink("/bin/sh", "busybox");
+    fs.file("/init", INIT.as_bytes().to_vec(), 0o755);
+    fs.file("/cmd", format!("{command}\n").into_bytes(), 0o644);
+    for (guest, host) in &files.executables {
+        fs.executable(guest, host)?;
+    }
+    Ok(fs.write())
+}
+
+pub fn run(kernel: &Kernel, files: &GuestFiles, command: &str, timeout_secs: u64) -> Result<VmOutput> {
+    let work = cmd::cache_dir().join("lab/run").join(std::process::id().to_string());
+    std::fs::create_dir_all(&work)?;
+    let result = run_in(&work, kernel, files, command, timeout_secs);
+    let _ = std::fs::remove_dir_all(&work);
+    result
+}
+
+fn run_in(
+    work: &Path,
+    kernel: &Kernel,
+    files: &GuestFiles,
+    command: &str,
+    timeout_secs: u64,
+) -> Result<VmOutput> {
+    let initrd = work.join("initramfs.cpio");
+    std::fs::write(&initrd, build_initramfs(files, command)?)?;
+    let disk_img = work.join("disk.img");
+    disk::fresh_copy(&disk_img)?;
+
+    let start = Instant::now();
+    let mut child = Command::new("qemu-system-x86_64")
+        .args(["-accel", "tcg,thread=multi", "-cpu", "max", "-smp", "2", "-m", "2G"])
+        .args(["-display", "none", "-monitor", "none", "-serial", "stdio", "-no-reboot"])
+        .arg("-kernel")
+        .arg(&kernel.bzimage)
+        .arg("-initrd")
+        .arg(&initrd)
+        .args(["-append", "console=ttyS0 quiet loglevel=4 panic=-1 oops=panic"])
+        .arg("-drive")
+        .arg(format!("file={},if=virtio,format=raw", disk_img.display()))
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .context("starting qemu-system-x86_64 (run `cargo xtask setup`)")?;
+
+    let (tx, rx) = mpsc::channel::<(Instant, String)>();
+    let stdout = child.stdout.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            if tx.send((Instant::now(), line)).is_err() {
+                break;
+            }
+        }
+    });
+
+    let deadline = start + Duration::from_secs(timeout_secs);
+    let mut console = String::new();
+    let mut output = String::new();
+    let (mut began, mut status, mut boot_secs) = (false, None, 0.0);
+    loop {
+        let now = Instant::now();
+        if now >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            bail!(
+                "lab guest hung: killed after {timeout_secs}s running `{command}`; last console lines:\n{}",
+                tail(&console, 30)
+            );
+        }
+        match rx.recv_timeout((deadline - now).min(Duration::from_millis(200))) {
+            Ok((at, line)) => {
+                let line = line.trim_end_matches('\r').to_string();
+                console.push_str(&line);
+                console.push('\n');
+                if line.contains(BEGIN) {
+                    began = true;
+                    boot_secs = (at - start).as_secs_f64();
+                } else if let Some(rc) = line.split(END).nth(1) {
+                    status = rc.trim().parse::<i32>().ok();
+                    began = false;
+                } else if began {
+                    output.push_str(&line);
+                    output.push('\n');
+                }
+            }
+            Err(mpsc::RecvTimeoutError::Timeout) => {}
+            Err(mpsc::RecvTimeoutError::Disconnected) => break,
+        }
+    }
+    let exit = child.wait()?;
+    let _ = reader.join();
+    let Some(status) = status else {
+        let mut err = String::new();
+        if let Some(mut e) = child.stderr.take() {
+            let _ = std::io::Read::read_to_string(&mut e, &mut err);
+        }
+        bail!(
+            "lab guest ended ({exit}) without finishing `{command}`; qemu: {}; last console lines:\n{}",
+            err.trim(),
+            tail(&console, 30)
+        );
+    };
+    Ok(VmOutput { output, console, status, boot_secs })
+}
+
+fn tail(text: &str, n: usize) -> String {
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(n)..].join("\n")
+}
+
+/// Kernel complaints that fail a lab run even when the command succeeded.
+pub fn kernel_complaints(console: &str) -> Vec<String> {
+    const BAD: [&str; 6] = ["WARNING:", "BUG:", "Oops", "Kernel panic", "Call Trace", "KASAN"];
+    console.lines().filter(|l| BAD.iter().any(|b| l.contains(b))).map(str::to_string).collect()
+}
