@@ -34,21 +34,33 @@ fn write_pattern_file(path: &Path, len: usize) {
 }
 
 fn direct_read_all(path: &Path, len: usize, chunk: usize) -> u64 {
-    let f = OpenOptions::new().read(true).custom_flags(libc::O_DIRECT).open(path).unwrap();
+    let f = OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_DIRECT)
+        .open(path)
+        .unwrap();
     let (mut v, off) = aligned(chunk);
     let buf = &mut v[off..off + chunk];
     let mut total = 0u64;
     for pos in (0..len).step_by(chunk) {
         let n = f.read_at(buf, pos as u64).unwrap();
         assert_eq!(n, chunk, "short O_DIRECT read at {pos}");
-        assert_eq!(pattern::first_mismatch(SEED, pos as u64, buf), None, "data at {pos}");
+        assert_eq!(
+            pattern::first_mismatch(SEED, pos as u64, buf),
+            None,
+            "data at {pos}"
+        );
         total += n as u64;
     }
     total
 }
 
 fn direct_overwrite_all(path: &Path, len: usize, chunk: usize) -> u64 {
-    let f = OpenOptions::new().write(true).custom_flags(libc::O_DIRECT).open(path).unwrap();
+    let f = OpenOptions::new()
+        .write(true)
+        .custom_flags(libc::O_DIRECT)
+        .open(path)
+        .unwrap();
     let (mut v, off) = aligned(chunk);
     let buf = &mut v[off..off + chunk];
     buf.fill(0xa5);
@@ -74,7 +86,14 @@ fn direct_io_bytes_are_attributed_to_the_thread_that_did_them() {
     write_pattern_file(&write_path, WRITE_LEN);
 
     let probe = BlockProbe::attach(Some(std::process::id())).expect("attach block probe");
-    assert!(probe.attached.iter().any(|a| a == "block:block_rq_complete"), "{:?}", probe.attached);
+    assert!(
+        probe
+            .attached
+            .iter()
+            .any(|a| a == "block:block_rq_complete"),
+        "{:?}",
+        probe.attached
+    );
 
     // Another process doing direct I/O on the same device at the same time:
     // the tgid filter must keep it out.
@@ -86,9 +105,14 @@ fn direct_io_bytes_are_attributed_to_the_thread_that_did_them() {
         .expect("spawn dd");
 
     let read_path2 = read_path.clone();
-    let reader = std::thread::spawn(move || (gettid(), direct_read_all(&read_path2, READ_LEN, MIB)));
-    let writer =
-        std::thread::spawn(move || (gettid(), direct_overwrite_all(&write_path, WRITE_LEN, 512 * 1024)));
+    let reader =
+        std::thread::spawn(move || (gettid(), direct_read_all(&read_path2, READ_LEN, MIB)));
+    let writer = std::thread::spawn(move || {
+        (
+            gettid(),
+            direct_overwrite_all(&write_path, WRITE_LEN, 512 * 1024),
+        )
+    });
     let (reader_tid, read_bytes) = reader.join().unwrap();
     let (writer_tid, written_bytes) = writer.join().unwrap();
     assert!(noise.wait().unwrap().success());
@@ -96,28 +120,53 @@ fn direct_io_bytes_are_attributed_to_the_thread_that_did_them() {
     let snap = probe.snapshot().expect("snapshot");
     let r = snap.thread(reader_tid);
     let w = snap.thread(writer_tid);
-    eprintln!("reader {reader_tid}: {r:?}\nwriter {writer_tid}: {w:?}\nlost: {:?}", snap.lost);
+    eprintln!(
+        "reader {reader_tid}: {r:?}\nwriter {writer_tid}: {w:?}\nlost: {:?}",
+        snap.lost
+    );
 
     assert_eq!(read_bytes, READ_LEN as u64);
-    assert_eq!(r.bytes, read_bytes, "block bytes completed for the reader thread");
+    assert_eq!(
+        r.bytes, read_bytes,
+        "block bytes completed for the reader thread"
+    );
     assert_eq!(r.read_bytes, read_bytes);
     assert_eq!(r.write_bytes, 0);
-    assert!(r.completions >= (READ_LEN / MIB) as u64, "at least one request per 1 MiB read");
-    assert!(r.device_ns > 0 && r.max_device_ns > 0, "device latency measured");
+    assert!(
+        r.completions >= (READ_LEN / MIB) as u64,
+        "at least one request per 1 MiB read"
+    );
+    assert!(
+        r.device_ns > 0 && r.max_device_ns > 0,
+        "device latency measured"
+    );
 
     assert_eq!(written_bytes, WRITE_LEN as u64);
-    assert_eq!(w.bytes, written_bytes, "block bytes completed for the writer thread");
+    assert_eq!(
+        w.bytes, written_bytes,
+        "block bytes completed for the writer thread"
+    );
     assert_eq!(w.write_bytes, written_bytes);
 
     // Nothing from dd (another tgid) was entered.
-    assert!(snap.per_thread.keys().all(|k| k.tgid == std::process::id()), "{:?}", snap.per_thread.keys());
+    assert!(
+        snap.per_thread.keys().all(|k| k.tgid == std::process::id()),
+        "{:?}",
+        snap.per_thread.keys()
+    );
     assert_eq!(snap.lost.inflight_map_full, 0);
     assert_eq!(snap.lost.totals_map_full, 0);
 
     // The latency histogram counts every completion that saw its issue.
-    let hist = snap.latency.get(&std::process::id()).expect("latency histogram");
+    let hist = snap
+        .latency
+        .get(&std::process::id())
+        .expect("latency histogram");
     let samples: u64 = hist.iter().sum();
-    assert!(samples >= r.completions + w.completions, "{samples} samples");
+    assert!(
+        samples >= r.completions + w.completions,
+        "{samples} samples"
+    );
 }
 
 #[test]
@@ -138,5 +187,9 @@ fn unfiltered_probe_sees_another_process() {
     assert!(child.wait_with_output().unwrap().status.success());
     let snap = probe.snapshot().unwrap();
     let totals = snap.process(pid);
-    assert_eq!(totals.write_bytes, 4 * MIB as u64, "dd's direct writes, {totals:?}");
+    assert_eq!(
+        totals.write_bytes,
+        4 * MIB as u64,
+        "dd's direct writes, {totals:?}"
+    );
 }

@@ -6,8 +6,16 @@ use dmaprof_e2e::{disk_scratch_dir, dmaprof_bin, require_bpf};
 use serde_json::Value;
 
 fn doctor_json(args: &[&str]) -> Value {
-    let out = Command::new(dmaprof_bin()).args(["doctor", "--json"]).args(args).output().unwrap();
-    assert!(out.status.success(), "doctor failed: {}", String::from_utf8_lossy(&out.stderr));
+    let out = Command::new(dmaprof_bin())
+        .args(["doctor", "--json"])
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "doctor failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     serde_json::from_slice(&out.stdout).expect("doctor --json prints JSON")
 }
 
@@ -21,7 +29,11 @@ fn target<'a>(report: &'a Value, name: &str) -> &'a Value {
 }
 
 fn rung<'a>(t: &'a Value, method: &str) -> Option<&'a Value> {
-    t["rungs"].as_array().unwrap().iter().find(|r| r["method"] == method)
+    t["rungs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["method"] == method)
 }
 
 #[test]
@@ -35,17 +47,29 @@ fn report_matches_this_machine() {
     let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap();
     assert_eq!(report["kernel_release"], release.trim());
     assert_eq!(report["bpf"]["ok"], true);
-    assert_eq!(report["btf"]["ok"], Path::new("/sys/kernel/btf/vmlinux").exists());
+    assert_eq!(
+        report["btf"]["ok"],
+        Path::new("/sys/kernel/btf/vmlinux").exists()
+    );
 
     let mut heaps: Vec<String> = std::fs::read_dir("/dev/dma_heap")
-        .map(|d| d.map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect())
+        .map(|d| {
+            d.map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                .collect()
+        })
         .unwrap_or_default();
     heaps.sort();
     let reported: Vec<String> = serde_json::from_value(report["dma_buf"]["heaps"].clone()).unwrap();
     assert_eq!(reported, heaps);
-    assert_eq!(report["dma_buf"]["udmabuf"], Path::new("/dev/udmabuf").exists());
+    assert_eq!(
+        report["dma_buf"]["udmabuf"],
+        Path::new("/dev/udmabuf").exists()
+    );
     if heaps.is_empty() {
-        assert_ne!(report["dma_buf"]["rw_file"], "supported", "no heap, so RW_FILE cannot work");
+        assert_ne!(
+            report["dma_buf"]["rw_file"], "supported",
+            "no heap, so RW_FILE cannot work"
+        );
     }
 
     // Block tracepoints are the block layer's only rung and exist on every
@@ -58,7 +82,12 @@ fn report_matches_this_machine() {
     let kprobe = rung(ioctl, "kprobe").unwrap();
     if !Path::new("/sys/bus/event_source/devices/kprobe").exists() {
         assert_eq!(kprobe["works"], false);
-        assert!(kprobe["detail"].as_str().unwrap().contains("CONFIG_KPROBES"));
+        assert!(
+            kprobe["detail"]
+                .as_str()
+                .unwrap()
+                .contains("CONFIG_KPROBES")
+        );
     }
     // The best method is the first working rung in ladder order.
     let first_working = ["fentry", "kprobe", "tracepoint"]
@@ -68,8 +97,14 @@ fn report_matches_this_machine() {
 
     let fs = &report["filesystem"]["info"];
     let meta = std::os::unix::fs::MetadataExt::dev(&std::fs::metadata(dir.path()).unwrap());
-    assert_eq!(fs["device"], format!("{}:{}", libc::major(meta), libc::minor(meta)));
-    assert_eq!(fs["o_direct"], true, "disk-backed scratch dir supports O_DIRECT: {fs:#}");
+    assert_eq!(
+        fs["device"],
+        format!("{}:{}", libc::major(meta), libc::minor(meta))
+    );
+    assert_eq!(
+        fs["o_direct"], true,
+        "disk-backed scratch dir supports O_DIRECT: {fs:#}"
+    );
 }
 
 #[test]
@@ -77,7 +112,13 @@ fn text_report_names_every_section() {
     let out = Command::new(dmaprof_bin()).arg("doctor").output().unwrap();
     assert!(out.status.success());
     let text = String::from_utf8(out.stdout).unwrap();
-    for section in ["kernel facilities", "probe targets", "dma-buf", "filesystem", "limitations"] {
+    for section in [
+        "kernel facilities",
+        "probe targets",
+        "dma-buf",
+        "filesystem",
+        "limitations",
+    ] {
         assert!(text.contains(section), "missing {section}:\n{text}");
     }
 }
@@ -90,12 +131,21 @@ fn answers_without_privileges() {
     }
     // Drop to nobody with no capabilities: the report must still come, and say what is lost.
     let out = Command::new("setpriv")
-        .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--inh-caps=-all"])
+        .args([
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            "--inh-caps=-all",
+        ])
         .arg(dmaprof_bin())
         .args(["doctor", "--json", "--path", "/"])
         .output()
         .expect("setpriv (util-linux)");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let report: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(report["bpf"]["ok"], false);
     assert_eq!(report["privileges"]["cap_bpf"], false);
@@ -112,6 +162,9 @@ fn bad_path_is_one_clear_line_and_exit_2() {
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8(out.stderr).unwrap();
     assert_eq!(err.lines().count(), 1, "{err}");
-    assert!(err.starts_with("dmaprof: ") && err.contains("/nonexistent/dmaprof"), "{err}");
+    assert!(
+        err.starts_with("dmaprof: ") && err.contains("/nonexistent/dmaprof"),
+        "{err}"
+    );
     assert!(!err.contains("panicked"));
 }

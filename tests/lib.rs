@@ -1,9 +1,5 @@
 //! Helpers shared by dmaprof's end-to-end scenarios.
-use std::{
-    path::PathBuf,
-    process::Command,
-    sync::OnceLock,
-};
+use std::{path::PathBuf, process::Command, sync::OnceLock};
 
 /// True when running under CI, where a missing capability is a failure, not a skip.
 pub fn under_ci() -> bool {
@@ -17,7 +13,10 @@ pub fn require_bpf(test: &str) -> bool {
     if euid == 0 {
         return true;
     }
-    assert!(!under_ci(), "{test}: needs root for BPF, and CI=true forbids skipping");
+    assert!(
+        !under_ci(),
+        "{test}: needs root for BPF, and CI=true forbids skipping"
+    );
     eprintln!("SKIP {test}: needs root (euid {euid}) to load eBPF programs");
     false
 }
@@ -28,7 +27,11 @@ pub fn dmaprof_bin() -> PathBuf {
     BIN.get_or_init(|| {
         let exe = std::env::current_exe().expect("current_exe");
         // target/<profile>/deps/<test> -> target/<profile>/dmaprof
-        let profile_dir = exe.parent().and_then(|d| d.parent()).expect("target dir").to_path_buf();
+        let profile_dir = exe
+            .parent()
+            .and_then(|d| d.parent())
+            .expect("target dir")
+            .to_path_buf();
         let release = profile_dir.file_name().is_some_and(|n| n == "release");
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
         let mut cmd = Command::new(cargo);
@@ -48,8 +51,13 @@ pub fn dmaprof_bin() -> PathBuf {
 /// A scratch directory on a disk-backed filesystem (O_DIRECT and the block
 /// layer need a real block device; /tmp may be tmpfs).
 pub fn disk_scratch_dir() -> tempfile::TempDir {
-    let base = std::env::var_os("DMAPROF_TEST_DIR").map(PathBuf::from).unwrap_or_else(|| "/var/tmp".into());
-    tempfile::Builder::new().prefix("dmaprof-test-").tempdir_in(base).expect("scratch dir")
+    let base = std::env::var_os("DMAPROF_TEST_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| "/var/tmp".into());
+    tempfile::Builder::new()
+        .prefix("dmaprof-test-")
+        .tempdir_in(base)
+        .expect("scratch dir")
 }
 
 /// The calling thread's kernel thread id.

@@ -23,7 +23,7 @@ pub fn fill(seed: u64, offset: u64, buf: &mut [u8]) {
 /// Fills a buffer whose file offset is 8-aligned and length a multiple of 8
 /// (the fast path used for large files).
 pub fn fill_aligned(seed: u64, offset: u64, buf: &mut [u8]) {
-    debug_assert!(offset % 8 == 0 && buf.len() % 8 == 0);
+    debug_assert!(offset.is_multiple_of(8) && buf.len().is_multiple_of(8));
     for (i, chunk) in buf.chunks_exact_mut(8).enumerate() {
         chunk.copy_from_slice(&word(seed, offset / 8 + i as u64).to_le_bytes());
     }
@@ -38,7 +38,7 @@ pub fn first_mismatch(seed: u64, offset: u64, buf: &[u8]) -> Option<usize> {
 }
 
 /// The seed of the lab disk's data files (xtask writes them, guest tests check them).
-pub const LAB_SEED: u64 = 0xd0a_b0f_f11e;
+pub const LAB_SEED: u64 = 0x00d0_ab0f_f11e;
 
 #[cfg(test)]
 mod tests {

@@ -43,7 +43,11 @@ fn installed(pkg: &str) -> bool {
 }
 
 fn apt() -> Result<()> {
-    let missing: Vec<&str> = APT_PACKAGES.iter().copied().filter(|p| !installed(p)).collect();
+    let missing: Vec<&str> = APT_PACKAGES
+        .iter()
+        .copied()
+        .filter(|p| !installed(p))
+        .collect();
     if missing.is_empty() {
         eprintln!("setup: apt packages present ({})", APT_PACKAGES.len());
         return Ok(());
@@ -78,7 +82,13 @@ fn rust_src() -> Result<()> {
         return Ok(());
     }
     eprintln!("setup: adding rust-src to nightly");
-    cmd::run(Command::new("rustup").args(["component", "add", "rust-src", "--toolchain", "nightly"]))
+    cmd::run(Command::new("rustup").args([
+        "component",
+        "add",
+        "rust-src",
+        "--toolchain",
+        "nightly",
+    ]))
 }
 
 fn bpf_linker() -> Result<()> {
@@ -93,12 +103,23 @@ fn bpf_linker() -> Result<()> {
     );
     let llvm = Path::new("/usr/lib/llvm-22/bin");
     if !llvm.join("llvm-config").exists() {
-        bail!("{} missing: llvm-22-dev did not install", llvm.join("llvm-config").display());
+        bail!(
+            "{} missing: llvm-22-dev did not install",
+            llvm.join("llvm-config").display()
+        );
     }
-    let path = format!("{}:{}", llvm.display(), std::env::var("PATH").unwrap_or_default());
+    let path = format!(
+        "{}:{}",
+        llvm.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
     cmd::run(
         Command::new("cargo")
-            .args(["install", &format!("bpf-linker@{BPF_LINKER_VERSION}"), "--locked"])
+            .args([
+                "install",
+                &format!("bpf-linker@{BPF_LINKER_VERSION}"),
+                "--locked",
+            ])
             .args(["--no-default-features", "--features", "llvm-22"])
             .env("PATH", path),
     )

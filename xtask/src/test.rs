@@ -11,17 +11,32 @@ pub fn run(with_lab: bool) -> Result<ExitCode> {
     let result = (|| -> Result<()> {
         phases.run("setup", || setup::run().map(|_| ()))?;
         phases.run("cargo fmt --check", || {
-            cmd::run(Command::new("cargo").args(["fmt", "--all", "--", "--check"]).current_dir(&root))
+            cmd::run(
+                Command::new("cargo")
+                    .args(["fmt", "--all", "--", "--check"])
+                    .current_dir(&root),
+            )
         })?;
         phases.run("cargo clippy -D warnings", || {
             cmd::run(
                 Command::new("cargo")
-                    .args(["clippy", "--release", "--all-targets", "--", "-D", "warnings"])
+                    .args([
+                        "clippy",
+                        "--release",
+                        "--all-targets",
+                        "--",
+                        "-D",
+                        "warnings",
+                    ])
                     .current_dir(&root),
             )
         })?;
         phases.run("host tests (cargo test)", || {
-            cmd::run(Command::new("cargo").args(["test", "--release"]).current_dir(&root))
+            cmd::run(
+                Command::new("cargo")
+                    .args(["test", "--release"])
+                    .current_dir(&root),
+            )
         })?;
         if with_lab {
             lab::test_suite(&mut phases)?;

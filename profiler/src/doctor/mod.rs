@@ -320,13 +320,10 @@ fn limitations(r: &Report) -> Vec<String> {
     if !r.dma_buf.heaps.is_empty() && r.dma_buf.rw_file != RwFileSupport::Supported {
         out.push("DMA_BUF_IOCTL_RW_FILE not usable: rw-file* modes unavailable".into());
     }
-    if let Some(fs) = &r.filesystem {
-        if !fs.ok {
-            out.push(
-                "O_DIRECT unavailable on the inspected path: *-direct modes unavailable there"
-                    .into(),
-            );
-        }
+    if r.filesystem.as_ref().is_some_and(|fs| !fs.ok) {
+        out.push(
+            "O_DIRECT unavailable on the inspected path: *-direct modes unavailable there".into(),
+        );
     }
     out
 }

@@ -18,7 +18,12 @@ const IMAGE_SIZE: &str = "1G";
 /// Returns a fresh copy of the cached image for one boot.
 pub fn fresh_copy(dest: &std::path::Path) -> Result<()> {
     let image = ensure()?;
-    cmd::run(Command::new("cp").arg("--sparse=always").arg(&image).arg(dest))
+    cmd::run(
+        Command::new("cp")
+            .arg("--sparse=always")
+            .arg(&image)
+            .arg(dest),
+    )
 }
 
 fn ensure() -> Result<PathBuf> {

@@ -36,17 +36,24 @@ impl Initramfs {
 
     pub fn dir(&mut self, path: &str) {
         self.add_parents(path);
-        self.entries.insert(path.trim_start_matches('/').to_string(), Entry::Dir);
+        self.entries
+            .insert(path.trim_start_matches('/').to_string(), Entry::Dir);
     }
 
     pub fn file(&mut self, path: &str, data: Vec<u8>, mode: u32) {
         self.add_parents(path);
-        self.entries.insert(path.trim_start_matches('/').to_string(), Entry::File { data, mode });
+        self.entries.insert(
+            path.trim_start_matches('/').to_string(),
+            Entry::File { data, mode },
+        );
     }
 
     pub fn symlink(&mut self, path: &str, target: &str) {
         self.add_parents(path);
-        self.entries.insert(path.trim_start_matches('/').to_string(), Entry::Symlink(target.into()));
+        self.entries.insert(
+            path.trim_start_matches('/').to_string(),
+            Entry::Symlink(target.into()),
+        );
     }
 
     /// Copies a host file in, following symlinks.
@@ -87,7 +94,21 @@ impl Initramfs {
 
 fn header(out: &mut Vec<u8>, ino: u32, mode: u32, name: &str, size: usize) {
     let nlink = if mode & 0o040000 != 0 { 2 } else { 1 };
-    let fields = [ino, mode, 0, 0, nlink, 0, size as u32, 0, 0, 0, 0, name.len() as u32 + 1, 0];
+    let fields = [
+        ino,
+        mode,
+        0,
+        0,
+        nlink,
+        0,
+        size as u32,
+        0,
+        0,
+        0,
+        0,
+        name.len() as u32 + 1,
+        0,
+    ];
     out.extend_from_slice(b"070701");
     for f in fields {
         out.extend_from_slice(format!("{f:08x}").as_bytes());
@@ -98,7 +119,7 @@ fn header(out: &mut Vec<u8>, ino: u32, mode: u32, name: &str, size: usize) {
 }
 
 fn pad4(out: &mut Vec<u8>) {
-    while out.len() % 4 != 0 {
+    while !out.len().is_multiple_of(4) {
         out.push(0);
     }
 }

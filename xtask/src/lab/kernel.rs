@@ -57,7 +57,11 @@ fn cache_key(version: &str, fragment: &[u8], patches: &[PathBuf]) -> Result<Stri
         h.update(p.file_name().unwrap().to_string_lossy().as_bytes());
         h.update(std::fs::read(p)?);
     }
-    Ok(h.finalize().iter().take(8).map(|b| format!("{b:02x}")).collect())
+    Ok(h.finalize()
+        .iter()
+        .take(8)
+        .map(|b| format!("{b:02x}"))
+        .collect())
 }
 
 pub fn ensure() -> Result<Kernel> {
@@ -73,11 +77,16 @@ pub fn ensure() -> Result<Kernel> {
         eprintln!("lab: kernel {key} cached at {}", bzimage.display());
         return Ok(Kernel { bzimage, key });
     }
-    eprintln!("lab: building kernel {key} ({SOURCE_PACKAGE} {version}, {} patches)", patches.len());
+    eprintln!(
+        "lab: building kernel {key} ({SOURCE_PACKAGE} {version}, {} patches)",
+        patches.len()
+    );
     let start = std::time::Instant::now();
     let tree = prepare_tree(&patches, &fragment_path)?;
     configure(&tree, &fragment_path, &fragment)?;
-    let jobs = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2);
+    let jobs = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(2);
     let log = tree.join("dmaprof-build.log");
     let status = Command::new("sh")
         .arg("-c")
@@ -98,7 +107,10 @@ pub fn ensure() -> Result<Kernel> {
     std::fs::copy(tree.join("arch/x86/boot/bzImage"), &tmp)?;
     std::fs::copy(tree.join(".config"), out_dir.join("config"))?;
     std::fs::rename(&tmp, &bzimage)?;
-    eprintln!("lab: kernel {key} built in {:.0}s", start.elapsed().as_secs_f64());
+    eprintln!(
+        "lab: kernel {key} built in {:.0}s",
+        start.elapsed().as_secs_f64()
+    );
     Ok(Kernel { bzimage, key })
 }
 
@@ -114,14 +126,25 @@ fn prepare_tree(patches: &[PathBuf], fragment: &Path) -> Result<PathBuf> {
     if !tree.exists() {
         std::fs::create_dir_all(&src)?;
         eprintln!("lab: extracting {TARBALL}");
-        cmd::run(Command::new("tar").arg("-xf").arg(TARBALL).arg("-C").arg(&src))?;
+        cmd::run(
+            Command::new("tar")
+                .arg("-xf")
+                .arg(TARBALL)
+                .arg("-C")
+                .arg(&src),
+        )?;
     }
     if !same_patches(&applied, patches)? {
         std::fs::create_dir_all(&applied)?;
         for p in patches {
             eprintln!("lab: applying {}", p.file_name().unwrap().to_string_lossy());
-            cmd::run(Command::new("patch").args(["-p1", "--forward", "--quiet", "-i"]).arg(p).current_dir(&tree))
-                .with_context(|| format!("{} does not apply to {TREE_NAME}", p.display()))?;
+            cmd::run(
+                Command::new("patch")
+                    .args(["-p1", "--forward", "--quiet", "-i"])
+                    .arg(p)
+                    .current_dir(&tree),
+            )
+            .with_context(|| format!("{} does not apply to {TREE_NAME}", p.display()))?;
             std::fs::copy(p, applied.join(p.file_name().unwrap()))?;
         }
     }
@@ -157,8 +180,16 @@ fn same_patches(applied: &Path, patches: &[PathBuf]) -> Result<bool> {
 /// Reverse-applies the recorded patches, newest first. False if one fails.
 fn revert(tree: &Path, applied: &Path) -> Result<bool> {
     for p in applied_patches(applied)?.iter().rev() {
-        eprintln!("lab: reverting {}", p.file_name().unwrap().to_string_lossy());
-        let ok = cmd::succeeds(Command::new("patch").args(["-p1", "-R", "--quiet", "-i"]).arg(p).current_dir(tree));
+        eprintln!(
+            "lab: reverting {}",
+            p.file_name().unwrap().to_string_lossy()
+        );
+        let ok = cmd::succeeds(
+            Command::new("patch")
+                .args(["-p1", "-R", "--quiet", "-i"])
+                .arg(p)
+                .current_dir(tree),
+        );
         if !ok {
             return Ok(false);
         }
@@ -186,14 +217,20 @@ fn configure(tree: &Path, fragment_path: &Path, fragment: &[u8]) -> Result<()> {
         let line = line.trim();
         if line.starts_with("CONFIG_") && !config.lines().any(|l| l == line) {
             missing.push(line.to_string());
-        } else if let Some(name) = line.strip_prefix("# ").and_then(|l| l.strip_suffix(" is not set")) {
-            if config.lines().any(|l| l.starts_with(&format!("{name}="))) {
-                missing.push(format!("{name} should be unset"));
-            }
+        } else if let Some(name) = line
+            .strip_prefix("# ")
+            .and_then(|l| l.strip_suffix(" is not set"))
+            && config.lines().any(|l| l.starts_with(&format!("{name}=")))
+        {
+            missing.push(format!("{name} should be unset"));
         }
     }
     if !missing.is_empty() {
-        bail!("the kernel config lost options from {}: {}", fragment_path.display(), missing.join(", "));
+        bail!(
+            "the kernel config lost options from {}: {}",
+            fragment_path.display(),
+            missing.join(", ")
+        );
     }
     Ok(())
 }

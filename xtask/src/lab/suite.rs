@@ -18,8 +18,23 @@ const LAB_TESTS: &[&str] = &["lab_rw_file"];
 /// Builds the release `dmaprof` (and the named lab test binaries) for the guest.
 pub fn guest_files(lab_tests: &[&str]) -> Result<GuestFiles> {
     let root = cmd::workspace_root();
-    cmd::run(Command::new("cargo").args(["build", "--release", "--quiet", "-p", "profiler", "--bin", "dmaprof"]).current_dir(&root))?;
-    let mut executables = vec![("/usr/bin/dmaprof".to_string(), root.join("target/release/dmaprof"))];
+    cmd::run(
+        Command::new("cargo")
+            .args([
+                "build",
+                "--release",
+                "--quiet",
+                "-p",
+                "profiler",
+                "--bin",
+                "dmaprof",
+            ])
+            .current_dir(&root),
+    )?;
+    let mut executables = vec![(
+        "/usr/bin/dmaprof".to_string(),
+        root.join("target/release/dmaprof"),
+    )];
     for test in lab_tests {
         executables.push((format!("/lab/{test}"), test_executable(test)?));
     }
@@ -29,16 +44,28 @@ pub fn guest_files(lab_tests: &[&str]) -> Result<GuestFiles> {
 fn test_executable(name: &str) -> Result<PathBuf> {
     let out = cmd::output(
         Command::new("cargo")
-            .args(["test", "--release", "--quiet", "-p", "dmaprof-e2e", "--test", name, "--no-run"])
+            .args([
+                "test",
+                "--release",
+                "--quiet",
+                "-p",
+                "dmaprof-e2e",
+                "--test",
+                name,
+                "--no-run",
+            ])
             .args(["--message-format=json"])
             .current_dir(cmd::workspace_root()),
     )?;
     for line in out.lines() {
-        let Ok(msg) = serde_json::from_str::<Value>(line) else { continue };
-        if msg["reason"] == "compiler-artifact" && msg["target"]["name"] == name {
-            if let Some(exe) = msg["executable"].as_str() {
-                return Ok(PathBuf::from(exe));
-            }
+        let Ok(msg) = serde_json::from_str::<Value>(line) else {
+            continue;
+        };
+        if msg["reason"] == "compiler-artifact"
+            && msg["target"]["name"] == name
+            && let Some(exe) = msg["executable"].as_str()
+        {
+            return Ok(PathBuf::from(exe));
         }
     }
     bail!("cargo did not report an executable for test {name}")
@@ -52,7 +79,12 @@ pub fn test_suite(phases: &mut Phases) -> Result<()> {
         let out = vm::run(&kernel, &files, "dmaprof doctor --json --path /mnt", 300)?;
         check_clean(&out)?;
         eprintln!("lab: boot to command {:.1}s", out.boot_secs);
-        ensure!(out.status == 0, "doctor exited {}:\n{}", out.status, out.output);
+        ensure!(
+            out.status == 0,
+            "doctor exited {}:\n{}",
+            out.status,
+            out.output
+        );
         let start = out.output.find('{').context("no JSON in doctor output")?;
         let report: Value = serde_json::from_str(&out.output[start..])
             .with_context(|| format!("doctor output is not JSON:\n{}", out.output))?;
@@ -61,11 +93,23 @@ pub fn test_suite(phases: &mut Phases) -> Result<()> {
 
     for test in LAB_TESTS {
         phases.run(&format!("lab: {test} in the guest"), || {
-            let out = vm::run(&kernel, &files, &format!("/lab/{test} --ignored --test-threads=1 --nocapture"), 900)?;
+            let out = vm::run(
+                &kernel,
+                &files,
+                &format!("/lab/{test} --ignored --test-threads=1 --nocapture"),
+                900,
+            )?;
             eprint!("{}", out.output);
             check_clean(&out)?;
-            ensure!(out.status == 0, "{test} failed in the guest (exit {})", out.status);
-            ensure!(out.output.contains("test result: ok"), "{test}: no test result line");
+            ensure!(
+                out.status == 0,
+                "{test} failed in the guest (exit {})",
+                out.status
+            );
+            ensure!(
+                out.output.contains("test result: ok"),
+                "{test}: no test result line"
+            );
             Ok(())
         })?;
     }
@@ -74,7 +118,11 @@ pub fn test_suite(phases: &mut Phases) -> Result<()> {
 
 fn check_clean(out: &vm::VmOutput) -> Result<()> {
     let complaints = vm::kernel_complaints(&out.console);
-    ensure!(complaints.is_empty(), "the guest kernel complained:\n{}", complaints.join("\n"));
+    ensure!(
+        complaints.is_empty(),
+        "the guest kernel complained:\n{}",
+        complaints.join("\n")
+    );
     Ok(())
 }
 
@@ -90,18 +138,30 @@ fn check_doctor(r: &Value) -> Result<()> {
     let heaps = r["dma_buf"]["heaps"].to_string();
     ensure!(heaps.contains("\"system\""), "no system heap: {heaps}");
     ensure!(r["dma_buf"]["udmabuf"] == true, "no udmabuf");
-    ensure!(r["dma_buf"]["rw_file"] == "supported", "RW_FILE: {}", r["dma_buf"]);
-    ensure!(r["dma_buf"]["rw_file_in_btf"] == true, "dma_buf_ops.rw_file missing from BTF");
+    ensure!(
+        r["dma_buf"]["rw_file"] == "supported",
+        "RW_FILE: {}",
+        r["dma_buf"]
+    );
+    ensure!(
+        r["dma_buf"]["rw_file_in_btf"] == true,
+        "dma_buf_ops.rw_file missing from BTF"
+    );
     let ioctl = target(r, "dma_buf_ioctl")?;
     ensure!(ioctl["best"] == "fentry", "dma_buf_ioctl: {ioctl:#}");
-    let kprobe_ok = ioctl["rungs"]
-        .as_array()
-        .is_some_and(|a| a.iter().any(|x| x["method"] == "kprobe" && x["works"] == true));
+    let kprobe_ok = ioctl["rungs"].as_array().is_some_and(|a| {
+        a.iter()
+            .any(|x| x["method"] == "kprobe" && x["works"] == true)
+    });
     ensure!(kprobe_ok, "kprobe rung does not work in the lab: {ioctl:#}");
     let cb = target(r, "rw_file callback")?;
     ensure!(cb["best"] == "fentry", "rw_file callback: {cb:#}");
     let block = target(r, "block layer")?;
     ensure!(block["best"] == "tracepoint", "block layer: {block:#}");
-    ensure!(r["filesystem"]["info"]["o_direct"] == true, "O_DIRECT on /mnt: {}", r["filesystem"]);
+    ensure!(
+        r["filesystem"]["info"]["o_direct"] == true,
+        "O_DIRECT on /mnt: {}",
+        r["filesystem"]
+    );
     Ok(())
 }

@@ -53,7 +53,9 @@ poweroff -f
 
 fn build_initramfs(files: &GuestFiles, command: &str) -> Result<Vec<u8>> {
     let mut fs = Initramfs::default();
-    for d in ["/dev", "/proc", "/sys", "/tmp", "/mnt", "/bin", "/usr/bin", "/lab"] {
+    for d in [
+        "/dev", "/proc", "/sys", "/tmp", "/mnt", "/bin", "/usr/bin", "/lab",
+    ] {
         fs.dir(d);
     }
     fs.copy("/bin/busybox", Path::new("/bin/busybox"), 0o755)
@@ -68,8 +70,15 @@ fn build_initramfs(files: &GuestFiles, command: &str) -> Result<Vec<u8>> {
     Ok(fs.write())
 }
 
-pub fn run(kernel: &Kernel, files: &GuestFiles, command: &str, timeout_secs: u64) -> Result<VmOutput> {
-    let work = cmd::cache_dir().join("lab/run").join(std::process::id().to_string());
+pub fn run(
+    kernel: &Kernel,
+    files: &GuestFiles,
+    command: &str,
+    timeout_secs: u64,
+) -> Result<VmOutput> {
+    let work = cmd::cache_dir()
+        .join("lab/run")
+        .join(std::process::id().to_string());
     std::fs::create_dir_all(&work)?;
     let result = run_in(&work, kernel, files, command, timeout_secs);
     let _ = std::fs::remove_dir_all(&work);
@@ -90,13 +99,33 @@ fn run_in(
 
     let start = Instant::now();
     let mut child = Command::new("qemu-system-x86_64")
-        .args(["-accel", "tcg,thread=multi", "-cpu", "max", "-smp", "2", "-m", "2G"])
-        .args(["-display", "none", "-monitor", "none", "-serial", "stdio", "-no-reboot"])
+        .args([
+            "-accel",
+            "tcg,thread=multi",
+            "-cpu",
+            "max",
+            "-smp",
+            "2",
+            "-m",
+            "2G",
+        ])
+        .args([
+            "-display",
+            "none",
+            "-monitor",
+            "none",
+            "-serial",
+            "stdio",
+            "-no-reboot",
+        ])
         .arg("-kernel")
         .arg(&kernel.bzimage)
         .arg("-initrd")
         .arg(&initrd)
-        .args(["-append", "console=ttyS0 quiet loglevel=4 panic=-1 oops=panic"])
+        .args([
+            "-append",
+            "console=ttyS0 quiet loglevel=4 panic=-1 oops=panic",
+        ])
         .arg("-drive")
         .arg(format!("file={},if=virtio,format=raw", disk_img.display()))
         .stdin(Stdio::null())
@@ -163,7 +192,12 @@ fn run_in(
             tail(&console, 30)
         );
     };
-    Ok(VmOutput { output, console, status, boot_secs })
+    Ok(VmOutput {
+        output,
+        console,
+        status,
+        boot_secs,
+    })
 }
 
 fn tail(text: &str, n: usize) -> String {
@@ -173,6 +207,17 @@ fn tail(text: &str, n: usize) -> String {
 
 /// Kernel complaints that fail a lab run even when the command succeeded.
 pub fn kernel_complaints(console: &str) -> Vec<String> {
-    const BAD: [&str; 6] = ["WARNING:", "BUG:", "Oops", "Kernel panic", "Call Trace", "KASAN"];
-    console.lines().filter(|l| BAD.iter().any(|b| l.contains(b))).map(str::to_string).collect()
+    const BAD: [&str; 6] = [
+        "WARNING:",
+        "BUG:",
+        "Oops",
+        "Kernel panic",
+        "Call Trace",
+        "KASAN",
+    ];
+    console
+        .lines()
+        .filter(|l| BAD.iter().any(|b| l.contains(b)))
+        .map(str::to_string)
+        .collect()
 }
