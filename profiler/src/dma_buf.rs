@@ -113,6 +113,67 @@ pub fn rw_file(dmabuf: &impl AsRawFd, args: &RwFileArgs) -> io::Result<()> {
     }
 }
 
+/// `DMA_BUF_IOCTL_SYNC`: brackets CPU access to a mapped dma-buf
+/// (`DMA_BUF_SYNC_START | dir` before, `DMA_BUF_SYNC_END | dir` after).
+pub fn sync(dmabuf: &impl AsRawFd, flags: u64) -> io::Result<()> {
+    // SAFETY: the kernel reads one u64.
+    let rc = unsafe { libc::ioctl(dmabuf.as_raw_fd(), DMA_BUF_IOCTL_SYNC as _, &flags) };
+    if rc < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(())
+    }
+}
+
+/// Runs `f` on a mapped dma-buf inside a SYNC_START/SYNC_END bracket.
+pub fn with_cpu_access<R>(
+    dmabuf: &impl AsRawFd,
+    write: bool,
+    f: impl FnOnce() -> R,
+) -> io::Result<R> {
+    let dir = if write {
+        DMA_BUF_SYNC_WRITE
+    } else {
+        DMA_BUF_SYNC_READ
+    };
+    sync(dmabuf, DMA_BUF_SYNC_START | dir)?;
+    let r = f();
+    sync(dmabuf, DMA_BUF_SYNC_END | dir)?;
+    Ok(r)
+}
+
+#[repr(C)]
+struct UdmabufCreate {
+    memfd: u32,
+    flags: u32,
+    offset: u64,
+    size: u64,
+}
+/// `_IOW('u', 0x42, struct udmabuf_create)`.
+pub const UDMABUF_CREATE: u32 = ioc(IOC_WRITE, b'u', 0x42, size_of::<UdmabufCreate>());
+const UDMABUF_FLAGS_CLOEXEC: u32 = 1;
+
+/// Wraps `len` bytes of a sealed memfd into a dma-buf through /dev/udmabuf.
+pub fn udmabuf_create(memfd: &impl AsRawFd, len: u64) -> io::Result<OwnedFd> {
+    let dev = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(UDMABUF_DEV)?;
+    let arg = UdmabufCreate {
+        memfd: memfd.as_raw_fd() as u32,
+        flags: UDMABUF_FLAGS_CLOEXEC,
+        offset: 0,
+        size: len,
+    };
+    // SAFETY: the kernel reads one UdmabufCreate.
+    let fd = unsafe { libc::ioctl(dev.as_raw_fd(), UDMABUF_CREATE as _, &arg) };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: the ioctl returned a new dma-buf fd we own.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
 /// What the running kernel does with `DMA_BUF_IOCTL_RW_FILE`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "kebab-case")]
@@ -173,5 +234,6 @@ mod tests {
         assert_eq!(DMA_HEAP_IOCTL_ALLOC, 0xc018_4800);
         assert_eq!(ioc_type(DMA_BUF_IOCTL_RW_FILE), b'b');
         assert_eq!(RW_FLAGS_DIRECT, 0x8000_0000);
+        assert_eq!(UDMABUF_CREATE, 0x4018_7542);
     }
 }

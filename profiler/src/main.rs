@@ -2,7 +2,14 @@
 use std::{path::PathBuf, process::ExitCode};
 
 use clap::{Parser, Subcommand};
-use profiler::doctor;
+use profiler::{
+    doctor,
+    workload::{
+        self, CacheMode, RunError,
+        mode::{Direction, parse_size},
+        plan,
+    },
+};
 
 #[derive(Parser)]
 #[command(
@@ -28,10 +35,68 @@ enum Command {
         #[arg(long, value_name = "PATH")]
         path: Option<PathBuf>,
     },
+    /// Drive real transfers between a file and buffers, mode by mode, and
+    /// report alloc / transfer / total time, throughput, per-call latency
+    /// and CPU cost (the seed's table). Every byte moved is verified.
+    Run(RunArgs),
+}
+
+#[derive(clap::Args)]
+struct RunArgs {
+    /// I/O path to measure; repeat for several. `all` (the default) runs
+    /// every mode this machine supports for the direction and lists the
+    /// others with the reason. Modes: pread, pread-direct, dmabuf-read,
+    /// rw-file, rw-file-direct, udmabuf-read, udmabuf-direct-read,
+    /// udmabuf-sendfile, udmabuf-direct-sendfile, pwrite, pwrite-direct, dmabuf-write.
+    #[arg(long = "mode", value_name = "MODE")]
+    modes: Vec<String>,
+    /// read: file -> buffer (restore); write: buffer -> file (save).
+    #[arg(long, value_enum, default_value = "read")]
+    direction: DirectionArg,
+    /// Read: the source file (default: a dmaprof test file in --dir, made
+    /// once). Write: the destination (one mode only); never overwritten
+    /// unless dmaprof created it or --force is given.
+    #[arg(long, value_name = "PATH")]
+    file: Option<PathBuf>,
+    /// Scratch directory for dmaprof's test and output files
+    /// [default: $DMAPROF_DIR or /var/tmp/dmaprof].
+    #[arg(long, value_name = "DIR")]
+    dir: Option<PathBuf>,
+    /// Bytes to move per pass (K, M, G suffixes) [default: the file's size; 256M for dmaprof's files].
+    #[arg(long, value_parser = parse_size)]
+    size: Option<u64>,
+    /// Bytes per buffer and per call, as in the seed (32 MiB buffers).
+    #[arg(long, value_parser = parse_size, default_value = "32M")]
+    chunk: u64,
+    /// Passes per mode; modes are interleaved within each iteration.
+    #[arg(long, default_value_t = 1)]
+    iterations: u32,
+    /// dma-heap to allocate dma-bufs from (/dev/dma_heap/NAME).
+    #[arg(long, default_value = "system")]
+    heap: String,
+    /// Page-cache state at the start of each read pass: cold drops the file's
+    /// pages (posix_fadvise DONTNEED), warm reads the file once first.
+    #[arg(long, value_enum, default_value = "cold")]
+    cache: CacheMode,
+    /// Skip verifying the data moved (verification runs outside the timed calls).
+    #[arg(long)]
+    no_verify: bool,
+    /// Allow overwriting a write destination that dmaprof did not create.
+    #[arg(long)]
+    force: bool,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum DirectionArg {
+    Read,
+    Write,
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => return usage_error(e),
+    };
     match run(cli) {
         Ok(code) => code,
         Err(e) => {
@@ -41,8 +106,38 @@ fn main() -> ExitCode {
     }
 }
 
+/// clap's errors span several lines; dmaprof's rule is one line naming the
+/// cause. Help and version output are printed as clap formats them.
+fn usage_error(e: clap::Error) -> ExitCode {
+    use clap::error::ErrorKind;
+    if matches!(
+        e.kind(),
+        ErrorKind::DisplayHelp
+            | ErrorKind::DisplayVersion
+            | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
+    ) {
+        let _ = e.print();
+        return if e.kind() == ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand {
+            ExitCode::from(2)
+        } else {
+            ExitCode::SUCCESS
+        };
+    }
+    let text = e.render().to_string();
+    let first = text
+        .lines()
+        .find(|l| !l.trim().is_empty())
+        .unwrap_or("invalid arguments");
+    eprintln!(
+        "dmaprof: {} (see --help)",
+        first.trim_start_matches("error: ")
+    );
+    ExitCode::from(2)
+}
+
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
+        Command::Run(args) => Ok(run_workload(args)),
         Command::Doctor { json, path } => {
             let path = match path {
                 Some(p) => {
@@ -61,5 +156,114 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
+    }
+}
+
+/// Prints each pass as it ends (stderr: stdout stays for the table).
+struct Progress;
+impl workload::Observer for Progress {
+    fn on_pass(&mut self, p: &workload::Pass) {
+        eprintln!(
+            "  {:<24} iteration {}: {} in {:.1} ms ({:.0} MiB/s)",
+            p.mode.name(),
+            p.iteration,
+            p.bytes,
+            p.transfer_ns as f64 / 1e6,
+            p.bytes as f64 / (1u64 << 20) as f64 / (p.transfer_ns.max(1) as f64 / 1e9)
+        );
+    }
+}
+
+fn run_workload(a: RunArgs) -> ExitCode {
+    let args = plan::Args {
+        modes: a.modes,
+        direction: match a.direction {
+            DirectionArg::Read => Direction::Read,
+            DirectionArg::Write => Direction::Write,
+        },
+        file: a.file,
+        dir: a.dir,
+        size: a.size,
+        chunk: a.chunk,
+        iterations: a.iterations,
+        heap: a.heap,
+        cache: a.cache,
+        verify: !a.no_verify,
+        force: a.force,
+    };
+    let plan = match plan::plan(&args) {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("dmaprof: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let cfg = &plan.config;
+    for note in &plan.notes {
+        eprintln!("dmaprof: {note}");
+    }
+    eprintln!(
+        "dmaprof: {} {} bytes {} {} in {}-byte calls, {} iteration(s), cache {}, modes: {}",
+        cfg.direction,
+        cfg.size,
+        if cfg.direction == Direction::Read {
+            "of"
+        } else {
+            "to"
+        },
+        match cfg.write_to.first() {
+            Some((_, dest)) => dest.display().to_string(),
+            None => cfg.file.display().to_string(),
+        },
+        cfg.chunk,
+        cfg.iterations,
+        match (cfg.direction, cfg.cache) {
+            (Direction::Write, _) => "n/a",
+            (_, CacheMode::Cold) => "cold",
+            (_, CacheMode::Warm) => "warm",
+        },
+        cfg.modes
+            .iter()
+            .map(|m| m.name())
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    for (mode, why) in &plan.skipped {
+        eprintln!("dmaprof: skipping {mode}: {why}");
+    }
+
+    // Ctrl-C / SIGTERM end the run between calls; what was done is reported.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        let _ = signal_hook::flag::register(sig, stop.clone());
+    }
+    let outcome = workload::run(cfg, &stop, &mut Progress);
+
+    let rows = workload::summary::summarize(&outcome.passes);
+    if !rows.is_empty() {
+        if let Some(p) = outcome.passes.first()
+            && cfg.direction == Direction::Read
+        {
+            println!("cache: {}", p.cache);
+        }
+        print!("{}", workload::summary::render_table(&rows));
+    }
+    match outcome.error {
+        Some(RunError::Input(e)) => {
+            eprintln!("dmaprof: {e}");
+            ExitCode::from(2)
+        }
+        Some(RunError::Failed(e)) => {
+            eprintln!("dmaprof: {e}");
+            ExitCode::from(1)
+        }
+        None if outcome.interrupted => {
+            eprintln!(
+                "dmaprof: interrupted; {} pass(es) completed",
+                outcome.passes.len()
+            );
+            ExitCode::from(130)
+        }
+        None => ExitCode::SUCCESS,
     }
 }

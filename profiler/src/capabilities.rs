@@ -1,0 +1,117 @@
+//! Which modes this machine can run, and why not. `dmaprof doctor` and
+//! `dmaprof run --mode all` use these same checks.
+use std::{fs::OpenOptions, os::unix::fs::OpenOptionsExt, path::Path};
+
+use crate::{
+    dma_buf::{self, RwFileSupport},
+    workload::mode::{BufferKind, Direction, Mode},
+};
+
+/// Facts gathered once and shared by every mode's check.
+#[derive(Debug, Clone)]
+pub struct Facts {
+    pub heap: String,
+    pub heap_present: bool,
+    pub udmabuf: bool,
+    pub rw_file: RwFileSupport,
+    pub rw_file_detail: String,
+    /// Whether O_DIRECT works on the file (or its directory), and why not.
+    pub o_direct: Result<(), String>,
+}
+
+impl Facts {
+    /// `path` is the data file (or, for writes, the directory it goes to).
+    pub fn gather(heap: &str, path: &Path) -> Facts {
+        let heap_path = dma_buf::heap_path(heap);
+        let heap_present = heap_path.exists();
+        let (rw_file, rw_file_detail) = if heap_present {
+            dma_buf::probe_rw_file(&heap_path).unwrap_or_else(|e| (RwFileSupport::Unknown, e))
+        } else {
+            (
+                RwFileSupport::Unknown,
+                format!("no dma-heap {}", heap_path.display()),
+            )
+        };
+        Facts {
+            heap: heap.to_string(),
+            heap_present,
+            udmabuf: Path::new(dma_buf::UDMABUF_DEV).exists(),
+            rw_file,
+            rw_file_detail,
+            o_direct: o_direct_works(path),
+        }
+    }
+
+    /// Ok, or the reason `mode` cannot run in `direction` here.
+    pub fn check(&self, mode: Mode, direction: Direction) -> Result<(), String> {
+        if !mode.directions().contains(&direction) {
+            return Err(format!("{mode} does not do {direction}s"));
+        }
+        match mode.buffer() {
+            BufferKind::Heap if !self.heap_present => {
+                return Err(format!(
+                    "no dma-heap {} (kernel without CONFIG_DMABUF_HEAPS_SYSTEM, or another --heap)",
+                    dma_buf::heap_path(&self.heap).display()
+                ));
+            }
+            BufferKind::Udmabuf if !self.udmabuf => {
+                return Err(format!(
+                    "no {} (kernel without CONFIG_UDMABUF)",
+                    dma_buf::UDMABUF_DEV
+                ));
+            }
+            _ => {}
+        }
+        if matches!(mode, Mode::RwFile | Mode::RwFileDirect)
+            && self.rw_file != RwFileSupport::Supported
+        {
+            return Err(match self.rw_file {
+                RwFileSupport::NotSupported => {
+                    format!(
+                        "kernel does not support DMA_BUF_IOCTL_RW_FILE (ENOTTY): {}",
+                        self.rw_file_detail
+                    )
+                }
+                RwFileSupport::NoExporterCallback => {
+                    format!(
+                        "heap `{}` has no rw_file callback (EINVAL): {}",
+                        self.heap, self.rw_file_detail
+                    )
+                }
+                _ => format!(
+                    "DMA_BUF_IOCTL_RW_FILE support unknown: {}",
+                    self.rw_file_detail
+                ),
+            });
+        }
+        if mode.direct()
+            && let Err(why) = &self.o_direct
+        {
+            return Err(format!("O_DIRECT does not work here: {why}"));
+        }
+        Ok(())
+    }
+}
+
+/// Opens the file (or a scratch file in the directory) with O_DIRECT.
+pub fn o_direct_works(path: &Path) -> Result<(), String> {
+    if path.is_dir() {
+        let probe = path.join(format!(".dmaprof-odirect-{}", std::process::id()));
+        let r = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .custom_flags(libc::O_DIRECT)
+            .open(&probe)
+            .map(drop)
+            .map_err(|e| format!("open(O_DIRECT) in {}: {e}", path.display()));
+        let _ = std::fs::remove_file(&probe);
+        r
+    } else {
+        OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_DIRECT)
+            .open(path)
+            .map(drop)
+            .map_err(|e| format!("open(O_DIRECT) {}: {e}", path.display()))
+    }
+}

@@ -1,0 +1,403 @@
+//! The workload engine: drives real transfers between a file and buffers,
+//! one pass per (iteration, mode), and records every call. It is the ground
+//! truth the probes, exports and views build on.
+pub mod buffers;
+pub mod cputime;
+pub mod datafile;
+pub mod mode;
+mod paths;
+pub mod plan;
+pub mod summary;
+
+use std::{
+    fs::{File, OpenOptions},
+    os::unix::fs::{FileExt, OpenOptionsExt},
+    path::PathBuf,
+    sync::atomic::{AtomicBool, Ordering},
+    time::Instant,
+};
+
+use profiler_common::pattern;
+use serde::Serialize;
+
+use buffers::Buffer;
+use cputime::ThreadCpu;
+use mode::{BufferKind, Direction, Mode};
+
+use crate::dma_buf;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum CacheMode {
+    /// Drop the file's pages before each read pass.
+    Cold,
+    /// Read the file once before each read pass.
+    Warm,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Config {
+    pub modes: Vec<Mode>,
+    pub direction: Direction,
+    /// Read: the source. Write: the directory the destinations go to, or the
+    /// destination itself when a single mode runs with --file.
+    pub file: PathBuf,
+    /// Write destinations, one per mode (set by `destinations`).
+    #[serde(skip)]
+    pub write_to: Vec<(Mode, PathBuf)>,
+    pub size: u64,
+    pub chunk: u64,
+    pub iterations: u32,
+    pub heap: String,
+    pub cache: CacheMode,
+    pub verify: bool,
+    pub force: bool,
+    /// The source file's pattern seed, when dmaprof made it.
+    pub seed: Option<u64>,
+}
+
+/// One timed call.
+#[derive(Debug, Clone, Serialize)]
+pub struct CallRecord {
+    pub mode: Mode,
+    pub direction: Direction,
+    pub iteration: u32,
+    pub index: u32,
+    pub file_offset: u64,
+    pub bytes: u64,
+    /// Start, ns since the run began.
+    pub start_ns: u64,
+    pub wall_ns: u64,
+    pub cpu: ThreadCpu,
+    /// The calling thread (for joining with kernel probes).
+    pub tid: u32,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Pass {
+    pub mode: Mode,
+    pub direction: Direction,
+    pub iteration: u32,
+    pub bytes: u64,
+    pub alloc_ns: u64,
+    pub transfer_ns: u64,
+    /// Write passes: fsync of the destination after the transfers.
+    pub sync_ns: u64,
+    pub free_ns: u64,
+    /// How the page cache was prepared, and what mincore saw after.
+    pub cache: String,
+    pub verified: Verification,
+    #[serde(skip)]
+    pub calls: Vec<CallRecord>,
+}
+
+impl Pass {
+    pub fn total_ns(&self) -> u64 {
+        self.alloc_ns + self.transfer_ns + self.sync_ns + self.free_ns
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Verification {
+    /// Checked against the generated pattern.
+    Pattern,
+    /// Checked against a separate buffered read of the same range.
+    Reference,
+    Skipped,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    /// Bad arguments or an unsupported setup: exit 2.
+    #[error("{0}")]
+    Input(String),
+    /// The run started and something failed: exit 1.
+    #[error("{0}")]
+    Failed(String),
+}
+
+/// Receives the run as it happens (exports, progress, the TUI).
+pub trait Observer {
+    fn on_call(&mut self, _call: &CallRecord) {}
+    fn on_pass(&mut self, _pass: &Pass) {}
+}
+
+pub struct NoObserver;
+impl Observer for NoObserver {}
+
+/// Everything a run produced; complete up to the point it stopped.
+#[derive(Debug, Default)]
+pub struct Outcome {
+    pub passes: Vec<Pass>,
+    pub interrupted: bool,
+    pub error: Option<RunError>,
+}
+
+pub fn run(cfg: &Config, stop: &AtomicBool, obs: &mut dyn Observer) -> Outcome {
+    let mut out = Outcome::default();
+    let epoch = Instant::now();
+    'outer: for iteration in 0..cfg.iterations {
+        for &mode in &cfg.modes {
+            if stop.load(Ordering::Relaxed) {
+                out.interrupted = true;
+                break 'outer;
+            }
+            match run_pass(cfg, mode, iteration, epoch, stop, obs) {
+                Ok(pass) => {
+                    obs.on_pass(&pass);
+                    let interrupted = pass.calls.len() as u64 != cfg.size.div_ceil(cfg.chunk);
+                    out.passes.push(pass);
+                    if interrupted {
+                        out.interrupted = true;
+                        break 'outer;
+                    }
+                }
+                Err(e) => {
+                    out.error = Some(e);
+                    break 'outer;
+                }
+            }
+        }
+    }
+    out
+}
+
+fn failed(mode: Mode, what: &str, e: impl std::fmt::Display) -> RunError {
+    RunError::Failed(format!("{mode}: {what}: {e}"))
+}
+
+fn open_file(cfg: &Config, mode: Mode) -> Result<File, RunError> {
+    match cfg.direction {
+        Direction::Read => {
+            let mut opts = OpenOptions::new();
+            opts.read(true);
+            if mode.opens_o_direct() {
+                opts.custom_flags(libc::O_DIRECT);
+            }
+            opts.open(&cfg.file)
+                .map_err(|e| RunError::Input(format!("{}: {e}", cfg.file.display())))
+        }
+        Direction::Write => {
+            let dest = destination(cfg, mode);
+            datafile::open_destination(&dest, cfg.force, mode.opens_o_direct()).map_err(|e| match e
+                .kind()
+            {
+                std::io::ErrorKind::AlreadyExists => RunError::Input(e.to_string()),
+                _ => RunError::Input(format!("{}: {e}", dest.display())),
+            })
+        }
+    }
+}
+
+/// Where a write pass writes.
+pub fn destination(cfg: &Config, mode: Mode) -> PathBuf {
+    cfg.write_to
+        .iter()
+        .find(|(m, _)| *m == mode)
+        .map(|(_, p)| p.clone())
+        .unwrap_or_else(|| cfg.file.join(format!("dmaprof-out-{mode}.bin")))
+}
+
+fn prepare_cache(cfg: &Config) -> Result<String, String> {
+    let file = File::open(&cfg.file).map_err(|e| e.to_string())?;
+    let how = match cfg.cache {
+        CacheMode::Cold => {
+            datafile::drop_from_cache(&file)
+                .map_err(|e| format!("posix_fadvise(DONTNEED): {e}"))?;
+            "cold (posix_fadvise DONTNEED on the file)"
+        }
+        CacheMode::Warm => {
+            datafile::warm_cache(&file, cfg.size).map_err(|e| format!("warming: {e}"))?;
+            "warm (file read once before the pass)"
+        }
+    };
+    let seen = match datafile::resident_pages(&file, cfg.size) {
+        Ok((resident, pages)) => format!("{resident}/{pages} pages resident"),
+        Err(e) => format!("mincore failed: {e}"),
+    };
+    Ok(format!("{how}; {seen}"))
+}
+
+fn chunk_len(cfg: &Config, index: u64) -> u64 {
+    (cfg.size - index * cfg.chunk).min(cfg.chunk)
+}
+
+fn run_pass(
+    cfg: &Config,
+    mode: Mode,
+    iteration: u32,
+    epoch: Instant,
+    stop: &AtomicBool,
+    obs: &mut dyn Observer,
+) -> Result<Pass, RunError> {
+    let file = open_file(cfg, mode)?;
+    let cache = match cfg.direction {
+        Direction::Read => {
+            prepare_cache(cfg).map_err(|e| failed(mode, "preparing the page cache", e))?
+        }
+        Direction::Write => "n/a (write)".to_string(),
+    };
+    let heap = match mode.buffer() {
+        BufferKind::Heap => Some(File::open(dma_buf::heap_path(&cfg.heap)).map_err(|e| {
+            RunError::Input(format!("{}: {e}", dma_buf::heap_path(&cfg.heap).display()))
+        })?),
+        _ => None,
+    };
+    let count = cfg.size.div_ceil(cfg.chunk);
+    let map_heap = matches!(mode, Mode::DmabufRead | Mode::DmabufWrite);
+
+    // Allocate: what a user of this path pays before moving any data.
+    let t = Instant::now();
+    let mut bufs = Vec::with_capacity(count as usize);
+    for i in 0..count {
+        let b = Buffer::alloc(mode.buffer(), chunk_len(cfg, i), heap.as_ref(), map_heap)
+            .map_err(|e| failed(mode, &format!("allocating buffer {i}"), e))?;
+        bufs.push(b);
+    }
+    let alloc_ns = t.elapsed().as_nanos() as u64;
+
+    if cfg.direction == Direction::Write {
+        for (i, b) in bufs.iter_mut().enumerate() {
+            let off = i as u64 * cfg.chunk;
+            b.with_bytes(true, |bytes| {
+                pattern::fill(datafile::DEFAULT_SEED, off, bytes)
+            })
+            .map_err(|e| failed(mode, "filling the source buffers", e))?;
+        }
+    }
+
+    // Transfer: one timed call per buffer.
+    // SAFETY: gettid cannot fail.
+    let tid = unsafe { libc::gettid() } as u32;
+    let mut calls = Vec::with_capacity(count as usize);
+    let mut transfer_ns = 0;
+    for (i, buf) in bufs.iter_mut().enumerate() {
+        if stop.load(Ordering::Relaxed) {
+            break;
+        }
+        let off = i as u64 * cfg.chunk;
+        let len = chunk_len(cfg, i as u64);
+        let cpu0 = ThreadCpu::now();
+        let t = Instant::now();
+        let r = paths::transfer(mode, cfg.direction, &file, buf, off, len);
+        let wall_ns = t.elapsed().as_nanos() as u64;
+        let cpu = ThreadCpu::now().since(cpu0);
+        r.map_err(|e| failed(mode, &format!("call {i} at file offset {off}"), e))?;
+        transfer_ns += wall_ns;
+        let rec = CallRecord {
+            mode,
+            direction: cfg.direction,
+            iteration,
+            index: i as u32,
+            file_offset: off,
+            bytes: len,
+            start_ns: (t - epoch).as_nanos() as u64,
+            wall_ns,
+            cpu,
+            tid,
+        };
+        obs.on_call(&rec);
+        calls.push(rec);
+    }
+
+    let mut sync_ns = 0;
+    if cfg.direction == Direction::Write {
+        let t = Instant::now();
+        file.sync_all().map_err(|e| failed(mode, "fsync", e))?;
+        sync_ns = t.elapsed().as_nanos() as u64;
+    }
+
+    let done = calls.len();
+    let verified = if cfg.verify {
+        verify(cfg, mode, &mut bufs[..done]).map_err(|e| failed(mode, "verification", e))?
+    } else {
+        Verification::Skipped
+    };
+
+    let t = Instant::now();
+    drop(bufs);
+    let free_ns = t.elapsed().as_nanos() as u64;
+
+    Ok(Pass {
+        mode,
+        direction: cfg.direction,
+        iteration,
+        bytes: calls.iter().map(|c| c.bytes).sum(),
+        alloc_ns,
+        transfer_ns,
+        sync_ns,
+        free_ns,
+        cache,
+        verified,
+        calls,
+    })
+}
+
+/// Checks the bytes moved, outside the timed region.
+fn verify(cfg: &Config, mode: Mode, bufs: &mut [Buffer]) -> Result<Verification, String> {
+    match cfg.direction {
+        Direction::Read => {
+            let reference = File::open(&cfg.file).map_err(|e| e.to_string())?;
+            for (i, b) in bufs.iter_mut().enumerate() {
+                let off = i as u64 * cfg.chunk;
+                let bad = b
+                    .with_bytes(false, |bytes| match cfg.seed {
+                        Some(seed) => pattern::first_mismatch(seed, off, bytes),
+                        None => {
+                            let mut want = vec![0u8; bytes.len()];
+                            match reference.read_exact_at(&mut want, off) {
+                                Ok(()) => bytes.iter().zip(&want).position(|(a, b)| a != b),
+                                Err(_) => Some(0),
+                            }
+                        }
+                    })
+                    .map_err(|e| e.to_string())?;
+                if let Some(at) = bad {
+                    return Err(format!(
+                        "buffer {i} differs from the file at offset {}",
+                        off + at as u64
+                    ));
+                }
+            }
+            Ok(if cfg.seed.is_some() {
+                Verification::Pattern
+            } else {
+                Verification::Reference
+            })
+        }
+        Direction::Write => {
+            let dest = destination(cfg, mode);
+            let f = File::open(&dest).map_err(|e| e.to_string())?;
+            let _ = datafile::drop_from_cache(&f);
+            let len = f.metadata().map_err(|e| e.to_string())?.len();
+            let written: u64 = bufs
+                .iter()
+                .enumerate()
+                .map(|(i, _)| chunk_len(cfg, i as u64))
+                .sum();
+            if len < written {
+                return Err(format!(
+                    "{} is {len} bytes, {written} were written",
+                    dest.display()
+                ));
+            }
+            let mut buf = vec![0u8; 4 << 20];
+            let mut off = 0;
+            while off < written {
+                let n = (written - off).min(buf.len() as u64) as usize;
+                f.read_exact_at(&mut buf[..n], off)
+                    .map_err(|e| e.to_string())?;
+                if let Some(at) = pattern::first_mismatch(datafile::DEFAULT_SEED, off, &buf[..n]) {
+                    return Err(format!(
+                        "{} differs at offset {}",
+                        dest.display(),
+                        off + at as u64
+                    ));
+                }
+                off += n as u64;
+            }
+            Ok(Verification::Pattern)
+        }
+    }
+}

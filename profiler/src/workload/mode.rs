@@ -1,0 +1,193 @@
+//! The I/O paths dmaprof drives. Mode names are part of the CSV/JSON contract.
+use std::fmt;
+
+use serde::Serialize;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Direction {
+    /// file -> buffer ("restore", model loading)
+    Read,
+    /// buffer -> file ("save", snapshots)
+    Write,
+}
+
+impl fmt::Display for Direction {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Direction::Read => "read",
+            Direction::Write => "write",
+        })
+    }
+}
+
+/// Where the data lands (or comes from) in memory.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BufferKind {
+    /// Anonymous memory, page-aligned, touched at allocation.
+    Anon,
+    /// A dma-buf from a dma-heap.
+    Heap,
+    /// A memfd wrapped by udmabuf.
+    Udmabuf,
+}
+
+/// One I/O path. The names are the modes' names on the command line and in exports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+pub enum Mode {
+    #[serde(rename = "pread")]
+    Pread,
+    #[serde(rename = "pread-direct")]
+    PreadDirect,
+    #[serde(rename = "dmabuf-read")]
+    DmabufRead,
+    #[serde(rename = "rw-file")]
+    RwFile,
+    #[serde(rename = "rw-file-direct")]
+    RwFileDirect,
+    #[serde(rename = "udmabuf-read")]
+    UdmabufRead,
+    #[serde(rename = "udmabuf-direct-read")]
+    UdmabufDirectRead,
+    #[serde(rename = "udmabuf-sendfile")]
+    UdmabufSendfile,
+    #[serde(rename = "udmabuf-direct-sendfile")]
+    UdmabufDirectSendfile,
+    #[serde(rename = "pwrite")]
+    Pwrite,
+    #[serde(rename = "pwrite-direct")]
+    PwriteDirect,
+    #[serde(rename = "dmabuf-write")]
+    DmabufWrite,
+}
+
+pub const ALL_MODES: [Mode; 12] = [
+    Mode::Pread,
+    Mode::PreadDirect,
+    Mode::DmabufRead,
+    Mode::RwFile,
+    Mode::RwFileDirect,
+    Mode::UdmabufRead,
+    Mode::UdmabufDirectRead,
+    Mode::UdmabufSendfile,
+    Mode::UdmabufDirectSendfile,
+    Mode::Pwrite,
+    Mode::PwriteDirect,
+    Mode::DmabufWrite,
+];
+
+impl Mode {
+    pub fn name(self) -> &'static str {
+        match self {
+            Mode::Pread => "pread",
+            Mode::PreadDirect => "pread-direct",
+            Mode::DmabufRead => "dmabuf-read",
+            Mode::RwFile => "rw-file",
+            Mode::RwFileDirect => "rw-file-direct",
+            Mode::UdmabufRead => "udmabuf-read",
+            Mode::UdmabufDirectRead => "udmabuf-direct-read",
+            Mode::UdmabufSendfile => "udmabuf-sendfile",
+            Mode::UdmabufDirectSendfile => "udmabuf-direct-sendfile",
+            Mode::Pwrite => "pwrite",
+            Mode::PwriteDirect => "pwrite-direct",
+            Mode::DmabufWrite => "dmabuf-write",
+        }
+    }
+
+    pub fn parse(name: &str) -> Option<Mode> {
+        ALL_MODES.into_iter().find(|m| m.name() == name)
+    }
+
+    /// The directions a mode supports. `rw-file*` do both (READ and WRITE ops).
+    pub fn directions(self) -> &'static [Direction] {
+        match self {
+            Mode::RwFile | Mode::RwFileDirect => &[Direction::Read, Direction::Write],
+            Mode::Pwrite | Mode::PwriteDirect | Mode::DmabufWrite => &[Direction::Write],
+            _ => &[Direction::Read],
+        }
+    }
+
+    /// Whether the file is accessed with direct I/O (O_DIRECT or RW_FLAGS_DIRECT).
+    pub fn direct(self) -> bool {
+        matches!(
+            self,
+            Mode::PreadDirect
+                | Mode::RwFileDirect
+                | Mode::UdmabufDirectRead
+                | Mode::UdmabufDirectSendfile
+                | Mode::PwriteDirect
+        )
+    }
+
+    /// Whether the fd itself is opened with O_DIRECT (RW_FILE asks per call instead).
+    pub fn opens_o_direct(self) -> bool {
+        self.direct() && self != Mode::RwFileDirect
+    }
+
+    pub fn buffer(self) -> BufferKind {
+        match self {
+            Mode::Pread | Mode::PreadDirect | Mode::Pwrite | Mode::PwriteDirect => BufferKind::Anon,
+            Mode::DmabufRead | Mode::DmabufWrite | Mode::RwFile | Mode::RwFileDirect => {
+                BufferKind::Heap
+            }
+            Mode::UdmabufRead
+            | Mode::UdmabufDirectRead
+            | Mode::UdmabufSendfile
+            | Mode::UdmabufDirectSendfile => BufferKind::Udmabuf,
+        }
+    }
+}
+
+impl fmt::Display for Mode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// Parses "4096", "4K", "32M", "32MiB", "1G" (powers of two).
+pub fn parse_size(text: &str) -> Result<u64, String> {
+    let t = text.trim();
+    let digits = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (num, unit) = t.split_at(digits);
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("`{text}` is not a size (e.g. 4096, 4K, 32M, 1G)"))?;
+    let shift = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 0,
+        "k" | "kb" | "kib" => 10,
+        "m" | "mb" | "mib" => 20,
+        "g" | "gb" | "gib" => 30,
+        "t" | "tb" | "tib" => 40,
+        _ => return Err(format!("`{text}`: unknown unit `{unit}` (use K, M, G)")),
+    };
+    n.checked_mul(1u64 << shift)
+        .ok_or_else(|| format!("`{text}` is too large"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_round_trip() {
+        for m in ALL_MODES {
+            assert_eq!(Mode::parse(m.name()), Some(m));
+            assert_eq!(
+                serde_json::to_string(&m).unwrap(),
+                format!("\"{}\"", m.name())
+            );
+        }
+        assert_eq!(Mode::parse("nope"), None);
+    }
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_size("4096"), Ok(4096));
+        assert_eq!(parse_size("32M"), Ok(32 << 20));
+        assert_eq!(parse_size("1GiB"), Ok(1 << 30));
+        assert_eq!(parse_size("4k"), Ok(4096));
+        assert!(parse_size("").is_err());
+        assert!(parse_size("12Q").is_err());
+        assert!(parse_size("99999999999T").is_err());
+    }
+}

@@ -1,0 +1,42 @@
+//! One module per I/O path: each moves one chunk between the file and one
+//! buffer, exactly as a real user of that path would (this is the timed call).
+mod dmabuf_mmap;
+mod pread;
+mod rw_file;
+mod udmabuf;
+
+use std::{fs::File, io};
+
+use super::{
+    buffers::Buffer,
+    mode::{Direction, Mode},
+};
+
+/// Moves `len` bytes at file offset `offset` into (read) or out of (write) `buf`.
+pub fn transfer(
+    mode: Mode,
+    direction: Direction,
+    file: &File,
+    buf: &mut Buffer,
+    offset: u64,
+    len: u64,
+) -> io::Result<()> {
+    match (mode, direction) {
+        (
+            Mode::Pread | Mode::PreadDirect | Mode::UdmabufRead | Mode::UdmabufDirectRead,
+            Direction::Read,
+        ) => pread::read(file, buf.cpu_bytes()?, offset, len),
+        (Mode::Pwrite | Mode::PwriteDirect, Direction::Write) => {
+            pread::write(file, buf.cpu_bytes()?, offset, len)
+        }
+        (Mode::DmabufRead, Direction::Read) => dmabuf_mmap::read(file, buf, offset, len),
+        (Mode::DmabufWrite, Direction::Write) => dmabuf_mmap::write(file, buf, offset, len),
+        (Mode::RwFile | Mode::RwFileDirect, _) => {
+            rw_file::transfer(mode, direction, file, buf, offset, len)
+        }
+        (Mode::UdmabufSendfile | Mode::UdmabufDirectSendfile, Direction::Read) => {
+            udmabuf::sendfile(file, buf, offset, len)
+        }
+        _ => Err(io::Error::other(format!("{mode} does not do {direction}s"))),
+    }
+}

@@ -1,0 +1,257 @@
+//! From command-line arguments to a checked run configuration: the file,
+//! the modes that can run here (and why others cannot), and every bad input
+//! turned into one clear line before any data moves.
+use std::path::PathBuf;
+
+use super::{
+    CacheMode, Config, RunError, datafile,
+    mode::{ALL_MODES, Direction, Mode},
+};
+use crate::capabilities::Facts;
+
+/// Direct I/O needs offsets and lengths aligned to this (page size, which
+/// also satisfies every logical block size dmaprof meets).
+pub const DIRECT_ALIGN: u64 = 4096;
+pub const DEFAULT_CHUNK: u64 = 32 << 20;
+pub const DEFAULT_SIZE: u64 = 256 << 20;
+
+#[derive(Debug, Clone)]
+pub struct Args {
+    /// Mode names; empty or "all" means every mode the machine supports.
+    pub modes: Vec<String>,
+    pub direction: Direction,
+    pub file: Option<PathBuf>,
+    pub dir: Option<PathBuf>,
+    pub size: Option<u64>,
+    pub chunk: u64,
+    pub iterations: u32,
+    pub heap: String,
+    pub cache: CacheMode,
+    pub verify: bool,
+    pub force: bool,
+}
+
+#[derive(Debug)]
+pub struct Plan {
+    pub config: Config,
+    pub skipped: Vec<(Mode, String)>,
+    /// Things the user should know (file created, reused ...).
+    pub notes: Vec<String>,
+}
+
+fn input(msg: impl Into<String>) -> RunError {
+    RunError::Input(msg.into())
+}
+
+fn mib(n: u64) -> String {
+    if n.is_multiple_of(1 << 20) {
+        format!("{} MiB", n >> 20)
+    } else {
+        format!("{n} bytes")
+    }
+}
+
+pub fn plan(args: &Args) -> Result<Plan, RunError> {
+    if args.chunk == 0 {
+        return Err(input("--chunk must be greater than 0"));
+    }
+    if args.size == Some(0) {
+        return Err(input("--size must be greater than 0"));
+    }
+    if args.iterations == 0 {
+        return Err(input("--iterations must be at least 1"));
+    }
+    let mut notes = Vec::new();
+    let dir = args.dir.clone().unwrap_or_else(datafile::default_dir);
+
+    let (file, size, seed, write_to) = match args.direction {
+        Direction::Read => {
+            let (file, size, seed) = read_source(args, &dir, &mut notes)?;
+            (file, size, seed, Vec::new())
+        }
+        Direction::Write => {
+            let size = args.size.unwrap_or(DEFAULT_SIZE);
+            if let Some(f) = &args.file {
+                if f.is_dir() {
+                    return Err(input(format!("--file {} is a directory", f.display())));
+                }
+                let parent = f
+                    .parent()
+                    .filter(|p| !p.as_os_str().is_empty())
+                    .unwrap_or(std::path::Path::new("."));
+                if !parent.is_dir() {
+                    return Err(input(format!(
+                        "--file {}: directory {} does not exist",
+                        f.display(),
+                        parent.display()
+                    )));
+                }
+                if f.exists() && datafile::owner_seed(f).is_none() && !args.force {
+                    return Err(input(format!(
+                        "--file {} exists and was not created by dmaprof (use --force to overwrite it)",
+                        f.display()
+                    )));
+                }
+                (parent.to_path_buf(), size, None, vec![f.clone()])
+            } else {
+                std::fs::create_dir_all(&dir)
+                    .map_err(|e| input(format!("--dir {}: {e}", dir.display())))?;
+                (dir.clone(), size, None, Vec::new())
+            }
+        }
+    };
+
+    let facts = Facts::gather(&args.heap, &file);
+    let explicit = !(args.modes.is_empty() || args.modes.iter().any(|m| m == "all"));
+    let wanted: Vec<Mode> = if explicit {
+        args.modes
+            .iter()
+            .map(|name| {
+                Mode::parse(name).ok_or_else(|| {
+                    let names: Vec<&str> = ALL_MODES.iter().map(|m| m.name()).collect();
+                    input(format!(
+                        "unknown mode `{name}` (modes: all, {})",
+                        names.join(", ")
+                    ))
+                })
+            })
+            .collect::<Result<_, _>>()?
+    } else {
+        ALL_MODES
+            .into_iter()
+            .filter(|m| m.directions().contains(&args.direction))
+            .collect()
+    };
+
+    let mut modes = Vec::new();
+    let mut skipped = Vec::new();
+    for mode in wanted {
+        if modes.contains(&mode) {
+            continue;
+        }
+        let check = facts
+            .check(mode, args.direction)
+            .and_then(|()| aligned_for(mode, size, args.chunk));
+        match check {
+            Ok(()) => modes.push(mode),
+            Err(why) if explicit => return Err(input(format!("mode {mode}: {why}"))),
+            Err(why) => skipped.push((mode, why)),
+        }
+    }
+    if modes.is_empty() {
+        return Err(input("no mode can run here (see `dmaprof doctor`)"));
+    }
+    if write_to.len() == 1 && modes.len() > 1 {
+        return Err(input(
+            "--file with --direction write names one destination: give exactly one --mode",
+        ));
+    }
+    let write_to = write_to.into_iter().map(|p| (modes[0], p)).collect();
+
+    Ok(Plan {
+        config: Config {
+            modes,
+            direction: args.direction,
+            file,
+            write_to,
+            size,
+            chunk: args.chunk,
+            iterations: args.iterations,
+            heap: args.heap.clone(),
+            cache: args.cache,
+            verify: args.verify,
+            force: args.force,
+            seed,
+        },
+        skipped,
+        notes,
+    })
+}
+
+fn aligned_for(mode: Mode, size: u64, chunk: u64) -> Result<(), String> {
+    if !mode.direct() {
+        return Ok(());
+    }
+    if !chunk.is_multiple_of(DIRECT_ALIGN) {
+        return Err(format!(
+            "--chunk {chunk} is not a multiple of {DIRECT_ALIGN}, which direct I/O needs"
+        ));
+    }
+    if !size.is_multiple_of(DIRECT_ALIGN) {
+        return Err(format!(
+            "--size {size} is not a multiple of {DIRECT_ALIGN}, which direct I/O needs"
+        ));
+    }
+    Ok(())
+}
+
+/// The read source: the user's file, checked, or dmaprof's own test file
+/// (made once, reused while it is dmaprof's and the right size).
+fn read_source(
+    args: &Args,
+    dir: &std::path::Path,
+    notes: &mut Vec<String>,
+) -> Result<(PathBuf, u64, Option<u64>), RunError> {
+    match &args.file {
+        Some(f) => {
+            let meta =
+                std::fs::metadata(f).map_err(|e| input(format!("--file {}: {e}", f.display())))?;
+            if meta.is_dir() {
+                return Err(input(format!(
+                    "--file {} is a directory, not a file",
+                    f.display()
+                )));
+            }
+            if !meta.is_file() {
+                return Err(input(format!(
+                    "--file {} is not a regular file",
+                    f.display()
+                )));
+            }
+            std::fs::File::open(f).map_err(|e| input(format!("--file {}: {e}", f.display())))?;
+            let len = meta.len();
+            if len == 0 {
+                return Err(input(format!("--file {} is empty", f.display())));
+            }
+            let size = args.size.unwrap_or(len);
+            if size > len {
+                return Err(input(format!(
+                    "--size {} is larger than {} ({})",
+                    mib(size),
+                    f.display(),
+                    mib(len)
+                )));
+            }
+            let seed = datafile::owner_seed(f);
+            if seed.is_none() && args.verify {
+                notes.push(format!(
+                    "{} is not a dmaprof test file: reads are verified against a separate buffered read",
+                    f.display()
+                ));
+            }
+            Ok((f.clone(), size, seed))
+        }
+        None => {
+            let size = args.size.unwrap_or(DEFAULT_SIZE);
+            let path = dir.join(format!("dmaprof-data-{}.bin", size_label(size)));
+            let created = datafile::ensure_pattern_file(&path, size, datafile::DEFAULT_SEED)
+                .map_err(|e| input(format!("test file {}: {e}", path.display())))?;
+            notes.push(format!(
+                "{} test file {} ({})",
+                if created { "created" } else { "reusing" },
+                path.display(),
+                mib(size)
+            ));
+            Ok((path, size, Some(datafile::DEFAULT_SEED)))
+        }
+    }
+}
+
+/// "256M" for whole MiB, else the byte count: names dmaprof's test files.
+fn size_label(size: u64) -> String {
+    if size.is_multiple_of(1 << 20) {
+        format!("{}M", size >> 20)
+    } else {
+        size.to_string()
+    }
+}

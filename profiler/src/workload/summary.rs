@@ -1,0 +1,178 @@
+//! Per-mode summary of a run, in the shape of the seed's table (alloc /
+//! transfer / total ms) plus throughput, per-call latency percentiles and
+//! CPU cost.
+use std::fmt::Write;
+
+use hdrhistogram::Histogram;
+use serde::Serialize;
+
+use super::{Pass, Verification, mode::Mode};
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ModeSummary {
+    pub mode: Mode,
+    pub passes: usize,
+    pub calls: u64,
+    pub bytes: u64,
+    /// Medians over passes, milliseconds.
+    pub alloc_ms: f64,
+    pub transfer_ms: f64,
+    pub sync_ms: f64,
+    pub free_ms: f64,
+    pub total_ms: f64,
+    /// Bytes / transfer time (median pass), MiB/s.
+    pub mib_per_s: f64,
+    /// Per-call wall latency, microseconds.
+    pub lat_min_us: f64,
+    pub lat_p50_us: f64,
+    pub lat_p90_us: f64,
+    pub lat_p99_us: f64,
+    pub lat_p999_us: f64,
+    pub lat_max_us: f64,
+    /// CPU of the calling thread per MiB moved, nanoseconds.
+    pub cpu_user_ns_per_mib: f64,
+    pub cpu_sys_ns_per_mib: f64,
+    pub voluntary_switches: u64,
+    pub involuntary_switches: u64,
+    pub verified: Verification,
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    if v.is_empty() {
+        return 0.0;
+    }
+    v.sort_by(f64::total_cmp);
+    let n = v.len();
+    if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    }
+}
+
+/// A latency histogram: 1 ns to 1 hour, 3 significant digits; values
+/// outside are clamped (and still counted).
+pub fn latency_histogram() -> Histogram<u64> {
+    Histogram::new_with_bounds(1, 3_600_000_000_000, 3).expect("valid bounds")
+}
+
+pub fn summarize(passes: &[Pass]) -> Vec<ModeSummary> {
+    let mut modes: Vec<Mode> = passes.iter().map(|p| p.mode).collect();
+    modes.sort();
+    modes.dedup();
+    modes
+        .into_iter()
+        .map(|mode| {
+            let mine: Vec<&Pass> = passes.iter().filter(|p| p.mode == mode).collect();
+            let ms =
+                |f: &dyn Fn(&Pass) -> u64| median(mine.iter().map(|p| f(p) as f64 / 1e6).collect());
+            let mut hist = latency_histogram();
+            let (mut user, mut sys, mut vol, mut invol, mut calls, mut bytes) = (0, 0, 0, 0, 0, 0);
+            for c in mine.iter().flat_map(|p| &p.calls) {
+                hist.saturating_record(c.wall_ns.max(1));
+                user += c.cpu.user_ns;
+                sys += c.cpu.sys_ns;
+                vol += c.cpu.voluntary_switches;
+                invol += c.cpu.involuntary_switches;
+                calls += 1;
+                bytes += c.bytes;
+            }
+            let mib = bytes as f64 / (1u64 << 20) as f64;
+            let us = |q: f64| {
+                if calls == 0 {
+                    0.0
+                } else {
+                    hist.value_at_quantile(q) as f64 / 1e3
+                }
+            };
+            let verified = if mine.iter().all(|p| p.verified == Verification::Pattern) {
+                Verification::Pattern
+            } else if mine.iter().all(|p| p.verified != Verification::Skipped) {
+                Verification::Reference
+            } else {
+                Verification::Skipped
+            };
+            ModeSummary {
+                mode,
+                passes: mine.len(),
+                calls,
+                bytes,
+                alloc_ms: ms(&|p| p.alloc_ns),
+                transfer_ms: ms(&|p| p.transfer_ns),
+                sync_ms: ms(&|p| p.sync_ns),
+                free_ms: ms(&|p| p.free_ns),
+                total_ms: ms(&|p| p.total_ns()),
+                mib_per_s: median(
+                    mine.iter()
+                        .filter(|p| p.transfer_ns > 0)
+                        .map(|p| {
+                            p.bytes as f64 / (1u64 << 20) as f64 / (p.transfer_ns as f64 / 1e9)
+                        })
+                        .collect(),
+                ),
+                lat_min_us: if calls == 0 {
+                    0.0
+                } else {
+                    hist.min() as f64 / 1e3
+                },
+                lat_p50_us: us(0.5),
+                lat_p90_us: us(0.9),
+                lat_p99_us: us(0.99),
+                lat_p999_us: us(0.999),
+                lat_max_us: if calls == 0 {
+                    0.0
+                } else {
+                    hist.max() as f64 / 1e3
+                },
+                cpu_user_ns_per_mib: if mib > 0.0 { user as f64 / mib } else { 0.0 },
+                cpu_sys_ns_per_mib: if mib > 0.0 { sys as f64 / mib } else { 0.0 },
+                voluntary_switches: vol,
+                involuntary_switches: invol,
+                verified,
+            }
+        })
+        .collect()
+}
+
+/// The seed-shaped table.
+pub fn render_table(rows: &[ModeSummary]) -> String {
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        "{:<24} {:>9} {:>10} {:>8} {:>8} {:>10} {:>9} {:>10} {:>10} {:>12} {:>9}",
+        "mode",
+        "alloc ms",
+        "xfer ms",
+        "sync ms",
+        "free ms",
+        "total ms",
+        "MiB/s",
+        "p50 us",
+        "p99 us",
+        "cpu ms/GiB",
+        "verified"
+    );
+    for r in rows {
+        let cpu_ms_per_gib = (r.cpu_user_ns_per_mib + r.cpu_sys_ns_per_mib) * 1024.0 / 1e6;
+        let _ = writeln!(
+            s,
+            "{:<24} {:>9.1} {:>10.1} {:>8.1} {:>8.1} {:>10.1} {:>9.0} {:>10.0} {:>10.0} {:>12.1} {:>9}",
+            r.mode.name(),
+            r.alloc_ms,
+            r.transfer_ms,
+            r.sync_ms,
+            r.free_ms,
+            r.total_ms,
+            r.mib_per_s,
+            r.lat_p50_us,
+            r.lat_p99_us,
+            cpu_ms_per_gib,
+            match r.verified {
+                Verification::Pattern => "pattern",
+                Verification::Reference => "reference",
+                Verification::Skipped => "no",
+            }
+        );
+    }
+    s
+}

@@ -1,0 +1,513 @@
+//! The workload engine on this host: the modes the host supports, end to
+//! end with verification, and every bad input the host can produce.
+use std::{
+    os::unix::fs::FileExt,
+    path::Path,
+    process::{Command, Output},
+    sync::atomic::AtomicBool,
+};
+
+use dmaprof_e2e::{disk_scratch_dir, dmaprof_bin, require_bpf};
+use profiler::workload::{
+    self, CacheMode, CallRecord, Observer, Verification, datafile,
+    mode::{Direction, Mode},
+    plan,
+};
+use profiler_common::pattern;
+
+const MIB: u64 = 1 << 20;
+
+fn dmaprof(args: &[&str]) -> Output {
+    Command::new(dmaprof_bin())
+        .arg("run")
+        .args(args)
+        .output()
+        .expect("run dmaprof")
+}
+
+/// One line on stderr naming the cause, and the exit code.
+fn assert_clean_failure(out: &Output, code: i32, needle: &str) {
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(code), "stderr: {err}");
+    let last = err.lines().last().unwrap_or_default();
+    assert!(
+        last.starts_with("dmaprof: ") && last.contains(needle),
+        "expected `{needle}` in: {err}"
+    );
+    assert!(
+        !err.contains("panicked") && !err.contains("RUST_BACKTRACE"),
+        "{err}"
+    );
+}
+
+fn args(dir: &Path, modes: &[&str], direction: Direction) -> plan::Args {
+    plan::Args {
+        modes: modes.iter().map(|s| s.to_string()).collect(),
+        direction,
+        file: None,
+        dir: Some(dir.to_path_buf()),
+        size: Some(16 * MIB),
+        chunk: 4 * MIB,
+        iterations: 2,
+        heap: "system".into(),
+        cache: CacheMode::Cold,
+        verify: true,
+        force: false,
+    }
+}
+
+#[derive(Default)]
+struct Collect(Vec<CallRecord>);
+impl Observer for Collect {
+    fn on_call(&mut self, c: &CallRecord) {
+        self.0.push(c.clone());
+    }
+}
+
+#[test]
+fn read_baselines_move_and_verify_every_byte() {
+    let dir = disk_scratch_dir();
+    let plan = plan::plan(&args(
+        dir.path(),
+        &["pread", "pread-direct"],
+        Direction::Read,
+    ))
+    .unwrap();
+    let mut seen = Collect::default();
+    let out = workload::run(&plan.config, &AtomicBool::new(false), &mut seen);
+    assert!(out.error.is_none(), "{:?}", out.error);
+    assert!(!out.interrupted);
+    // 2 iterations x 2 modes, interleaved, 4 calls of 4 MiB each.
+    let order: Vec<Mode> = out.passes.iter().map(|p| p.mode).collect();
+    assert_eq!(
+        order,
+        [
+            Mode::Pread,
+            Mode::PreadDirect,
+            Mode::Pread,
+            Mode::PreadDirect
+        ]
+    );
+    for p in &out.passes {
+        assert_eq!(p.bytes, 16 * MIB);
+        assert_eq!(p.verified, Verification::Pattern);
+        assert!(p.cache.starts_with("cold"), "{}", p.cache);
+        let offsets: Vec<u64> = p.calls.iter().map(|c| c.file_offset).collect();
+        assert_eq!(offsets, [0, 4 * MIB, 8 * MIB, 12 * MIB]);
+        assert!(p.calls.iter().all(|c| c.bytes == 4 * MIB && c.wall_ns > 0));
+        assert!(p.transfer_ns >= p.calls.iter().map(|c| c.wall_ns).sum::<u64>());
+    }
+    assert_eq!(seen.0.len(), 16, "the observer saw every call");
+    // The direct pass left the page cache alone; buffered reads populated it and
+    // the next pass's cold start dropped it again (mincore said so).
+    assert!(
+        out.passes[2].cache.contains(" 0/4096 pages resident"),
+        "{}",
+        out.passes[2].cache
+    );
+}
+
+#[test]
+fn write_baselines_save_verified_files() {
+    let dir = disk_scratch_dir();
+    let plan = plan::plan(&args(
+        dir.path(),
+        &["pwrite", "pwrite-direct"],
+        Direction::Write,
+    ))
+    .unwrap();
+    let out = workload::run(
+        &plan.config,
+        &AtomicBool::new(false),
+        &mut workload::NoObserver,
+    );
+    assert!(out.error.is_none(), "{:?}", out.error);
+    assert_eq!(out.passes.len(), 4);
+    for mode in ["pwrite", "pwrite-direct"] {
+        // Checked here independently of dmaprof's own verification.
+        let path = dir.path().join(format!("dmaprof-out-{mode}.bin"));
+        let data = std::fs::read(&path).unwrap();
+        assert_eq!(data.len() as u64, 16 * MIB);
+        assert_eq!(
+            pattern::first_mismatch(datafile::DEFAULT_SEED, 0, &data),
+            None,
+            "{mode}"
+        );
+        assert!(datafile::owner_seed(&path).is_some(), "marked as dmaprof's");
+    }
+    assert!(
+        out.passes
+            .iter()
+            .all(|p| p.verified == Verification::Pattern && p.sync_ns > 0)
+    );
+}
+
+#[test]
+fn the_binary_prints_the_seed_shaped_table() {
+    let dir = disk_scratch_dir();
+    let d = dir.path().to_str().unwrap();
+    let out = dmaprof(&[
+        "--dir",
+        d,
+        "--size",
+        "8M",
+        "--chunk",
+        "2M",
+        "--mode",
+        "pread",
+        "--mode",
+        "pread-direct",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let table = String::from_utf8(out.stdout).unwrap();
+    for col in [
+        "alloc ms",
+        "xfer ms",
+        "total ms",
+        "MiB/s",
+        "p99 us",
+        "cpu ms/GiB",
+    ] {
+        assert!(table.contains(col), "{table}");
+    }
+    let rows: Vec<&str> = table.lines().filter(|l| l.starts_with("pread")).collect();
+    assert_eq!(rows.len(), 2, "{table}");
+    assert!(rows.iter().all(|r| r.ends_with("pattern")), "{table}");
+    // The default test file is made once and reused.
+    let again = dmaprof(&[
+        "--dir", d, "--size", "8M", "--chunk", "2M", "--mode", "pread",
+    ]);
+    assert!(String::from_utf8_lossy(&again.stderr).contains("reusing test file"));
+}
+
+#[test]
+fn mode_all_lists_what_it_skips_and_why() {
+    let dir = disk_scratch_dir();
+    let out = dmaprof(&[
+        "--dir",
+        dir.path().to_str().unwrap(),
+        "--size",
+        "4M",
+        "--chunk",
+        "1M",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    if !Path::new("/dev/dma_heap/system").exists() {
+        assert!(
+            err.contains("skipping rw-file-direct: no dma-heap"),
+            "{err}"
+        );
+    }
+    if !Path::new("/dev/udmabuf").exists() {
+        assert!(
+            err.contains("skipping udmabuf-sendfile: no /dev/udmabuf"),
+            "{err}"
+        );
+    }
+}
+
+#[test]
+fn a_user_file_is_verified_against_a_reference_read() {
+    let dir = disk_scratch_dir();
+    let path = dir.path().join("user.bin");
+    std::fs::write(
+        &path,
+        (0..(2 * MIB))
+            .map(|i| (i * 7 % 251) as u8)
+            .collect::<Vec<u8>>(),
+    )
+    .unwrap();
+    let out = dmaprof(&[
+        "--file",
+        path.to_str().unwrap(),
+        "--mode",
+        "pread-direct",
+        "--chunk",
+        "1M",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("reference"));
+}
+
+#[test]
+fn corrupted_data_fails_verification() {
+    let dir = disk_scratch_dir();
+    let d = dir.path().to_str().unwrap();
+    assert!(
+        dmaprof(&[
+            "--dir", d, "--size", "4M", "--chunk", "1M", "--mode", "pread"
+        ])
+        .status
+        .success()
+    );
+    // Flip one byte of dmaprof's own file: it still claims the pattern.
+    let path = dir.path().join("dmaprof-data-4M.bin");
+    let f = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+    f.write_at(
+        &[0xff ^ pattern::word(datafile::DEFAULT_SEED, 300_000) as u8],
+        2_400_000,
+    )
+    .unwrap();
+    drop(f);
+    let out = dmaprof(&[
+        "--dir", d, "--size", "4M", "--chunk", "1M", "--mode", "pread",
+    ]);
+    assert_clean_failure(&out, 1, "differs from the file at offset 2400000");
+}
+
+#[test]
+fn bad_inputs_get_one_line_and_exit_2() {
+    let dir = disk_scratch_dir();
+    let d = dir.path().to_str().unwrap();
+    let small = dir.path().join("small.bin");
+    std::fs::write(&small, vec![1u8; 8192]).unwrap();
+    let small = small.to_str().unwrap();
+
+    assert_clean_failure(
+        &dmaprof(&["--file", "/nonexistent/x.bin"]),
+        2,
+        "No such file",
+    );
+    assert_clean_failure(&dmaprof(&["--file", d]), 2, "is a directory");
+    assert_clean_failure(
+        &dmaprof(&["--file", small, "--size", "1M"]),
+        2,
+        "larger than",
+    );
+    assert_clean_failure(
+        &dmaprof(&["--file", small, "--size", "0"]),
+        2,
+        "--size must be greater than 0",
+    );
+    assert_clean_failure(
+        &dmaprof(&["--file", small, "--chunk", "0"]),
+        2,
+        "--chunk must be greater than 0",
+    );
+    assert_clean_failure(
+        &dmaprof(&["--file", small, "--mode", "pread-direct", "--chunk", "1000"]),
+        2,
+        "not a multiple of 4096",
+    );
+    assert_clean_failure(
+        &dmaprof(&["--file", small, "--mode", "nope"]),
+        2,
+        "unknown mode `nope`",
+    );
+    assert_clean_failure(
+        &dmaprof(&["--file", small, "--size", "12Q"]),
+        2,
+        "unknown unit",
+    );
+    let empty = dir.path().join("empty.bin");
+    std::fs::write(&empty, b"").unwrap();
+    assert_clean_failure(
+        &dmaprof(&["--file", empty.to_str().unwrap()]),
+        2,
+        "is empty",
+    );
+    assert_clean_failure(&dmaprof(&["--file", "/dev/null"]), 2, "not a regular file");
+    if !Path::new("/dev/dma_heap/system").exists() {
+        assert_clean_failure(
+            &dmaprof(&["--file", small, "--mode", "dmabuf-read"]),
+            2,
+            "no dma-heap",
+        );
+        assert_clean_failure(
+            &dmaprof(&["--file", small, "--mode", "rw-file-direct"]),
+            2,
+            "no dma-heap",
+        );
+    }
+    if !Path::new("/dev/udmabuf").exists() {
+        assert_clean_failure(
+            &dmaprof(&["--file", small, "--mode", "udmabuf-read"]),
+            2,
+            "no /dev/udmabuf",
+        );
+    }
+    assert_clean_failure(
+        &dmaprof(&["--file", small, "--mode", "pwrite"]),
+        2,
+        "pwrite does not do reads",
+    );
+}
+
+#[test]
+fn writes_never_clobber_a_file_dmaprof_did_not_create() {
+    let dir = disk_scratch_dir();
+    let theirs = dir.path().join("precious.txt");
+    std::fs::write(&theirs, b"keep me").unwrap();
+    let t = theirs.to_str().unwrap();
+    let out = dmaprof(&[
+        "--direction",
+        "write",
+        "--file",
+        t,
+        "--mode",
+        "pwrite",
+        "--size",
+        "1M",
+    ]);
+    assert_clean_failure(&out, 2, "was not created by dmaprof");
+    assert_eq!(std::fs::read(&theirs).unwrap(), b"keep me");
+    let out = dmaprof(&[
+        "--direction",
+        "write",
+        "--file",
+        t,
+        "--mode",
+        "pwrite",
+        "--size",
+        "1M",
+        "--force",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(std::fs::metadata(&theirs).unwrap().len(), MIB);
+}
+
+#[test]
+fn rw_file_on_a_kernel_or_fd_without_it_is_enotty() {
+    // The host kernel has no RW_FILE; any non-dma-buf fd answers ENOTTY too.
+    let dir = disk_scratch_dir();
+    let path = dir.path().join("f.bin");
+    std::fs::write(&path, vec![0u8; 4096]).unwrap();
+    let f = std::fs::File::open(&path).unwrap();
+    let args = profiler::dma_buf::RwFileArgs {
+        flags: profiler::dma_buf::RW_FLAGS_READ,
+        fd: std::os::fd::AsRawFd::as_raw_fd(&f),
+        buf_len: 4096,
+        ..Default::default()
+    };
+    let err = profiler::dma_buf::rw_file(&f, &args).unwrap_err();
+    assert_eq!(err.raw_os_error(), Some(libc::ENOTTY));
+}
+
+/// Root-only scenarios: a filesystem without O_DIRECT (ramfs), a full
+/// filesystem (a small tmpfs), and permission denied (as nobody).
+#[test]
+fn filesystem_limits_and_permissions() {
+    if !require_bpf("mounting ramfs/tmpfs needs root") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let ram = dir.path().join("ramfs");
+    let small = dir.path().join("tmpfs");
+    std::fs::create_dir_all(&ram).unwrap();
+    std::fs::create_dir_all(&small).unwrap();
+    let mount = |fs: &str, at: &Path, opts: &str| {
+        let ok = Command::new("mount")
+            .args(["-t", fs, "-o", opts, fs])
+            .arg(at)
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "mount {fs}");
+    };
+    mount("ramfs", &ram, "mode=755");
+    mount("tmpfs", &small, "size=4m");
+    let result = std::panic::catch_unwind(|| {
+        let f = ram.join("data.bin");
+        std::fs::write(&f, vec![3u8; 65536]).unwrap();
+        let out = dmaprof(&[
+            "--file",
+            f.to_str().unwrap(),
+            "--mode",
+            "pread-direct",
+            "--chunk",
+            "64K",
+        ]);
+        assert_clean_failure(&out, 2, "O_DIRECT does not work here");
+
+        let out = dmaprof(&[
+            "--direction",
+            "write",
+            "--dir",
+            small.to_str().unwrap(),
+            "--mode",
+            "pwrite",
+            "--size",
+            "16M",
+            "--chunk",
+            "1M",
+        ]);
+        assert_clean_failure(&out, 1, "No space left on device");
+
+        let secret = ram.join("secret.bin");
+        std::fs::write(&secret, vec![1u8; 4096]).unwrap();
+        std::fs::set_permissions(&secret, std::os::unix::fs::PermissionsExt::from_mode(0o600))
+            .unwrap();
+        let out = Command::new("setpriv")
+            .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+            .arg(dmaprof_bin())
+            .args(["run", "--mode", "pread", "--file", secret.to_str().unwrap()])
+            .output()
+            .unwrap();
+        assert_clean_failure(&out, 2, "Permission denied");
+    });
+    for at in [&ram, &small] {
+        Command::new("umount").arg(at).status().unwrap();
+    }
+    if let Err(e) = result {
+        std::panic::resume_unwind(e);
+    }
+}
+
+#[test]
+fn sigint_ends_the_run_cleanly_with_what_was_done() {
+    let dir = disk_scratch_dir();
+    let d = dir.path().to_str().unwrap();
+    // Make the file first so the run starts transferring at once.
+    assert!(
+        dmaprof(&[
+            "--dir", d, "--size", "64M", "--chunk", "64K", "--mode", "pread", "--cache", "warm"
+        ])
+        .status
+        .success()
+    );
+    let child = Command::new(dmaprof_bin())
+        .args([
+            "run",
+            "--dir",
+            d,
+            "--size",
+            "64M",
+            "--chunk",
+            "4K",
+            "--mode",
+            "pread",
+            "--iterations",
+            "1000",
+            "--cache",
+            "warm",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    let out = child.wait_with_output().unwrap();
+    assert_clean_failure(&out, 130, "interrupted");
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("pread"),
+        "the passes done are reported"
+    );
+}
