@@ -14,14 +14,18 @@ pub fn word(seed: u64, index: u64) -> u64 {
 
 /// Fills `buf` with the pattern bytes of file offsets `offset..offset + buf.len()`.
 pub fn fill(seed: u64, offset: u64, buf: &mut [u8]) {
-    for (i, b) in buf.iter_mut().enumerate() {
-        let pos = offset + i as u64;
-        *b = word(seed, pos / 8).to_le_bytes()[(pos % 8) as usize];
+    let (head, body, tail) = split(offset, buf.len());
+    for (i, b) in buf[..head].iter_mut().enumerate() {
+        *b = byte(seed, offset + i as u64);
+    }
+    fill_aligned(seed, offset + head as u64, &mut buf[head..head + body]);
+    let base = offset + (head + body) as u64;
+    for (i, b) in buf[head + body..][..tail].iter_mut().enumerate() {
+        *b = byte(seed, base + i as u64);
     }
 }
 
-/// Fills a buffer whose file offset is 8-aligned and length a multiple of 8
-/// (the fast path used for large files).
+/// Fills a buffer whose file offset is 8-aligned and length a multiple of 8.
 pub fn fill_aligned(seed: u64, offset: u64, buf: &mut [u8]) {
     debug_assert!(offset.is_multiple_of(8) && buf.len().is_multiple_of(8));
     for (i, chunk) in buf.chunks_exact_mut(8).enumerate() {
@@ -29,12 +33,38 @@ pub fn fill_aligned(seed: u64, offset: u64, buf: &mut [u8]) {
     }
 }
 
+/// The pattern byte at file offset `pos`.
+#[inline]
+pub fn byte(seed: u64, pos: u64) -> u8 {
+    word(seed, pos / 8).to_le_bytes()[(pos % 8) as usize]
+}
+
+/// Splits a range at `offset` of `len` bytes into an unaligned head, a
+/// whole-word body and a tail, so the body can be handled a word at a time.
+fn split(offset: u64, len: usize) -> (usize, usize, usize) {
+    let head = (((8 - offset % 8) % 8) as usize).min(len);
+    let body = (len - head) / 8 * 8;
+    (head, body, len - head - body)
+}
+
 /// The first offset (relative to `buf`) where `buf` differs from the pattern.
+/// Compares a word at a time: verification of large reads must stay cheap
+/// (it runs in emulated guests too).
 pub fn first_mismatch(seed: u64, offset: u64, buf: &[u8]) -> Option<usize> {
-    buf.iter().enumerate().position(|(i, b)| {
-        let pos = offset + i as u64;
-        *b != word(seed, pos / 8).to_le_bytes()[(pos % 8) as usize]
-    })
+    let (head, body, _) = split(offset, buf.len());
+    let bytewise =
+        |from: usize, to: usize| (from..to).find(|&i| buf[i] != byte(seed, offset + i as u64));
+    if let Some(i) = bytewise(0, head) {
+        return Some(i);
+    }
+    let first_word = (offset + head as u64) / 8;
+    for (w, chunk) in buf[head..head + body].chunks_exact(8).enumerate() {
+        let got = u64::from_le_bytes(chunk.try_into().expect("8 bytes"));
+        if got != word(seed, first_word + w as u64) {
+            return bytewise(head + w * 8, head + w * 8 + 8);
+        }
+    }
+    bytewise(head + body, buf.len())
 }
 
 /// The seed of the lab disk's data files (xtask writes them, guest tests check them).
@@ -58,5 +88,28 @@ mod tests {
         c[5] ^= 1;
         assert_eq!(first_mismatch(7, 4099, &c), Some(5));
         assert_ne!(word(1, 0), word(2, 0));
+        // Every alignment of start and length agrees with the byte definition.
+        for start in 0..16u64 {
+            for len in 0..40usize {
+                let mut arr = [0u8; 40];
+                let v = &mut arr[..len];
+                fill(9, start, v);
+                assert!(
+                    v.iter()
+                        .enumerate()
+                        .all(|(i, b)| *b == byte(9, start + i as u64))
+                );
+                assert_eq!(first_mismatch(9, start, v), None);
+                if len > 0 {
+                    let k = len / 2;
+                    v[k] ^= 0x10;
+                    assert_eq!(
+                        first_mismatch(9, start, v),
+                        Some(k),
+                        "start {start} len {len}"
+                    );
+                }
+            }
+        }
     }
 }

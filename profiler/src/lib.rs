@@ -3,6 +3,7 @@ pub mod btf;
 pub mod capabilities;
 pub mod dma_buf;
 pub mod doctor;
+pub mod export;
 pub mod fsinfo;
 pub mod kernel;
 pub mod mapping;

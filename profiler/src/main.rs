@@ -4,6 +4,10 @@ use std::{path::PathBuf, process::ExitCode};
 use clap::{Parser, Subcommand};
 use profiler::{
     doctor,
+    export::{
+        atomic::{self, AtomicFile},
+        calls_csv, results,
+    },
     workload::{
         self, CacheMode, RunError,
         mode::{Direction, parse_size},
@@ -84,6 +88,16 @@ struct RunArgs {
     /// Allow overwriting a write destination that dmaprof did not create.
     #[arg(long)]
     force: bool,
+    /// Write one CSV row per call (every column, units in the names).
+    #[arg(long, value_name = "PATH")]
+    csv: Option<PathBuf>,
+    /// Write one CSV row per mode (calls, bytes, MiB/s, latency percentiles, CPU per MiB ...).
+    #[arg(long, value_name = "PATH")]
+    summary_csv: Option<PathBuf>,
+    /// Write the results document (schema dmaprof.results/1, docs/results.md):
+    /// what `dmaprof compare` reads.
+    #[arg(long, value_name = "PATH")]
+    json: Option<PathBuf>,
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -159,9 +173,22 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     }
 }
 
-/// Prints each pass as it ends (stderr: stdout stays for the table).
-struct Progress;
-impl workload::Observer for Progress {
+/// Prints each pass as it ends (stderr: stdout stays for the table) and
+/// streams call rows to the CSV file.
+struct Recorder {
+    csv: Option<AtomicFile>,
+    csv_error: Option<std::io::Error>,
+}
+
+impl workload::Observer for Recorder {
+    fn on_call(&mut self, c: &workload::CallRecord) {
+        if let (Some(f), None) = (self.csv.as_mut(), self.csv_error.as_ref())
+            && let Err(e) = calls_csv::row(f.writer(), c)
+        {
+            self.csv_error = Some(e);
+        }
+    }
+
     fn on_pass(&mut self, p: &workload::Pass) {
         eprintln!(
             "  {:<24} iteration {}: {} in {:.1} ms ({:.0} MiB/s)",
@@ -174,19 +201,33 @@ impl workload::Observer for Progress {
     }
 }
 
+/// Opens the per-call CSV before the run so a bad path fails before any work.
+fn open_csv(path: &std::path::Path) -> Result<AtomicFile, String> {
+    let mut f = AtomicFile::create(path).map_err(|e| format!("--csv {}: {e}", path.display()))?;
+    calls_csv::header(f.writer()).map_err(|e| format!("--csv {}: {e}", path.display()))?;
+    Ok(f)
+}
+
+/// Checks an output path can be written, before any work.
+fn check_output(flag: &str, path: &std::path::Path) -> Result<(), String> {
+    AtomicFile::create(path)
+        .map(drop)
+        .map_err(|e| format!("{flag} {}: {e}", path.display()))
+}
+
 fn run_workload(a: RunArgs) -> ExitCode {
     let args = plan::Args {
-        modes: a.modes,
+        modes: a.modes.clone(),
         direction: match a.direction {
             DirectionArg::Read => Direction::Read,
             DirectionArg::Write => Direction::Write,
         },
-        file: a.file,
-        dir: a.dir,
+        file: a.file.clone(),
+        dir: a.dir.clone(),
         size: a.size,
         chunk: a.chunk,
         iterations: a.iterations,
-        heap: a.heap,
+        heap: a.heap.clone(),
         cache: a.cache,
         verify: !a.no_verify,
         force: a.force,
@@ -198,6 +239,26 @@ fn run_workload(a: RunArgs) -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    let outputs = (|| -> Result<Option<AtomicFile>, String> {
+        if let Some(p) = &a.summary_csv {
+            check_output("--summary-csv", p)?;
+        }
+        if let Some(p) = &a.json {
+            check_output("--json", p)?;
+        }
+        a.csv.as_deref().map(open_csv).transpose()
+    })();
+    let csv = match outputs {
+        Ok(csv) => csv,
+        Err(e) => {
+            eprintln!("dmaprof: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let started_unix_s = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
     let cfg = &plan.config;
     for note in &plan.notes {
         eprintln!("dmaprof: {note}");
@@ -237,7 +298,13 @@ fn run_workload(a: RunArgs) -> ExitCode {
     for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
         let _ = signal_hook::flag::register(sig, stop.clone());
     }
-    let outcome = workload::run(cfg, &stop, &mut Progress);
+    let mut recorder = Recorder {
+        csv,
+        csv_error: None,
+    };
+    let outcome = workload::run(cfg, &stop, &mut recorder);
+    // Exports first: whatever happened, the calls done so far are kept.
+    let export_error = write_exports(&a, cfg, &plan.skipped, &outcome, recorder, started_unix_s);
 
     let rows = workload::summary::summarize(&outcome.passes);
     if !rows.is_empty() {
@@ -247,6 +314,10 @@ fn run_workload(a: RunArgs) -> ExitCode {
             println!("cache: {}", p.cache);
         }
         print!("{}", workload::summary::render_table(&rows));
+    }
+    if let Some(e) = export_error {
+        eprintln!("dmaprof: {e}");
+        return ExitCode::from(1);
     }
     match outcome.error {
         Some(RunError::Input(e)) => {
@@ -266,4 +337,50 @@ fn run_workload(a: RunArgs) -> ExitCode {
         }
         None => ExitCode::SUCCESS,
     }
+}
+
+/// Commits the per-call CSV and writes the summary CSV and JSON. Returns the
+/// first failure, after trying every file.
+fn write_exports(
+    a: &RunArgs,
+    cfg: &workload::Config,
+    skipped: &[(workload::mode::Mode, String)],
+    outcome: &workload::Outcome,
+    recorder: Recorder,
+    started_unix_s: u64,
+) -> Option<String> {
+    let mut first_error = None;
+    let mut note = |e: String| {
+        if first_error.is_none() {
+            first_error = Some(e);
+        }
+    };
+    if let Some(f) = recorder.csv {
+        let dest = f.dest().display().to_string();
+        match recorder.csv_error {
+            Some(e) => note(format!("--csv {dest}: {e}")),
+            None => {
+                if let Err(e) = f.commit() {
+                    note(format!("--csv {dest}: {e}"));
+                }
+            }
+        }
+    }
+    let rows = workload::summary::summarize(&outcome.passes);
+    if let Some(p) = &a.summary_csv {
+        let mut bytes = Vec::new();
+        let r =
+            results::write_summary_csv(&mut bytes, &rows).and_then(|()| atomic::write(p, &bytes));
+        if let Err(e) = r {
+            note(format!("--summary-csv {}: {e}", p.display()));
+        }
+    }
+    if let Some(p) = &a.json {
+        let doc = results::build(cfg, outcome, skipped, started_unix_s);
+        let text = serde_json::to_string_pretty(&doc).expect("results serialize");
+        if let Err(e) = atomic::write(p, text.as_bytes()) {
+            note(format!("--json {}: {e}", p.display()));
+        }
+    }
+    first_error
 }

@@ -1,9 +1,9 @@
 //! The I/O paths dmaprof drives. Mode names are part of the CSV/JSON contract.
 use std::fmt;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Direction {
     /// file -> buffer ("restore", model loading)
@@ -33,7 +33,7 @@ pub enum BufferKind {
 }
 
 /// One I/O path. The names are the modes' names on the command line and in exports.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub enum Mode {
     #[serde(rename = "pread")]
     Pread,

@@ -4,11 +4,12 @@
 use std::fmt::Write;
 
 use hdrhistogram::Histogram;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::{Pass, Verification, mode::Mode};
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct ModeSummary {
     pub mode: Mode,
     pub passes: usize,

@@ -12,8 +12,9 @@ use crate::cmd;
 pub const SEED: u64 = pattern::LAB_SEED;
 /// Files on the disk: name and size. Bump VERSION when this changes.
 pub const FILES: &[(&str, u64)] = &[("data-256m.bin", 256 << 20), ("data-4m.bin", 4 << 20)];
-const VERSION: u32 = 1;
-const IMAGE_SIZE: &str = "1G";
+const VERSION: u32 = 2;
+/// Room for the data files and one 256 MiB output per write mode.
+const IMAGE_SIZE: &str = "2G";
 
 /// Returns a fresh copy of the cached image for one boot.
 pub fn fresh_copy(dest: &std::path::Path) -> Result<()> {
@@ -41,7 +42,9 @@ fn ensure() -> Result<PathBuf> {
             pattern::fill_aligned(SEED, off, &mut buf);
             data.extend_from_slice(&buf);
         }
-        std::fs::write(staging.join(name), &data).with_context(|| format!("writing {name}"))?;
+        let path = staging.join(name);
+        std::fs::write(&path, &data).with_context(|| format!("writing {name}"))?;
+        mark_as_dmaprof(&path)?;
     }
     let tmp = dir.join("disk.img.tmp");
     cmd::run(
@@ -55,4 +58,30 @@ fn ensure() -> Result<PathBuf> {
     std::fs::rename(&tmp, &image)?;
     std::fs::remove_dir_all(&staging)?;
     Ok(image)
+}
+
+/// The mark `dmaprof run` looks for (workload::datafile): it then verifies
+/// reads against the pattern instead of a reference read. mke2fs -d copies xattrs.
+fn mark_as_dmaprof(path: &std::path::Path) -> Result<()> {
+    use std::os::unix::ffi::OsStrExt;
+    let c_path = std::ffi::CString::new(path.as_os_str().as_bytes())?;
+    let value = format!("{SEED:x}");
+    // SAFETY: valid C strings and buffer.
+    let rc = unsafe {
+        libc::setxattr(
+            c_path.as_ptr(),
+            c"user.dmaprof.seed".as_ptr(),
+            value.as_ptr().cast(),
+            value.len(),
+            0,
+        )
+    };
+    if rc != 0 {
+        anyhow::bail!(
+            "setxattr {}: {}",
+            path.display(),
+            std::io::Error::last_os_error()
+        );
+    }
+    Ok(())
 }

@@ -113,6 +113,80 @@ pub fn test_suite(phases: &mut Phases) -> Result<()> {
             Ok(())
         })?;
     }
+    phases.run("lab: dmaprof run, read, every mode", || {
+        let out = vm::run(
+            &kernel,
+            &files,
+            "dmaprof run --file /mnt/data-256m.bin --mode all",
+            1200,
+        )?;
+        eprint!("{}", out.output);
+        check_clean(&out)?;
+        ensure!(out.status == 0, "dmaprof run (read) exited {}", out.status);
+        check_table(&out.output, READ_MODES)
+    })?;
+    phases.run("lab: dmaprof run, write, every mode", || {
+        let cmd = "mkdir -p /mnt/out && dmaprof run --direction write --dir /mnt/out --size 256M --mode all";
+        let out = vm::run(&kernel, &files, cmd, 1200)?;
+        eprint!("{}", out.output);
+        check_clean(&out)?;
+        ensure!(out.status == 0, "dmaprof run (write) exited {}", out.status);
+        check_table(&out.output, WRITE_MODES)
+    })?;
+    phases.run("lab: dmaprof run, lab-only bad inputs", || {
+        let cmd = "dmaprof run --mode rw-file-direct --heap nope --file /mnt/data-4m.bin; echo rc=$?; \
+                   dmaprof run --mode rw-file-direct --chunk 6000 --file /mnt/data-4m.bin; echo rc=$?";
+        let out = vm::run(&kernel, &files, cmd, 300)?;
+        check_clean(&out)?;
+        let lines: Vec<&str> = out.output.lines().collect();
+        ensure!(
+            lines.iter().any(|l| l.contains("no dma-heap /dev/dma_heap/nope")),
+            "missing-heap error not reported:\n{}",
+            out.output
+        );
+        ensure!(lines.iter().any(|l| l.contains("not a multiple of 4096")), "alignment error:\n{}", out.output);
+        ensure!(lines.iter().filter(|l| **l == "rc=2").count() == 2, "exit codes:\n{}", out.output);
+        Ok(())
+    })?;
+    Ok(())
+}
+
+/// The modes of each direction (the CSV/JSON contract's names): in the lab
+/// every one of them must run, and verify.
+const READ_MODES: &[&str] = &[
+    "pread",
+    "pread-direct",
+    "dmabuf-read",
+    "rw-file",
+    "rw-file-direct",
+    "udmabuf-read",
+    "udmabuf-direct-read",
+    "udmabuf-sendfile",
+    "udmabuf-direct-sendfile",
+];
+const WRITE_MODES: &[&str] = &[
+    "pwrite",
+    "pwrite-direct",
+    "dmabuf-write",
+    "rw-file",
+    "rw-file-direct",
+];
+
+fn check_table(output: &str, modes: &[&str]) -> Result<()> {
+    ensure!(
+        !output.contains("skipping"),
+        "a mode was skipped in the lab:\n{output}"
+    );
+    for mode in modes {
+        let row = output
+            .lines()
+            .find(|l| l.split_whitespace().next() == Some(mode))
+            .with_context(|| format!("no row for {mode} in:\n{output}"))?;
+        ensure!(
+            row.trim_end().ends_with("pattern"),
+            "{mode} not verified against the pattern: {row}"
+        );
+    }
     Ok(())
 }
 

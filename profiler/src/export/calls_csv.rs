@@ -1,0 +1,45 @@
+//! One row per timed call. The column names (with their units) are part of
+//! dmaprof's contract: scripts select columns by name.
+use std::io::{self, Write};
+
+use crate::workload::CallRecord;
+
+pub const COLUMNS: &[&str] = &[
+    "mode",
+    "direction",
+    "iteration",
+    "index",
+    "file_offset",
+    "bytes",
+    "start_ns",
+    "wall_ns",
+    "cpu_user_ns",
+    "cpu_sys_ns",
+    "voluntary_switches",
+    "involuntary_switches",
+    "tid",
+];
+
+pub fn header(out: &mut impl Write) -> io::Result<()> {
+    writeln!(out, "{}", COLUMNS.join(","))
+}
+
+pub fn row(out: &mut impl Write, c: &CallRecord) -> io::Result<()> {
+    writeln!(
+        out,
+        "{},{},{},{},{},{},{},{},{},{},{},{},{}",
+        c.mode.name(),
+        c.direction,
+        c.iteration,
+        c.index,
+        c.file_offset,
+        c.bytes,
+        c.start_ns,
+        c.wall_ns,
+        c.cpu.user_ns,
+        c.cpu.sys_ns,
+        c.cpu.voluntary_switches,
+        c.cpu.involuntary_switches,
+        c.tid
+    )
+}
