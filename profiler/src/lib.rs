@@ -1,6 +1,7 @@
 //! dmaprof's agent: drives file <-> dma-buf workloads and traces them with eBPF.
 pub mod btf;
 pub mod capabilities;
+pub mod compare;
 pub mod dma_buf;
 pub mod doctor;
 pub mod export;

@@ -3,7 +3,7 @@ use std::{path::PathBuf, process::ExitCode};
 
 use clap::{Parser, Subcommand};
 use profiler::{
-    doctor,
+    compare, doctor,
     export::{
         atomic::{self, AtomicFile},
         calls_csv, results,
@@ -43,6 +43,23 @@ enum Command {
     /// report alloc / transfer / total time, throughput, per-call latency
     /// and CPU cost (the seed's table). Every byte moved is verified.
     Run(RunArgs),
+    /// Compare a candidate run against a baseline run (results JSON from
+    /// `run --json`, or per-call CSV from `run --csv`): per mode and metric,
+    /// medians with 95% CI, change, Mann-Whitney p-value (`~`: not
+    /// significant); and each mode against pread / pread-direct in the
+    /// candidate. Exit 1 on a significant regression beyond --threshold,
+    /// 2 on unusable input. With one file, only the pread comparison.
+    Compare {
+        /// The baseline results file.
+        baseline: PathBuf,
+        /// The candidate results file.
+        candidate: Option<PathBuf>,
+        /// Percent: a significant change for the worse beyond this fails (exit 1).
+        #[arg(long, value_name = "PCT")]
+        threshold: Option<f64>,
+        #[arg(long, value_enum, default_value = "text")]
+        format: compare::report::Format,
+    },
 }
 
 #[derive(clap::Args)]
@@ -152,6 +169,17 @@ fn usage_error(e: clap::Error) -> ExitCode {
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Run(args) => Ok(run_workload(args)),
+        Command::Compare {
+            baseline,
+            candidate,
+            threshold,
+            format,
+        } => Ok(run_compare(
+            &baseline,
+            candidate.as_deref(),
+            threshold,
+            format,
+        )),
         Command::Doctor { json, path } => {
             let path = match path {
                 Some(p) => {
@@ -383,4 +411,66 @@ fn write_exports(
         }
     }
     first_error
+}
+
+fn run_compare(
+    baseline: &std::path::Path,
+    candidate: Option<&std::path::Path>,
+    threshold: Option<f64>,
+    format: compare::report::Format,
+) -> ExitCode {
+    if let Some(t) = threshold
+        && !(t.is_finite() && t >= 0.0)
+    {
+        eprintln!("dmaprof: --threshold must be a non-negative percentage, not {t}");
+        return ExitCode::from(2);
+    }
+    let loaded = compare::input::load(baseline).and_then(|b| match candidate {
+        Some(c) => compare::input::load(c).map(|c| (b, Some(c))),
+        None => Ok((b, None)),
+    });
+    let (base, cand) = match loaded {
+        Ok(x) => x,
+        Err(e) => {
+            eprintln!("dmaprof: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let Some(cand) = cand else {
+        let speedups = compare::speedups(&base);
+        if speedups.is_empty() {
+            eprintln!(
+                "dmaprof: {}: no pread or pread-direct pass to compare against",
+                baseline.display()
+            );
+            return ExitCode::from(2);
+        }
+        let report = compare::Report {
+            rows: Vec::new(),
+            speedups,
+            threshold_pct: None,
+            only_in_baseline: Vec::new(),
+            only_in_candidate: Vec::new(),
+        };
+        print!("{}", compare::report::render(&report, format));
+        return ExitCode::SUCCESS;
+    };
+    match compare::compare(&base, &cand, threshold) {
+        Ok(report) => {
+            print!("{}", compare::report::render(&report, format));
+            if report.regressions().next().is_some() {
+                eprintln!(
+                    "dmaprof: significant regression beyond {}%",
+                    threshold.unwrap_or(0.0)
+                );
+                ExitCode::from(1)
+            } else {
+                ExitCode::SUCCESS
+            }
+        }
+        Err(e) => {
+            eprintln!("dmaprof: {e}");
+            ExitCode::from(2)
+        }
+    }
 }

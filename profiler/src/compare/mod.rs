@@ -1,0 +1,183 @@
+//! `dmaprof compare`: a candidate against a baseline (two runs), and every
+//! mode against the pread baselines within a run, with benchstat's rules:
+//! medians with 95% confidence intervals, Mann-Whitney U p-values, and `~`
+//! when a difference is not significant.
+pub mod input;
+pub mod report;
+pub mod stats;
+
+use input::{ModeSamples, Samples};
+use serde::Serialize;
+
+/// Significance level of the Mann-Whitney test.
+pub const ALPHA: f64 = 0.05;
+
+pub struct Metric {
+    pub name: &'static str,
+    pub higher_is_better: bool,
+    pub get: fn(&ModeSamples) -> &Vec<f64>,
+}
+
+pub const METRICS: [Metric; 4] = [
+    Metric {
+        name: "MiB/s",
+        higher_is_better: true,
+        get: |s| &s.mib_per_s,
+    },
+    Metric {
+        name: "p50 us",
+        higher_is_better: false,
+        get: |s| &s.lat_p50_us,
+    },
+    Metric {
+        name: "p99 us",
+        higher_is_better: false,
+        get: |s| &s.lat_p99_us,
+    },
+    Metric {
+        name: "cpu ns/MiB",
+        higher_is_better: false,
+        get: |s| &s.cpu_ns_per_mib,
+    },
+];
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Side {
+    pub median: f64,
+    /// 95% CI of the median, None with fewer than 6 samples.
+    pub ci95: Option<(f64, f64)>,
+    pub n: usize,
+}
+
+impl Side {
+    fn of(xs: &[f64]) -> Side {
+        Side {
+            median: stats::median(xs),
+            ci95: stats::median_ci95(xs),
+            n: xs.len(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Row {
+    pub mode: String,
+    pub metric: &'static str,
+    pub baseline: Side,
+    pub candidate: Side,
+    /// (candidate - baseline) / baseline, percent.
+    pub delta_pct: f64,
+    pub p_value: f64,
+    pub significant: bool,
+    /// Significant, in the worse direction, and beyond --threshold.
+    pub regression: bool,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Speedup {
+    pub mode: String,
+    pub against: &'static str,
+    /// Median throughput of the mode over the median of the baseline mode.
+    pub ratio: f64,
+    pub p_value: f64,
+    pub significant: bool,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    pub rows: Vec<Row>,
+    /// Within the candidate run: each mode against pread and pread-direct.
+    pub speedups: Vec<Speedup>,
+    pub threshold_pct: Option<f64>,
+    pub only_in_baseline: Vec<String>,
+    pub only_in_candidate: Vec<String>,
+}
+
+impl Report {
+    pub fn regressions(&self) -> impl Iterator<Item = &Row> {
+        self.rows.iter().filter(|r| r.regression)
+    }
+}
+
+pub fn compare(
+    base: &Samples,
+    cand: &Samples,
+    threshold_pct: Option<f64>,
+) -> Result<Report, String> {
+    let common: Vec<&String> = base.keys().filter(|m| cand.contains_key(*m)).collect();
+    if common.is_empty() {
+        return Err(format!(
+            "the two runs have no mode in common (baseline: {}; candidate: {})",
+            base.keys().cloned().collect::<Vec<_>>().join(", "),
+            cand.keys().cloned().collect::<Vec<_>>().join(", ")
+        ));
+    }
+    let mut rows = Vec::new();
+    for mode in common {
+        for m in &METRICS {
+            let (a, b) = ((m.get)(&base[mode]), (m.get)(&cand[mode]));
+            let (sa, sb) = (Side::of(a), Side::of(b));
+            let delta_pct = if sa.median != 0.0 {
+                (sb.median - sa.median) / sa.median * 100.0
+            } else {
+                0.0
+            };
+            let p_value = stats::mann_whitney_p(a, b);
+            let significant = p_value < ALPHA;
+            let worse = if m.higher_is_better {
+                delta_pct < 0.0
+            } else {
+                delta_pct > 0.0
+            };
+            let regression =
+                significant && worse && threshold_pct.is_some_and(|t| delta_pct.abs() > t);
+            rows.push(Row {
+                mode: mode.clone(),
+                metric: m.name,
+                baseline: sa,
+                candidate: sb,
+                delta_pct,
+                p_value,
+                significant,
+                regression,
+            });
+        }
+    }
+    Ok(Report {
+        rows,
+        speedups: speedups(cand),
+        threshold_pct,
+        only_in_baseline: base
+            .keys()
+            .filter(|m| !cand.contains_key(*m))
+            .cloned()
+            .collect(),
+        only_in_candidate: cand
+            .keys()
+            .filter(|m| !base.contains_key(*m))
+            .cloned()
+            .collect(),
+    })
+}
+
+/// Every mode's throughput against pread and pread-direct in the same run.
+pub fn speedups(run: &Samples) -> Vec<Speedup> {
+    let mut out = Vec::new();
+    for against in ["pread", "pread-direct"] {
+        let Some(base) = run.get(against) else {
+            continue;
+        };
+        let base_median = stats::median(&base.mib_per_s);
+        for (mode, s) in run.iter().filter(|(m, _)| m.as_str() != against) {
+            let p_value = stats::mann_whitney_p(&base.mib_per_s, &s.mib_per_s);
+            out.push(Speedup {
+                mode: mode.clone(),
+                against,
+                ratio: stats::median(&s.mib_per_s) / base_median,
+                p_value,
+                significant: p_value < ALPHA,
+            });
+        }
+    }
+    out
+}
