@@ -10,7 +10,7 @@ use std::{
 };
 
 use dmaprof_e2e::{disk_scratch_dir, gettid, require_bpf};
-use profiler::probes::block::BlockProbe;
+use profiler::probes::session::{Families, Options, Session};
 use profiler_common::pattern;
 
 const MIB: usize = 1 << 20;
@@ -71,6 +71,16 @@ fn direct_overwrite_all(path: &Path, len: usize, chunk: usize) -> u64 {
     total
 }
 
+fn block_only(filter_tgid: Option<u32>) -> Session {
+    Session::attach(&Options {
+        filter_tgid,
+        force: None,
+        exporter_fn: None,
+        families: Families::BLOCK,
+    })
+    .expect("attach block probe")
+}
+
 #[test]
 fn direct_io_bytes_are_attributed_to_the_thread_that_did_them() {
     if !require_bpf("block probe") {
@@ -85,12 +95,10 @@ fn direct_io_bytes_are_attributed_to_the_thread_that_did_them() {
     write_pattern_file(&read_path, READ_LEN);
     write_pattern_file(&write_path, WRITE_LEN);
 
-    let probe = BlockProbe::attach(Some(std::process::id())).expect("attach block probe");
+    let _serial = dmaprof_e2e::probe_lock();
+    let probe = block_only(Some(std::process::id()));
     assert!(
-        probe
-            .attached
-            .iter()
-            .any(|a| a == "block:block_rq_complete"),
+        probe.attached[0].target.contains("block:block_rq_complete"),
         "{:?}",
         probe.attached
     );
@@ -117,7 +125,7 @@ fn direct_io_bytes_are_attributed_to_the_thread_that_did_them() {
     let (writer_tid, written_bytes) = writer.join().unwrap();
     assert!(noise.wait().unwrap().success());
 
-    let snap = probe.snapshot().expect("snapshot");
+    let snap = probe.block().expect("snapshot");
     let r = snap.thread(reader_tid);
     let w = snap.thread(writer_tid);
     eprintln!(
@@ -176,7 +184,8 @@ fn unfiltered_probe_sees_another_process() {
     }
     let dir = disk_scratch_dir();
     let path = dir.path().join("other.bin");
-    let probe = BlockProbe::attach(None).expect("attach block probe");
+    let _serial = dmaprof_e2e::probe_lock();
+    let probe = block_only(None);
     let child = Command::new("dd")
         .arg("if=/dev/zero")
         .arg(format!("of={}", path.display()))
@@ -185,7 +194,7 @@ fn unfiltered_probe_sees_another_process() {
         .expect("spawn dd");
     let pid = child.id();
     assert!(child.wait_with_output().unwrap().status.success());
-    let snap = probe.snapshot().unwrap();
+    let snap = probe.block().unwrap();
     let totals = snap.process(pid);
     assert_eq!(
         totals.write_bytes,

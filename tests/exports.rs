@@ -28,10 +28,25 @@ fn keys(v: &serde_json::Value) -> Vec<String> {
 #[test]
 fn csv_and_json_have_the_documented_shape_and_agree() {
     let dir = disk_scratch_dir();
-    let (calls, summary, json) =
-        (dir.path().join("calls.csv"), dir.path().join("summary.csv"), dir.path().join("r.json"));
+    let (calls, summary, json) = (
+        dir.path().join("calls.csv"),
+        dir.path().join("summary.csv"),
+        dir.path().join("r.json"),
+    );
     let out = Command::new(dmaprof_bin())
-        .args(["run", "--mode", "pread", "--mode", "pread-direct", "--size", "8M", "--chunk", "2M", "--iterations", "3"])
+        .args([
+            "run",
+            "--mode",
+            "pread",
+            "--mode",
+            "pread-direct",
+            "--size",
+            "8M",
+            "--chunk",
+            "2M",
+            "--iterations",
+            "3",
+        ])
         .arg("--dir")
         .arg(dir.path())
         .arg("--csv")
@@ -42,7 +57,11 @@ fn csv_and_json_have_the_documented_shape_and_agree() {
         .arg(&json)
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 
     let calls = std::fs::read_to_string(&calls).unwrap();
     let mut lines = calls.lines();
@@ -59,21 +78,27 @@ fn csv_and_json_have_the_documented_shape_and_agree() {
     let v: serde_json::Value = serde_json::from_str(&text).unwrap();
     let want: Vec<String> = TOP_KEYS.iter().map(|s| s.to_string()).collect();
     assert_eq!(keys(&v), want);
-    assert_eq!(keys(&v["modes"][0]), ["latency_histogram", "passes", "summary"]);
+    assert_eq!(
+        keys(&v["modes"][0]),
+        ["latency_histogram", "passes", "summary"]
+    );
     // The typed reader (which refuses unknown fields) accepts it: the schema is checked.
     let doc = results::parse(&text).unwrap();
     assert_eq!(doc.options.iterations, 3);
     for m in &doc.modes {
         assert_eq!(m.passes.len(), 3);
         assert_eq!(m.summary.calls, 12);
-        assert_eq!(m.summary.bytes, 3 * 8 << 20);
+        assert_eq!(m.summary.bytes, 3 * (8 << 20));
         // The histogram is lossless: every call is in it, min and max match the summary.
         let h = results::decode_histogram(&m.latency_histogram).unwrap();
         assert_eq!(h.len(), 12);
         assert!((h.max() as f64 / 1e3 - m.summary.lat_max_us).abs() / m.summary.lat_max_us < 0.01);
         // The per-call CSV rows of this mode sum to the JSON's bytes.
-        let csv_bytes: u64 =
-            rows.iter().filter(|r| r[0] == m.summary.mode.name()).map(|r| r[5].parse::<u64>().unwrap()).sum();
+        let csv_bytes: u64 = rows
+            .iter()
+            .filter(|r| r[0] == m.summary.mode.name())
+            .map(|r| r[5].parse::<u64>().unwrap())
+            .sum();
         assert_eq!(csv_bytes, m.summary.bytes);
     }
 }
@@ -84,7 +109,10 @@ fn an_interrupted_run_leaves_complete_files() {
     let d = dir.path();
     assert!(
         Command::new(dmaprof_bin())
-            .args(["run", "--mode", "pread", "--size", "64M", "--chunk", "1M", "--cache", "warm", "--dir"])
+            .args([
+                "run", "--mode", "pread", "--size", "64M", "--chunk", "1M", "--cache", "warm",
+                "--dir"
+            ])
             .arg(d)
             .output()
             .unwrap()
@@ -93,7 +121,20 @@ fn an_interrupted_run_leaves_complete_files() {
     );
     let (calls, json) = (d.join("calls.csv"), d.join("r.json"));
     let child = Command::new(dmaprof_bin())
-        .args(["run", "--mode", "pread", "--size", "64M", "--chunk", "4K", "--iterations", "1000", "--cache", "warm", "--dir"])
+        .args([
+            "run",
+            "--mode",
+            "pread",
+            "--size",
+            "64M",
+            "--chunk",
+            "4K",
+            "--iterations",
+            "1000",
+            "--cache",
+            "warm",
+            "--dir",
+        ])
         .arg(d)
         .arg("--csv")
         .arg(&calls)
@@ -106,14 +147,28 @@ fn an_interrupted_run_leaves_complete_files() {
     std::thread::sleep(std::time::Duration::from_millis(1500));
     unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
     let out = child.wait_with_output().unwrap();
-    assert_eq!(out.status.code(), Some(130), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        out.status.code(),
+        Some(130),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let csv = std::fs::read_to_string(&calls).unwrap();
     assert!(csv.ends_with('\n'), "last row complete");
     let n = csv.lines().count() - 1;
     assert!(n > 0);
     let doc = results::parse(&std::fs::read_to_string(&json).unwrap()).unwrap();
     assert!(doc.interrupted);
-    assert_eq!(doc.modes[0].summary.calls as usize, n, "JSON and CSV hold the same calls");
+    assert_eq!(
+        doc.modes[0].summary.calls as usize, n,
+        "JSON and CSV hold the same calls"
+    );
     // No temp files left behind.
-    assert!(std::fs::read_dir(d).unwrap().all(|e| !e.unwrap().file_name().to_string_lossy().ends_with(".tmp")));
+    assert!(
+        std::fs::read_dir(d).unwrap().all(|e| !e
+            .unwrap()
+            .file_name()
+            .to_string_lossy()
+            .ends_with(".tmp"))
+    );
 }

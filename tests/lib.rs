@@ -64,3 +64,10 @@ pub fn disk_scratch_dir() -> tempfile::TempDir {
 pub fn gettid() -> u32 {
     unsafe { libc::gettid() as u32 }
 }
+
+/// Serializes the tests of one binary that attach probes: they check what
+/// the kernel has loaded, which parallel tests would disturb.
+pub fn probe_lock() -> std::sync::MutexGuard<'static, ()> {
+    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    LOCK.lock().unwrap_or_else(|e| e.into_inner())
+}

@@ -74,7 +74,7 @@ fn read_baselines_move_and_verify_every_byte() {
     ))
     .unwrap();
     let mut seen = Collect::default();
-    let out = workload::run(&plan.config, &AtomicBool::new(false), &mut seen);
+    let out = workload::run(&plan.config, &AtomicBool::new(false), &mut seen, None);
     assert!(out.error.is_none(), "{:?}", out.error);
     assert!(!out.interrupted);
     // 2 iterations x 2 modes, interleaved, 4 calls of 4 MiB each.
@@ -120,6 +120,7 @@ fn write_baselines_save_verified_files() {
         &plan.config,
         &AtomicBool::new(false),
         &mut workload::NoObserver,
+        None,
     );
     assert!(out.error.is_none(), "{:?}", out.error);
     assert_eq!(out.passes.len(), 4);

@@ -5,6 +5,7 @@
 #![no_std]
 
 pub mod block;
+pub mod call;
 pub mod pattern;
 
 /// Names of the programs in the eBPF object, so both sides spell them once.
@@ -13,6 +14,17 @@ pub mod programs {
     pub const BLOCK_RQ_ISSUE: &str = "block_rq_issue";
     pub const BLOCK_RQ_COMPLETE: &str = "block_rq_complete";
     pub const BLOCK_BIO_FRONTMERGE: &str = "block_bio_frontmerge";
+    pub const IOCTL_FENTRY: &str = "dma_buf_ioctl_fentry";
+    pub const IOCTL_FEXIT: &str = "dma_buf_ioctl_fexit";
+    pub const IOCTL_KPROBE: &str = "dma_buf_ioctl_kprobe";
+    pub const IOCTL_KRETPROBE: &str = "dma_buf_ioctl_kretprobe";
+    pub const IOCTL_SYS_ENTER: &str = "sys_enter_ioctl";
+    pub const IOCTL_SYS_EXIT: &str = "sys_exit_ioctl";
+    pub const EXPORTER_FENTRY: &str = "rw_file_fentry";
+    pub const EXPORTER_FEXIT: &str = "rw_file_fexit";
+    pub const EXPORTER_KPROBE: &str = "rw_file_kprobe";
+    pub const EXPORTER_KRETPROBE: &str = "rw_file_kretprobe";
+    pub const SCHED_SWITCH: &str = "sched_switch";
     /// No-op programs used by `dmaprof doctor` to test each attach mechanism for real.
     pub const PROBE_FENTRY: &str = "probe_fentry";
     pub const PROBE_KPROBE: &str = "probe_kprobe";

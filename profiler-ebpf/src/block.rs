@@ -4,6 +4,7 @@
 //! `block_io_start` runs in the context that submitted the I/O, so it names
 //! the thread; `block_rq_issue` and `block_rq_complete` may run in a kworker
 //! or an interrupt, so they find the request by (device, sector) instead.
+use crate::threads::{add, counters, filter_tgid};
 use aya_ebpf::{
     helpers::{bpf_get_current_pid_tgid, bpf_ktime_get_ns},
     macros::{map, tracepoint},
@@ -14,10 +15,6 @@ use profiler_common::block::{
     BlockFieldOffsets, BlockKey, BlockTotals, Inflight, InflightKey, LATENCY_SLOTS, LatencySlotKey,
     counter,
 };
-
-/// Only this process is traced when non-zero (set by user space before load).
-#[unsafe(no_mangle)]
-static BLOCK_FILTER_TGID: u32 = 0;
 
 /// Tracepoint field offsets (set by user space from tracefs before load).
 #[unsafe(no_mangle)]
@@ -40,11 +37,6 @@ static BLOCK_COUNTERS: PerCpuArray<u64> = PerCpuArray::with_max_entries(counter:
 fn offsets() -> BlockFieldOffsets {
     // Volatile: the value is patched into .rodata at load; the compiler must not fold it.
     unsafe { core::ptr::read_volatile(&BLOCK_OFFSETS) }
-}
-
-#[inline(always)]
-fn filter_tgid() -> u32 {
-    unsafe { core::ptr::read_volatile(&BLOCK_FILTER_TGID) }
 }
 
 #[inline(always)]
@@ -209,6 +201,14 @@ pub fn block_rq_complete(ctx: TracePointContext) -> u32 {
     }
     if error != 0 {
         t.errors += 1;
+    }
+    // The per-call join: the submitting thread's counters, if registered.
+    if let Some(c) = counters(entry.tid) {
+        unsafe {
+            add(&raw mut (*c).block_requests, 1);
+            add(&raw mut (*c).block_bytes, bytes);
+            add(&raw mut (*c).block_device_ns, device_ns);
+        }
     }
 
     if device_ns != 0 {

@@ -1,9 +1,16 @@
 //! dmaprof's eBPF programs. One module per probe family.
 #![no_std]
 #![no_main]
+// atomic_xadd: the bpf target has no atomic types, but BPF has atomic add.
+#![allow(internal_features)]
+#![feature(core_intrinsics)]
 
 mod block;
+mod dma_buf_ioctl;
 mod probe_check;
+mod rw_file;
+mod sched;
+mod threads;
 
 #[cfg(not(test))]
 #[panic_handler]

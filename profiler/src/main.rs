@@ -115,6 +115,17 @@ struct RunArgs {
     /// what `dmaprof compare` reads.
     #[arg(long, value_name = "PATH")]
     json: Option<PathBuf>,
+    /// Run without kernel probes (userspace timing only).
+    #[arg(long, conflicts_with = "attach")]
+    no_probes: bool,
+    /// Force the mechanism for the dma_buf_ioctl and rw_file probes instead
+    /// of the best that works (fentry, then kprobe, then tracepoint).
+    #[arg(long, value_enum, value_name = "METHOD")]
+    attach: Option<profiler::probes::attach::Method>,
+    /// The exporter's rw_file function to probe (default: found in the
+    /// kernel's BTF by its prototype).
+    #[arg(long, value_name = "FUNCTION")]
+    exporter_fn: Option<String>,
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -326,13 +337,36 @@ fn run_workload(a: RunArgs) -> ExitCode {
     for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
         let _ = signal_hook::flag::register(sig, stop.clone());
     }
+    let probes = match start_probes(&a) {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("dmaprof: {e}");
+            return ExitCode::from(2);
+        }
+    };
     let mut recorder = Recorder {
         csv,
         csv_error: None,
     };
-    let outcome = workload::run(cfg, &stop, &mut recorder);
+    let counters = probes.as_ref().map(|p| p as &dyn workload::KernelCounters);
+    let outcome = workload::run(cfg, &stop, &mut recorder, counters);
+    let probe_report = probes.as_ref().map(|p| {
+        (
+            p.session.attached.clone(),
+            p.session.lost().unwrap_or_default(),
+        )
+    });
+    drop(probes); // detach before writing results
     // Exports first: whatever happened, the calls done so far are kept.
-    let export_error = write_exports(&a, cfg, &plan.skipped, &outcome, recorder, started_unix_s);
+    let export_error = write_exports(
+        &a,
+        cfg,
+        &plan.skipped,
+        &outcome,
+        recorder,
+        started_unix_s,
+        probe_report.clone(),
+    );
 
     let rows = workload::summary::summarize(&outcome.passes);
     if !rows.is_empty() {
@@ -342,6 +376,14 @@ fn run_workload(a: RunArgs) -> ExitCode {
             println!("cache: {}", p.cache);
         }
         print!("{}", workload::summary::render_table(&rows));
+        if probe_report.is_some() {
+            print!("{}", workload::summary::render_kernel_table(&rows));
+        }
+    }
+    if let Some((_, lost)) = &probe_report
+        && *lost != Default::default()
+    {
+        eprintln!("dmaprof: WARNING: the probes lost events: {lost:?}");
     }
     if let Some(e) = export_error {
         eprintln!("dmaprof: {e}");
@@ -376,6 +418,10 @@ fn write_exports(
     outcome: &workload::Outcome,
     recorder: Recorder,
     started_unix_s: u64,
+    probes: Option<(
+        Vec<profiler::probes::session::Attached>,
+        profiler::probes::session::Lost,
+    )>,
 ) -> Option<String> {
     let mut first_error = None;
     let mut note = |e: String| {
@@ -404,7 +450,7 @@ fn write_exports(
         }
     }
     if let Some(p) = &a.json {
-        let doc = results::build(cfg, outcome, skipped, started_unix_s);
+        let doc = results::build(cfg, outcome, skipped, started_unix_s, probes);
         let text = serde_json::to_string_pretty(&doc).expect("results serialize");
         if let Err(e) = atomic::write(p, text.as_bytes()) {
             note(format!("--json {}: {e}", p.display()));
@@ -473,4 +519,73 @@ fn run_compare(
             ExitCode::from(2)
         }
     }
+}
+
+/// The kernel probes of a run, counting the workload thread.
+struct RunProbes {
+    session: profiler::probes::session::Session,
+    tid: u32,
+}
+
+impl workload::KernelCounters for RunProbes {
+    fn read(&self) -> Option<profiler_common::call::ThreadCounters> {
+        self.session.thread_counters(self.tid).ok()
+    }
+}
+
+/// Attaches the probes unless told not to. Without the privileges, or when
+/// attaching fails, the run goes on without them and says so, unless a
+/// method was forced with --attach (then it is an error).
+fn start_probes(a: &RunArgs) -> Result<Option<RunProbes>, String> {
+    use profiler::probes::session::{Families, Options, Session};
+    if a.no_probes {
+        eprintln!("dmaprof: kernel probes off (--no-probes)");
+        return Ok(None);
+    }
+    if !profiler::kernel::Privileges::current().can_trace() {
+        if a.attach.is_some() {
+            return Err("--attach needs root (or CAP_BPF + CAP_PERFMON)".into());
+        }
+        eprintln!(
+            "dmaprof: kernel probes off: not root and no CAP_BPF + CAP_PERFMON (userspace timing only)"
+        );
+        return Ok(None);
+    }
+    let opts = Options {
+        filter_tgid: Some(std::process::id()),
+        force: a.attach,
+        exporter_fn: a.exporter_fn.clone(),
+        families: Families::ALL,
+    };
+    let mut session = match Session::attach(&opts) {
+        Ok(s) => s,
+        Err(e) if a.attach.is_some() => {
+            return Err(format!("--attach {}: {e:#}", a.attach.unwrap()));
+        }
+        Err(e) => {
+            eprintln!("dmaprof: WARNING: kernel probes off: {e:#}");
+            return Ok(None);
+        }
+    };
+    if let (Some(forced), Some(ioctl)) = (a.attach, session.attached.first())
+        && ioctl.method != Some(forced)
+    {
+        return Err(format!("--attach {forced}: {}", ioctl.not_used.join("; ")));
+    }
+    // SAFETY: gettid cannot fail. The workload runs on this thread.
+    let tid = unsafe { libc::gettid() } as u32;
+    session
+        .register_thread(tid)
+        .map_err(|e| format!("registering the workload thread: {e:#}"))?;
+    for at in &session.attached {
+        let method = at
+            .method
+            .map(|m| m.to_string())
+            .unwrap_or_else(|| "not traced".into());
+        eprintln!("dmaprof: probe {}: {method} {}", at.probe, at.target);
+        for why in &at.not_used {
+            eprintln!("dmaprof:   not used: {why}");
+        }
+    }
+    Ok(Some(RunProbes { session, tid }))
 }

@@ -18,6 +18,19 @@ pub const COLUMNS: &[&str] = &[
     "voluntary_switches",
     "involuntary_switches",
     "tid",
+    // Kernel probes (empty when dmaprof ran without them).
+    "ioctl_calls",
+    "ioctl_ns",
+    "ioctl_errors",
+    "exporter_calls",
+    "exporter_ns",
+    "exporter_bytes",
+    "block_requests",
+    "block_bytes",
+    "block_device_ns",
+    "on_cpu_ns",
+    "off_cpu_ns",
+    "switches",
 ];
 
 pub fn header(out: &mut impl Write) -> io::Result<()> {
@@ -25,7 +38,7 @@ pub fn header(out: &mut impl Write) -> io::Result<()> {
 }
 
 pub fn row(out: &mut impl Write, c: &CallRecord) -> io::Result<()> {
-    writeln!(
+    write!(
         out,
         "{},{},{},{},{},{},{},{},{},{},{},{},{}",
         c.mode.name(),
@@ -41,5 +54,24 @@ pub fn row(out: &mut impl Write, c: &CallRecord) -> io::Result<()> {
         c.cpu.voluntary_switches,
         c.cpu.involuntary_switches,
         c.tid
-    )
+    )?;
+    match &c.kernel {
+        Some(k) => writeln!(
+            out,
+            ",{},{},{},{},{},{},{},{},{},{},{},{}",
+            k.ioctl_calls,
+            k.ioctl_ns,
+            k.ioctl_errors,
+            k.exporter_calls,
+            k.exporter_ns,
+            k.exporter_bytes,
+            k.block_requests,
+            k.block_bytes,
+            k.block_device_ns,
+            k.on_cpu_ns,
+            k.off_cpu_ns,
+            k.switches
+        ),
+        None => writeln!(out, ",,,,,,,,,,,,"),
+    }
 }

@@ -11,6 +11,7 @@ use hdrhistogram::{
 };
 use serde::{Deserialize, Serialize};
 
+use crate::probes::session::{Attached, Lost};
 use crate::workload::{
     Config, Outcome, Pass, Verification,
     mode::Mode,
@@ -31,6 +32,10 @@ pub struct Results {
     pub interrupted: bool,
     pub error: Option<String>,
     pub skipped: Vec<Skipped>,
+    /// How each kernel probe attached (empty: probes off).
+    pub probes: Vec<Attached>,
+    /// Events the probes lost (None: probes off).
+    pub lost_events: Option<Lost>,
     pub modes: Vec<ModeResult>,
 }
 
@@ -143,7 +148,12 @@ pub fn build(
     outcome: &Outcome,
     skipped: &[(Mode, String)],
     started_unix_s: u64,
+    probes: Option<(Vec<Attached>, Lost)>,
 ) -> Results {
+    let (probes, lost_events) = match probes {
+        Some((a, l)) => (a, Some(l)),
+        None => (Vec::new(), None),
+    };
     let modes = summary::summarize(&outcome.passes)
         .into_iter()
         .map(|s| {
@@ -184,6 +194,8 @@ pub fn build(
                 reason: r.clone(),
             })
             .collect(),
+        probes,
+        lost_events,
         modes,
     }
 }

@@ -13,7 +13,7 @@ use serde::Serialize;
 
 use super::object;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
 pub enum Method {
     Fentry,
@@ -110,16 +110,28 @@ fn rung(method: Method, target: String, result: Result<(), String>) -> Rung {
     }
 }
 
+/// The reason behind an attach failure, in a kernel engineer's words.
+pub fn describe(e: &anyhow::Error, method: Method) -> String {
+    match e.chain().find_map(|c| c.downcast_ref::<ProgramError>()) {
+        Some(pe) => explain_ref(pe, &method.to_string()),
+        None => format!("{e:#}"),
+    }
+}
+
 /// Turns aya's errors into the reason a kernel engineer needs to read.
 fn explain(err: ProgramError, method: &str) -> String {
-    let errno = match &err {
+    explain_ref(&err, method)
+}
+
+fn explain_ref(err: &ProgramError, method: &str) -> String {
+    let errno = match err {
         ProgramError::LoadError { io_error, .. } => io_error.raw_os_error(),
-        _ => std::error::Error::source(&err)
+        _ => std::error::Error::source(err)
             .and_then(|s| s.downcast_ref::<std::io::Error>())
             .and_then(|e| e.raw_os_error()),
     };
     let kprobe_pmu = std::path::Path::new("/sys/bus/event_source/devices/kprobe");
-    match (method, errno, &err) {
+    match (method, errno, err) {
         ("fentry", Some(libc::EPERM), _) => "BPF_PROG_LOAD refused with EPERM and an empty verifier log: \
              this kernel does not allow BPF trampolines (lockdown, or no DYNAMIC_FTRACE_WITH_DIRECT_CALLS)"
             .into(),

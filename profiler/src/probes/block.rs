@@ -13,16 +13,7 @@ use profiler_common::{
     programs,
 };
 
-use super::object;
 use crate::tracefs;
-
-/// The block probe, attached. Dropping it detaches every link.
-pub struct BlockProbe {
-    ebpf: Ebpf,
-    /// The tracepoints attached, as "category:name".
-    pub attached: Vec<String>,
-    pub filter_tgid: Option<u32>,
-}
 
 /// What the block probe has counted so far.
 #[derive(Debug, Clone, Default)]
@@ -103,72 +94,71 @@ fn field_offsets(tracefs: &std::path::Path, start: &str) -> Result<BlockFieldOff
     Ok(offsets)
 }
 
-impl BlockProbe {
-    /// Attaches the block tracepoints. With `filter_tgid`, only that process's
-    /// requests are tracked (others are not even entered in the kernel map).
-    pub fn attach(filter_tgid: Option<u32>) -> Result<BlockProbe> {
-        let tracefs = tracefs::ensure_mounted()?.path;
-        let start = start_event(&tracefs)?;
-        let offsets = field_offsets(&tracefs, start)?;
-        let tgid = filter_tgid.unwrap_or(0);
-        let mut ebpf = object::load_with(|loader| {
-            loader.override_global("BLOCK_FILTER_TGID", &tgid, true);
-            loader.override_global("BLOCK_OFFSETS", &offsets, true);
-        })?;
-        let mut attached = Vec::new();
-        for (program, event) in [
-            (programs::BLOCK_IO_START, start),
-            (programs::BLOCK_RQ_ISSUE, "block_rq_issue"),
-            (programs::BLOCK_BIO_FRONTMERGE, "block_bio_frontmerge"),
-            (programs::BLOCK_RQ_COMPLETE, "block_rq_complete"),
-        ] {
-            let prog: &mut TracePoint = ebpf
-                .program_mut(program)
-                .with_context(|| format!("program {program} missing from the eBPF object"))?
-                .try_into()?;
-            prog.load().with_context(|| format!("loading {program}"))?;
-            prog.attach("block", event)
-                .with_context(|| format!("attaching block:{event}"))?;
-            attached.push(format!("block:{event}"));
-        }
-        Ok(BlockProbe {
-            ebpf,
-            attached,
-            filter_tgid,
-        })
-    }
+/// What attaching needs, read from tracefs before the object is loaded.
+pub struct BlockConfig {
+    pub offsets: BlockFieldOffsets,
+    start: &'static str,
+}
 
-    pub fn snapshot(&self) -> Result<BlockSnapshot> {
-        let mut snap = BlockSnapshot::default();
-        let totals: PerCpuHashMap<_, BlockKey, BlockTotals> =
-            PerCpuHashMap::try_from(self.ebpf.map("BLOCK_TOTALS").context("BLOCK_TOTALS")?)?;
-        for entry in totals.iter() {
-            let (key, per_cpu) = entry?;
-            let sum = snap.per_thread.entry(key).or_default();
-            for t in per_cpu.iter() {
-                sum.add(t);
-            }
-        }
-        let latency: PerCpuHashMap<_, LatencySlotKey, u64> =
-            PerCpuHashMap::try_from(self.ebpf.map("BLOCK_LATENCY").context("BLOCK_LATENCY")?)?;
-        for entry in latency.iter() {
-            let (key, per_cpu) = entry?;
-            let hist = snap
-                .latency
-                .entry(key.tgid)
-                .or_insert([0; LATENCY_SLOTS as usize]);
-            if let Some(slot) = hist.get_mut(key.slot as usize) {
-                *slot += per_cpu.iter().sum::<u64>();
-            }
-        }
-        let counters: PerCpuArray<_, u64> =
-            PerCpuArray::try_from(self.ebpf.map("BLOCK_COUNTERS").context("BLOCK_COUNTERS")?)?;
-        let read = |i: u32| -> Result<u64> { Ok(counters.get(&i, 0)?.iter().sum()) };
-        snap.lost = LostEvents {
-            inflight_map_full: read(counter::INFLIGHT_FULL)?,
-            unmatched_completions: read(counter::UNMATCHED_COMPLETE)?,
-            totals_map_full: read(counter::TOTALS_FULL)?,
-        };
-        Ok(snap)
+pub fn prepare(tracefs: &std::path::Path) -> Result<BlockConfig> {
+    let start = start_event(tracefs)?;
+    Ok(BlockConfig {
+        offsets: field_offsets(tracefs, start)?,
+        start,
+    })
+}
+
+/// Attaches the block tracepoints; returns them as "category:name".
+pub fn attach(ebpf: &mut Ebpf, cfg: &BlockConfig) -> Result<Vec<String>> {
+    let mut attached = Vec::new();
+    for (program, event) in [
+        (programs::BLOCK_IO_START, cfg.start),
+        (programs::BLOCK_RQ_ISSUE, "block_rq_issue"),
+        (programs::BLOCK_BIO_FRONTMERGE, "block_bio_frontmerge"),
+        (programs::BLOCK_RQ_COMPLETE, "block_rq_complete"),
+    ] {
+        let prog: &mut TracePoint = ebpf
+            .program_mut(program)
+            .with_context(|| format!("program {program} missing from the eBPF object"))?
+            .try_into()?;
+        prog.load().with_context(|| format!("loading {program}"))?;
+        prog.attach("block", event)
+            .with_context(|| format!("attaching block:{event}"))?;
+        attached.push(format!("block:{event}"));
     }
+    Ok(attached)
+}
+
+pub fn snapshot(ebpf: &Ebpf) -> Result<BlockSnapshot> {
+    let mut snap = BlockSnapshot::default();
+    let totals: PerCpuHashMap<_, BlockKey, BlockTotals> =
+        PerCpuHashMap::try_from(ebpf.map("BLOCK_TOTALS").context("BLOCK_TOTALS")?)?;
+    for entry in totals.iter() {
+        let (key, per_cpu) = entry?;
+        let sum = snap.per_thread.entry(key).or_default();
+        for t in per_cpu.iter() {
+            sum.add(t);
+        }
+    }
+    let latency: PerCpuHashMap<_, LatencySlotKey, u64> =
+        PerCpuHashMap::try_from(ebpf.map("BLOCK_LATENCY").context("BLOCK_LATENCY")?)?;
+    for entry in latency.iter() {
+        let (key, per_cpu) = entry?;
+        let hist = snap
+            .latency
+            .entry(key.tgid)
+            .or_insert([0; LATENCY_SLOTS as usize]);
+        if let Some(slot) = hist.get_mut(key.slot as usize) {
+            *slot += per_cpu.iter().sum::<u64>();
+        }
+    }
+    let counters: PerCpuArray<_, u64> =
+        PerCpuArray::try_from(ebpf.map("BLOCK_COUNTERS").context("BLOCK_COUNTERS")?)?;
+    let read = |i: u32| -> Result<u64> { Ok(counters.get(&i, 0)?.iter().sum()) };
+    snap.lost = LostEvents {
+        inflight_map_full: read(counter::INFLIGHT_FULL)?,
+        unmatched_completions: read(counter::UNMATCHED_COMPLETE)?,
+        totals_map_full: read(counter::TOTALS_FULL)?,
+    };
+    Ok(snap)
 }

@@ -3,3 +3,4 @@
 pub mod attach;
 pub mod block;
 pub mod object;
+pub mod session;

@@ -17,7 +17,7 @@ use std::{
     time::Instant,
 };
 
-use profiler_common::pattern;
+use profiler_common::{call::ThreadCounters, pattern};
 use serde::Serialize;
 
 use buffers::Buffer;
@@ -71,6 +71,53 @@ pub struct CallRecord {
     pub cpu: ThreadCpu,
     /// The calling thread (for joining with kernel probes).
     pub tid: u32,
+    /// What the kernel probes saw during the call (None: probes off).
+    pub kernel: Option<KernelCall>,
+}
+
+/// Kernel activity of the calling thread during one call: the difference
+/// of its probe counters read before and after the call.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct KernelCall {
+    pub ioctl_calls: u64,
+    pub ioctl_ns: u64,
+    pub ioctl_errors: u64,
+    pub exporter_calls: u64,
+    pub exporter_ns: u64,
+    pub exporter_bytes: u64,
+    pub block_requests: u64,
+    pub block_bytes: u64,
+    pub block_device_ns: u64,
+    /// Wall time minus time switched out.
+    pub on_cpu_ns: u64,
+    pub off_cpu_ns: u64,
+    pub switches: u64,
+}
+
+impl KernelCall {
+    fn between(before: &ThreadCounters, after: &ThreadCounters, wall_ns: u64) -> KernelCall {
+        let d = |a: u64, b: u64| a.saturating_sub(b);
+        let off_cpu_ns = d(after.off_cpu_ns, before.off_cpu_ns);
+        KernelCall {
+            ioctl_calls: d(after.ioctl_calls, before.ioctl_calls),
+            ioctl_ns: d(after.ioctl_ns, before.ioctl_ns),
+            ioctl_errors: d(after.ioctl_errors, before.ioctl_errors),
+            exporter_calls: d(after.exporter_calls, before.exporter_calls),
+            exporter_ns: d(after.exporter_ns, before.exporter_ns),
+            exporter_bytes: d(after.exporter_bytes, before.exporter_bytes),
+            block_requests: d(after.block_requests, before.block_requests),
+            block_bytes: d(after.block_bytes, before.block_bytes),
+            block_device_ns: d(after.block_device_ns, before.block_device_ns),
+            on_cpu_ns: wall_ns.saturating_sub(off_cpu_ns),
+            off_cpu_ns,
+            switches: d(after.switches, before.switches),
+        }
+    }
+}
+
+/// The kernel probes' counters of the thread running the workload.
+pub trait KernelCounters {
+    fn read(&self) -> Option<ThreadCounters>;
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -134,7 +181,12 @@ pub struct Outcome {
     pub error: Option<RunError>,
 }
 
-pub fn run(cfg: &Config, stop: &AtomicBool, obs: &mut dyn Observer) -> Outcome {
+pub fn run(
+    cfg: &Config,
+    stop: &AtomicBool,
+    obs: &mut dyn Observer,
+    kernel: Option<&dyn KernelCounters>,
+) -> Outcome {
     let mut out = Outcome::default();
     let epoch = Instant::now();
     'outer: for iteration in 0..cfg.iterations {
@@ -143,7 +195,7 @@ pub fn run(cfg: &Config, stop: &AtomicBool, obs: &mut dyn Observer) -> Outcome {
                 out.interrupted = true;
                 break 'outer;
             }
-            match run_pass(cfg, mode, iteration, epoch, stop, obs) {
+            match run_pass(cfg, mode, iteration, epoch, stop, obs, kernel) {
                 Ok(pass) => {
                     obs.on_pass(&pass);
                     let interrupted = pass.calls.len() as u64 != cfg.size.div_ceil(cfg.chunk);
@@ -230,6 +282,7 @@ fn run_pass(
     epoch: Instant,
     stop: &AtomicBool,
     obs: &mut dyn Observer,
+    kernel: Option<&dyn KernelCounters>,
 ) -> Result<Pass, RunError> {
     let file = open_file(cfg, mode)?;
     let cache = match cfg.direction {
@@ -272,6 +325,7 @@ fn run_pass(
     let tid = unsafe { libc::gettid() } as u32;
     let mut calls = Vec::with_capacity(count as usize);
     let mut transfer_ns = 0;
+    let mut counters = kernel.and_then(|k| k.read());
     for (i, buf) in bufs.iter_mut().enumerate() {
         if stop.load(Ordering::Relaxed) {
             break;
@@ -283,6 +337,13 @@ fn run_pass(
         let r = paths::transfer(mode, cfg.direction, &file, buf, off, len);
         let wall_ns = t.elapsed().as_nanos() as u64;
         let cpu = ThreadCpu::now().since(cpu0);
+        // Outside the timed region: one map lookup per call.
+        let after = kernel.and_then(|k| k.read());
+        let kernel_call = match (&counters, &after) {
+            (Some(b), Some(a)) => Some(KernelCall::between(b, a, wall_ns)),
+            _ => None,
+        };
+        counters = after;
         r.map_err(|e| failed(mode, &format!("call {i} at file offset {off}"), e))?;
         transfer_ns += wall_ns;
         let rec = CallRecord {
@@ -296,6 +357,7 @@ fn run_pass(
             wall_ns,
             cpu,
             tid,
+            kernel: kernel_call,
         };
         obs.on_call(&rec);
         calls.push(rec);

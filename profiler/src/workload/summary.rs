@@ -6,7 +6,7 @@ use std::fmt::Write;
 use hdrhistogram::Histogram;
 use serde::{Deserialize, Serialize};
 
-use super::{Pass, Verification, mode::Mode};
+use super::{KernelCall, Pass, Verification, mode::Mode};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -36,6 +36,8 @@ pub struct ModeSummary {
     pub voluntary_switches: u64,
     pub involuntary_switches: u64,
     pub verified: Verification,
+    /// Kernel probe totals over every call (None: probes off).
+    pub kernel: Option<KernelCall>,
 }
 
 fn median(mut v: Vec<f64>) -> f64 {
@@ -67,6 +69,7 @@ pub fn summarize(passes: &[Pass]) -> Vec<ModeSummary> {
             let mine: Vec<&Pass> = passes.iter().filter(|p| p.mode == mode).collect();
             let ms =
                 |f: &dyn Fn(&Pass) -> u64| median(mine.iter().map(|p| f(p) as f64 / 1e6).collect());
+            let kernel = kernel_totals(mine.iter().flat_map(|p| &p.calls).map(|c| c.kernel));
             let mut hist = latency_histogram();
             let (mut user, mut sys, mut vol, mut invol, mut calls, mut bytes) = (0, 0, 0, 0, 0, 0);
             for c in mine.iter().flat_map(|p| &p.calls) {
@@ -130,9 +133,77 @@ pub fn summarize(passes: &[Pass]) -> Vec<ModeSummary> {
                 voluntary_switches: vol,
                 involuntary_switches: invol,
                 verified,
+                kernel,
             }
         })
         .collect()
+}
+
+/// Sums the calls' kernel columns; None if any call ran without probes.
+fn kernel_totals(calls: impl Iterator<Item = Option<KernelCall>>) -> Option<KernelCall> {
+    let mut t = KernelCall::default();
+    let mut any = false;
+    for k in calls {
+        let k = k?;
+        any = true;
+        t.ioctl_calls += k.ioctl_calls;
+        t.ioctl_ns += k.ioctl_ns;
+        t.ioctl_errors += k.ioctl_errors;
+        t.exporter_calls += k.exporter_calls;
+        t.exporter_ns += k.exporter_ns;
+        t.exporter_bytes += k.exporter_bytes;
+        t.block_requests += k.block_requests;
+        t.block_bytes += k.block_bytes;
+        t.block_device_ns += k.block_device_ns;
+        t.on_cpu_ns += k.on_cpu_ns;
+        t.off_cpu_ns += k.off_cpu_ns;
+        t.switches += k.switches;
+    }
+    any.then_some(t)
+}
+
+/// What the kernel probes saw, per mode.
+pub fn render_kernel_table(rows: &[ModeSummary]) -> String {
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        "\n{:<24} {:>7} {:>10} {:>9} {:>12} {:>9} {:>9} {:>10} {:>10} {:>10}",
+        "kernel (totals)",
+        "ioctls",
+        "ioctl us",
+        "exporter",
+        "exporter us",
+        "blk reqs",
+        "blk MiB",
+        "dev us/req",
+        "on-cpu ms",
+        "off-cpu ms"
+    );
+    for r in rows {
+        let Some(k) = &r.kernel else { continue };
+        let per = |ns: u64, n: u64| {
+            if n == 0 {
+                0.0
+            } else {
+                ns as f64 / n as f64 / 1e3
+            }
+        };
+        let _ = writeln!(
+            s,
+            "{:<24} {:>7} {:>10.0} {:>9} {:>12.0} {:>9} {:>9.1} {:>10.0} {:>10.1} {:>10.1}",
+            r.mode.name(),
+            k.ioctl_calls,
+            per(k.ioctl_ns, k.ioctl_calls),
+            k.exporter_calls,
+            per(k.exporter_ns, k.exporter_calls),
+            k.block_requests,
+            k.block_bytes as f64 / (1u64 << 20) as f64,
+            per(k.block_device_ns, k.block_requests),
+            k.on_cpu_ns as f64 / 1e6,
+            k.off_cpu_ns as f64 / 1e6
+        );
+    }
+    s
 }
 
 /// The seed-shaped table.

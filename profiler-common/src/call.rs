@@ -1,0 +1,99 @@
+//! Per-thread counters the kernel probes add to, so user space can join
+//! kernel activity to each timed call: it reads a thread's counters after
+//! every call and takes the difference (counters only grow, so there is no
+//! reset race with events arriving from other CPUs).
+
+/// Cumulative kernel-side activity of one traced thread. Every field is
+/// updated with atomic adds (block completions arrive on other CPUs).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ThreadCounters {
+    /// dma_buf_ioctl (or ioctl syscalls with a dma-buf command) calls and time.
+    pub ioctl_calls: u64,
+    pub ioctl_ns: u64,
+    /// Calls that returned an error.
+    pub ioctl_errors: u64,
+    /// The exporter's rw_file callback: calls, time, bytes requested.
+    pub exporter_calls: u64,
+    pub exporter_ns: u64,
+    pub exporter_bytes: u64,
+    pub exporter_errors: u64,
+    /// Block requests this thread submitted, counted at completion.
+    pub block_requests: u64,
+    pub block_bytes: u64,
+    pub block_device_ns: u64,
+    /// Time spent switched out (sleeping, waiting for I/O, preempted).
+    pub off_cpu_ns: u64,
+    pub switches: u64,
+}
+
+/// An ioctl or exporter call in flight on a thread (entry -> exit).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Pending {
+    pub start_ns: u64,
+    /// ioctl: the command; exporter: the RW_FILE flags.
+    pub what: u64,
+    /// exporter: buf_len.
+    pub len: u64,
+}
+
+/// One finished dma-buf ioctl or exporter call, sent through the ring buffer
+/// (for `dmaprof trace`, which has no workload loop to read counters).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CallEvent {
+    pub kind: u32,
+    pub tgid: u32,
+    pub tid: u32,
+    /// ioctl command, or RW_FILE flags for the exporter.
+    pub what: u32,
+    pub ret: i64,
+    pub start_ns: u64,
+    pub duration_ns: u64,
+    /// Exporter: buf_len.
+    pub len: u64,
+}
+
+pub const EVENT_IOCTL: u32 = 1;
+pub const EVENT_EXPORTER: u32 = 2;
+
+/// sched_switch field offsets (set from tracefs before load).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SchedOffsets {
+    pub prev_pid: u32,
+    pub next_pid: u32,
+}
+
+impl SchedOffsets {
+    pub const DEFAULT: SchedOffsets = SchedOffsets {
+        prev_pid: 24,
+        next_pid: 56,
+    };
+}
+
+/// Offsets inside the UAPI `struct dma_buf_rw_file` (fixed by the ABI).
+pub const RW_FILE_FLAGS_OFFSET: usize = 0;
+pub const RW_FILE_BUF_LEN_OFFSET: usize = 24;
+/// `_IOC_TYPE` of dma-buf ioctls.
+pub const DMA_BUF_IOCTL_TYPE: u32 = b'b' as u32;
+
+/// Per-CPU counters of events the call probes could not record.
+pub mod lost {
+    /// Ring buffer full: a CallEvent was dropped.
+    pub const RINGBUF_FULL: u32 = 0;
+    /// Pending map full: an entry probe could not remember its start.
+    pub const PENDING_FULL: u32 = 1;
+    pub const COUNT: u32 = 2;
+}
+
+#[cfg(feature = "user")]
+mod pod {
+    use super::*;
+    // SAFETY: plain #[repr(C)] integers; any bit pattern is valid.
+    unsafe impl aya::Pod for ThreadCounters {}
+    unsafe impl aya::Pod for Pending {}
+    unsafe impl aya::Pod for CallEvent {}
+    unsafe impl aya::Pod for SchedOffsets {}
+}

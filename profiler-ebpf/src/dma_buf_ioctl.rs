@@ -1,0 +1,120 @@
+//! The dma-buf ioctl: every call's command, return value and kernel-side
+//! duration. Three attach mechanisms, one per rung of the ladder:
+//! fentry/fexit and kprobe/kretprobe on `dma_buf_ioctl`, or the ioctl
+//! syscall tracepoints filtered to dma-buf commands (`_IOC_TYPE == 'b'`).
+use aya_ebpf::{
+    helpers::bpf_ktime_get_ns,
+    macros::{fentry, fexit, kprobe, kretprobe, map, tracepoint},
+    maps::HashMap,
+    programs::{FEntryContext, FExitContext, ProbeContext, RetProbeContext, TracePointContext},
+};
+use profiler_common::call::{CallEvent, DMA_BUF_IOCTL_TYPE, EVENT_IOCTL, Pending, lost};
+
+use crate::threads::{add, counters, emit, lost_event, traced_current};
+
+#[map]
+static IOCTL_PENDING: HashMap<u32, Pending> = HashMap::with_max_entries(4096, 0);
+
+// sys_enter_ioctl: cmd at 24; sys_exit_ioctl: ret at 16. Stable syscall
+// tracepoint layout; user space checks it against tracefs before attaching.
+const SYS_ENTER_CMD: usize = 24;
+const SYS_EXIT_RET: usize = 16;
+
+#[inline(always)]
+fn enter(cmd: u32) {
+    let Some((_, tid)) = traced_current() else {
+        return;
+    };
+    let p = Pending {
+        start_ns: unsafe { bpf_ktime_get_ns() },
+        what: cmd as u64,
+        len: 0,
+    };
+    if IOCTL_PENDING.insert(&tid, &p, 0).is_err() {
+        lost_event(lost::PENDING_FULL);
+    }
+}
+
+#[inline(always)]
+fn exit(ret: i64) {
+    let Some((tgid, tid)) = traced_current() else {
+        return;
+    };
+    let Some(p) = (unsafe { IOCTL_PENDING.get(&tid) }).copied() else {
+        return;
+    };
+    let _ = IOCTL_PENDING.remove(&tid);
+    let now = unsafe { bpf_ktime_get_ns() };
+    let duration_ns = now.saturating_sub(p.start_ns);
+    if let Some(c) = counters(tid) {
+        unsafe {
+            add(&raw mut (*c).ioctl_calls, 1);
+            add(&raw mut (*c).ioctl_ns, duration_ns);
+            if ret < 0 {
+                add(&raw mut (*c).ioctl_errors, 1);
+            }
+        }
+    }
+    emit(CallEvent {
+        kind: EVENT_IOCTL,
+        tgid,
+        tid,
+        what: p.what as u32,
+        ret,
+        start_ns: p.start_ns,
+        duration_ns,
+        len: 0,
+    });
+}
+
+#[fentry]
+pub fn dma_buf_ioctl_fentry(ctx: FEntryContext) -> i32 {
+    let cmd: u32 = ctx.arg(1);
+    enter(cmd);
+    0
+}
+
+#[fexit]
+pub fn dma_buf_ioctl_fexit(ctx: FExitContext) -> i32 {
+    // long dma_buf_ioctl(struct file *, unsigned int, unsigned long): the
+    // return value follows the three arguments.
+    let ret: i64 = ctx.arg(3);
+    exit(ret);
+    0
+}
+
+#[kprobe]
+pub fn dma_buf_ioctl_kprobe(ctx: ProbeContext) -> u32 {
+    if let Some(cmd) = ctx.arg::<u32>(1) {
+        enter(cmd);
+    }
+    0
+}
+
+#[kretprobe]
+pub fn dma_buf_ioctl_kretprobe(ctx: RetProbeContext) -> u32 {
+    let ret: i64 = ctx.ret();
+    exit(ret);
+    0
+}
+
+#[tracepoint]
+pub fn sys_enter_ioctl(ctx: TracePointContext) -> u32 {
+    let Ok(cmd) = (unsafe { ctx.read_at::<u64>(SYS_ENTER_CMD) }) else {
+        return 0;
+    };
+    let cmd = cmd as u32;
+    if (cmd >> 8) & 0xff == DMA_BUF_IOCTL_TYPE {
+        enter(cmd);
+    }
+    0
+}
+
+#[tracepoint]
+pub fn sys_exit_ioctl(ctx: TracePointContext) -> u32 {
+    // Only ioctls whose entry was recorded (dma-buf commands) have a pending entry.
+    if let Ok(ret) = unsafe { ctx.read_at::<i64>(SYS_EXIT_RET) } {
+        exit(ret);
+    }
+    0
+}

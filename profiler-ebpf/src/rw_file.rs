@@ -1,0 +1,102 @@
+//! The exporter's `rw_file` callback (found by prototype in BTF by user
+//! space, e.g. `system_heap_rw_file`): time spent in the exporter, the
+//! bytes requested, the flags and the result. fentry/fexit or
+//! kprobe/kretprobe; there is no tracepoint inside exporters.
+use aya_ebpf::{
+    helpers::{bpf_ktime_get_ns, bpf_probe_read_kernel},
+    macros::{fentry, fexit, kprobe, kretprobe, map},
+    maps::HashMap,
+    programs::{FEntryContext, FExitContext, ProbeContext, RetProbeContext},
+};
+use profiler_common::call::{
+    CallEvent, EVENT_EXPORTER, Pending, RW_FILE_BUF_LEN_OFFSET, RW_FILE_FLAGS_OFFSET, lost,
+};
+
+use crate::threads::{add, counters, emit, lost_event, traced_current};
+
+#[map]
+static EXPORTER_PENDING: HashMap<u32, Pending> = HashMap::with_max_entries(4096, 0);
+
+/// `arg` is the kernel copy of `struct dma_buf_rw_file`.
+#[inline(always)]
+fn enter(arg: *const u8) {
+    let Some((_, tid)) = traced_current() else {
+        return;
+    };
+    let flags: u32 =
+        unsafe { bpf_probe_read_kernel(arg.add(RW_FILE_FLAGS_OFFSET) as *const u32) }.unwrap_or(0);
+    let len: u64 = unsafe { bpf_probe_read_kernel(arg.add(RW_FILE_BUF_LEN_OFFSET) as *const u64) }
+        .unwrap_or(0);
+    let p = Pending {
+        start_ns: unsafe { bpf_ktime_get_ns() },
+        what: flags as u64,
+        len,
+    };
+    if EXPORTER_PENDING.insert(&tid, &p, 0).is_err() {
+        lost_event(lost::PENDING_FULL);
+    }
+}
+
+#[inline(always)]
+fn exit(ret: i64) {
+    let Some((tgid, tid)) = traced_current() else {
+        return;
+    };
+    let Some(p) = (unsafe { EXPORTER_PENDING.get(&tid) }).copied() else {
+        return;
+    };
+    let _ = EXPORTER_PENDING.remove(&tid);
+    let duration_ns = unsafe { bpf_ktime_get_ns() }.saturating_sub(p.start_ns);
+    if let Some(c) = counters(tid) {
+        unsafe {
+            add(&raw mut (*c).exporter_calls, 1);
+            add(&raw mut (*c).exporter_ns, duration_ns);
+            if ret == 0 {
+                add(&raw mut (*c).exporter_bytes, p.len);
+            } else {
+                add(&raw mut (*c).exporter_errors, 1);
+            }
+        }
+    }
+    emit(CallEvent {
+        kind: EVENT_EXPORTER,
+        tgid,
+        tid,
+        what: p.what as u32,
+        ret,
+        start_ns: p.start_ns,
+        duration_ns,
+        len: p.len,
+    });
+}
+
+#[fentry]
+pub fn rw_file_fentry(ctx: FEntryContext) -> i32 {
+    let arg: *const u8 = ctx.arg(1);
+    enter(arg);
+    0
+}
+
+#[fexit]
+pub fn rw_file_fexit(ctx: FExitContext) -> i32 {
+    // int rw_file(struct dma_buf *, struct dma_buf_rw_file *): the return
+    // value follows the two arguments.
+    let ret: i32 = ctx.arg(2);
+    exit(ret as i64);
+    0
+}
+
+#[kprobe]
+pub fn rw_file_kprobe(ctx: ProbeContext) -> u32 {
+    if let Some(arg) = ctx.arg::<*const u8>(1) {
+        enter(arg);
+    }
+    0
+}
+
+#[kretprobe]
+pub fn rw_file_kretprobe(ctx: RetProbeContext) -> u32 {
+    let ret: i32 = ctx.ret();
+    exit(ret as i64);
+    0
+}

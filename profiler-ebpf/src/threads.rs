@@ -1,0 +1,71 @@
+//! The per-thread counters every probe family adds to (see
+//! profiler_common::call::ThreadCounters), and the process filter.
+use core::intrinsics::{AtomicOrdering, atomic_xadd};
+
+use aya_ebpf::{
+    helpers::bpf_get_current_pid_tgid,
+    macros::map,
+    maps::{HashMap, PerCpuArray, RingBuf},
+};
+use profiler_common::call::{CallEvent, ThreadCounters, lost};
+
+/// Only this process is traced when non-zero (set by user space before load).
+#[unsafe(no_mangle)]
+static FILTER_TGID: u32 = 0;
+
+/// Counters of the threads user space registered (a thread without an
+/// entry is not counted; entries are created by user space only).
+#[map]
+pub static THREAD_COUNTERS: HashMap<u32, ThreadCounters> = HashMap::with_max_entries(1024, 0);
+
+/// Finished ioctl / exporter calls, for `dmaprof trace`.
+#[map]
+pub static CALL_EVENTS: RingBuf = RingBuf::with_byte_size(1 << 20, 0);
+
+#[map]
+pub static CALL_LOST: PerCpuArray<u64> = PerCpuArray::with_max_entries(lost::COUNT, 0);
+
+#[inline(always)]
+pub fn filter_tgid() -> u32 {
+    // Volatile: patched into .rodata at load; the compiler must not fold it.
+    unsafe { core::ptr::read_volatile(&FILTER_TGID) }
+}
+
+/// (tgid, tid) of the current task if it is traced, else None.
+#[inline(always)]
+pub fn traced_current() -> Option<(u32, u32)> {
+    let pid_tgid = bpf_get_current_pid_tgid();
+    let tgid = (pid_tgid >> 32) as u32;
+    let filter = filter_tgid();
+    if filter != 0 && filter != tgid {
+        return None;
+    }
+    Some((tgid, pid_tgid as u32))
+}
+
+/// Atomically adds to one field of a counters entry.
+#[inline(always)]
+pub fn add(field: *mut u64, v: u64) {
+    // SAFETY: field points into a live map value; the adds race with other
+    // CPUs, hence atomic (BPF_ATOMIC add; the bpf target has no AtomicU64).
+    unsafe { atomic_xadd::<u64, u64, { AtomicOrdering::Relaxed }>(field, v) };
+}
+
+#[inline(always)]
+pub fn counters(tid: u32) -> Option<*mut ThreadCounters> {
+    THREAD_COUNTERS.get_ptr_mut(&tid)
+}
+
+#[inline(always)]
+pub fn lost_event(index: u32) {
+    if let Some(slot) = CALL_LOST.get_ptr_mut(index) {
+        unsafe { *slot += 1 };
+    }
+}
+
+#[inline(always)]
+pub fn emit(event: CallEvent) {
+    if CALL_EVENTS.output::<CallEvent>(&event, 0).is_err() {
+        lost_event(lost::RINGBUF_FULL);
+    }
+}

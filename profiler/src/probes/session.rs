@@ -1,0 +1,374 @@
+//! All kernel probes of a run in one eBPF object (they share the
+//! per-thread counters map): the dma-buf ioctl and the exporter's rw_file,
+//! each attached with the best mechanism that really works here, plus the
+//! block and scheduler tracepoints. Dropping the session detaches every link.
+use anyhow::{Context, Result, bail};
+use aya::{
+    Btf, Ebpf,
+    maps::{HashMap, PerCpuArray},
+    programs::{FEntry, FExit, KProbe, TracePoint},
+};
+use profiler_common::{
+    call::{SchedOffsets, ThreadCounters, lost},
+    programs,
+};
+use serde::Serialize;
+
+use super::{attach::Method, block};
+use crate::tracefs;
+
+/// Which families to attach.
+#[derive(Debug, Clone, Copy)]
+pub struct Families {
+    pub ioctl: bool,
+    pub exporter: bool,
+    pub block: bool,
+    pub sched: bool,
+}
+
+impl Families {
+    pub const ALL: Families = Families {
+        ioctl: true,
+        exporter: true,
+        block: true,
+        sched: true,
+    };
+    pub const BLOCK: Families = Families {
+        ioctl: false,
+        exporter: false,
+        block: true,
+        sched: false,
+    };
+}
+
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Trace only this process (None: every process).
+    pub filter_tgid: Option<u32>,
+    /// Force one mechanism for the ioctl and exporter probes.
+    pub force: Option<Method>,
+    /// The exporter's rw_file function (default: found in BTF by prototype).
+    pub exporter_fn: Option<String>,
+    pub families: Families,
+}
+
+/// How one probe target ended up attached, and why better rungs were not used.
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
+pub struct Attached {
+    pub probe: String,
+    /// None: not traced (the reasons say why).
+    pub method: Option<Method>,
+    /// Function or tracepoints attached to.
+    pub target: String,
+    pub not_used: Vec<String>,
+}
+
+pub struct Session {
+    ebpf: Ebpf,
+    pub attached: Vec<Attached>,
+}
+
+/// Events the probes could not record, over the session.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct Lost {
+    pub ringbuf_full: u64,
+    pub pending_map_full: u64,
+    pub block_inflight_map_full: u64,
+    pub block_totals_map_full: u64,
+}
+
+fn sched_offsets(tracefs: &std::path::Path) -> Result<SchedOffsets> {
+    let f = tracefs::event_fields(tracefs, "sched", "sched_switch")?;
+    Ok(SchedOffsets {
+        prev_pid: tracefs::field_offset(&f, "prev_pid", 4)?,
+        next_pid: tracefs::field_offset(&f, "next_pid", 4)?,
+    })
+}
+
+/// The ioctl programs read cmd and ret at fixed offsets: check this kernel agrees.
+fn check_syscall_layout(tracefs: &std::path::Path) -> Result<()> {
+    let enter = tracefs::event_fields(tracefs, "syscalls", "sys_enter_ioctl")?;
+    let exit = tracefs::event_fields(tracefs, "syscalls", "sys_exit_ioctl")?;
+    if tracefs::field_offset(&enter, "cmd", 8)? != 24
+        || tracefs::field_offset(&exit, "ret", 8)? != 16
+    {
+        bail!("sys_enter_ioctl/sys_exit_ioctl layout differs from the one the programs read");
+    }
+    Ok(())
+}
+
+impl Session {
+    pub fn attach(opts: &Options) -> Result<Session> {
+        let tracefs = tracefs::ensure_mounted()?.path;
+        let tgid = opts.filter_tgid.unwrap_or(0);
+        let block_cfg = if opts.families.block {
+            Some(block::prepare(&tracefs)?)
+        } else {
+            None
+        };
+        let sched = if opts.families.sched {
+            sched_offsets(&tracefs)?
+        } else {
+            SchedOffsets::DEFAULT
+        };
+        let mut ebpf = super::object::load_with(|loader| {
+            loader.override_global("FILTER_TGID", &tgid, true);
+            loader.override_global("SCHED_OFFSETS", &sched, true);
+            if let Some(cfg) = &block_cfg {
+                loader.override_global("BLOCK_OFFSETS", &cfg.offsets, true);
+            }
+        })?;
+        let btf = Btf::from_sys_fs().ok();
+        let mut attached = Vec::new();
+
+        if opts.families.ioctl {
+            attached.push(ioctl_ladder(&mut ebpf, btf.as_ref(), opts.force, &tracefs)?);
+        }
+        if opts.families.exporter {
+            attached.push(exporter_ladder(&mut ebpf, btf.as_ref(), opts)?);
+        }
+        if let Some(cfg) = &block_cfg {
+            let events = block::attach(&mut ebpf, cfg)?;
+            attached.push(Attached {
+                probe: "block layer".into(),
+                method: Some(Method::Tracepoint),
+                target: events.join(" "),
+                not_used: Vec::new(),
+            });
+        }
+        if opts.families.sched {
+            tracepoint(&mut ebpf, programs::SCHED_SWITCH, "sched", "sched_switch")?;
+            attached.push(Attached {
+                probe: "scheduler".into(),
+                method: Some(Method::Tracepoint),
+                target: "sched:sched_switch".into(),
+                not_used: Vec::new(),
+            });
+        }
+        Ok(Session { ebpf, attached })
+    }
+
+    /// Starts counting a thread's kernel activity (read back per call).
+    pub fn register_thread(&mut self, tid: u32) -> Result<()> {
+        let mut map: HashMap<_, u32, ThreadCounters> = HashMap::try_from(
+            self.ebpf
+                .map_mut("THREAD_COUNTERS")
+                .context("THREAD_COUNTERS")?,
+        )?;
+        map.insert(tid, ThreadCounters::default(), 0)?;
+        Ok(())
+    }
+
+    pub fn thread_counters(&self, tid: u32) -> Result<ThreadCounters> {
+        let map: HashMap<_, u32, ThreadCounters> = HashMap::try_from(
+            self.ebpf
+                .map("THREAD_COUNTERS")
+                .context("THREAD_COUNTERS")?,
+        )?;
+        Ok(map.get(&tid, 0)?)
+    }
+
+    pub fn block(&self) -> Result<block::BlockSnapshot> {
+        block::snapshot(&self.ebpf)
+    }
+
+    pub fn lost(&self) -> Result<Lost> {
+        let counters: PerCpuArray<_, u64> =
+            PerCpuArray::try_from(self.ebpf.map("CALL_LOST").context("CALL_LOST")?)?;
+        let read = |i: u32| -> Result<u64> { Ok(counters.get(&i, 0)?.iter().sum()) };
+        let b = block::snapshot(&self.ebpf)
+            .map(|s| s.lost)
+            .unwrap_or_default();
+        Ok(Lost {
+            ringbuf_full: read(lost::RINGBUF_FULL)?,
+            pending_map_full: read(lost::PENDING_FULL)?,
+            block_inflight_map_full: b.inflight_map_full,
+            block_totals_map_full: b.totals_map_full,
+        })
+    }
+
+    /// The ring buffer of finished ioctl/exporter calls (for `dmaprof trace`).
+    pub fn events(&mut self) -> Result<aya::maps::RingBuf<&mut aya::maps::MapData>> {
+        Ok(aya::maps::RingBuf::try_from(
+            self.ebpf.map_mut("CALL_EVENTS").context("CALL_EVENTS")?,
+        )?)
+    }
+}
+
+fn tracepoint(ebpf: &mut Ebpf, program: &str, category: &str, name: &str) -> Result<()> {
+    let prog: &mut TracePoint = ebpf
+        .program_mut(program)
+        .with_context(|| format!("{program} missing"))?
+        .try_into()?;
+    prog.load().with_context(|| format!("loading {program}"))?;
+    prog.attach(category, name)
+        .with_context(|| format!("attaching {category}:{name}"))?;
+    Ok(())
+}
+
+fn try_fentry_pair(
+    ebpf: &mut Ebpf,
+    btf: Option<&Btf>,
+    entry: &str,
+    exit: &str,
+    function: &str,
+) -> Result<()> {
+    let btf = btf.context("no kernel BTF")?;
+    let result = (|| -> Result<()> {
+        let p: &mut FEntry = ebpf.program_mut(entry).context("missing")?.try_into()?;
+        p.load(function, btf)?;
+        p.attach()?;
+        let p: &mut FExit = ebpf.program_mut(exit).context("missing")?.try_into()?;
+        p.load(function, btf)?;
+        p.attach()?;
+        Ok(())
+    })();
+    if result.is_err() {
+        // Leave nothing half attached for the next rung.
+        if let Some(Ok(p)) = ebpf.program_mut(entry).map(<&mut FEntry>::try_from) {
+            let _ = p.unload();
+        }
+        if let Some(Ok(p)) = ebpf.program_mut(exit).map(<&mut FExit>::try_from) {
+            let _ = p.unload();
+        }
+    }
+    result
+}
+
+fn try_kprobe_pair(ebpf: &mut Ebpf, entry: &str, exit: &str, function: &str) -> Result<()> {
+    let result = (|| -> Result<()> {
+        for name in [entry, exit] {
+            let p: &mut KProbe = ebpf.program_mut(name).context("missing")?.try_into()?;
+            p.load()?;
+            p.attach(function, 0)?;
+        }
+        Ok(())
+    })();
+    if result.is_err() {
+        for name in [entry, exit] {
+            if let Some(Ok(p)) = ebpf.program_mut(name).map(<&mut KProbe>::try_from) {
+                let _ = p.unload();
+            }
+        }
+    }
+    result
+}
+
+fn rungs(force: Option<Method>) -> Vec<Method> {
+    match force {
+        Some(m) => vec![m],
+        None => vec![Method::Fentry, Method::Kprobe, Method::Tracepoint],
+    }
+}
+
+fn ioctl_ladder(
+    ebpf: &mut Ebpf,
+    btf: Option<&Btf>,
+    force: Option<Method>,
+    tracefs: &std::path::Path,
+) -> Result<Attached> {
+    let mut not_used = Vec::new();
+    for m in rungs(force) {
+        let r = match m {
+            Method::Fentry => try_fentry_pair(
+                ebpf,
+                btf,
+                programs::IOCTL_FENTRY,
+                programs::IOCTL_FEXIT,
+                "dma_buf_ioctl",
+            )
+            .map(|()| "dma_buf_ioctl".to_string()),
+            Method::Kprobe => try_kprobe_pair(
+                ebpf,
+                programs::IOCTL_KPROBE,
+                programs::IOCTL_KRETPROBE,
+                "dma_buf_ioctl",
+            )
+            .map(|()| "dma_buf_ioctl".to_string()),
+            Method::Tracepoint => check_syscall_layout(tracefs).and_then(|()| {
+                tracepoint(
+                    ebpf,
+                    programs::IOCTL_SYS_ENTER,
+                    "syscalls",
+                    "sys_enter_ioctl",
+                )?;
+                tracepoint(ebpf, programs::IOCTL_SYS_EXIT, "syscalls", "sys_exit_ioctl")?;
+                Ok("syscalls:sys_enter_ioctl+sys_exit_ioctl (cmd type 'b')".to_string())
+            }),
+        };
+        match r {
+            Ok(target) => {
+                return Ok(Attached {
+                    probe: "dma_buf_ioctl".into(),
+                    method: Some(m),
+                    target,
+                    not_used,
+                });
+            }
+            Err(e) => not_used.push(format!("{m}: {}", super::attach::describe(&e, m))),
+        }
+    }
+    bail!(
+        "dma_buf_ioctl: no attach method works: {}",
+        not_used.join("; ")
+    )
+}
+
+fn exporter_ladder(ebpf: &mut Ebpf, btf: Option<&Btf>, opts: &Options) -> Result<Attached> {
+    let function = match &opts.exporter_fn {
+        Some(f) => Some(f.clone()),
+        None => crate::btf::Btf::from_sys_fs().ok().and_then(|b| {
+            b.functions_taking(&["dma_buf", "dma_buf_rw_file"])
+                .into_iter()
+                .next()
+        }),
+    };
+    let Some(function) = function else {
+        return Ok(Attached {
+            probe: "rw_file callback".into(),
+            method: None,
+            target: String::new(),
+            not_used: vec![
+                "no function in this kernel's BTF takes (struct dma_buf *, struct dma_buf_rw_file *): no exporter implements rw_file".into(),
+            ],
+        });
+    };
+    let mut not_used = Vec::new();
+    for m in rungs(opts.force) {
+        let r = match m {
+            Method::Fentry => try_fentry_pair(
+                ebpf,
+                btf,
+                programs::EXPORTER_FENTRY,
+                programs::EXPORTER_FEXIT,
+                &function,
+            ),
+            Method::Kprobe => try_kprobe_pair(
+                ebpf,
+                programs::EXPORTER_KPROBE,
+                programs::EXPORTER_KRETPROBE,
+                &function,
+            ),
+            Method::Tracepoint => Err(anyhow::anyhow!(
+                "exporters have no tracepoint; the ioctl probe covers the call"
+            )),
+        };
+        match r {
+            Ok(()) => {
+                return Ok(Attached {
+                    probe: "rw_file callback".into(),
+                    method: Some(m),
+                    target: function,
+                    not_used,
+                });
+            }
+            Err(e) => not_used.push(format!("{m}: {}", super::attach::describe(&e, m))),
+        }
+    }
+    Ok(Attached {
+        probe: "rw_file callback".into(),
+        method: None,
+        target: function,
+        not_used,
+    })
+}

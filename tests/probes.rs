@@ -1,0 +1,235 @@
+//! The kernel probes on this host (the tracepoint rung): per-call join,
+//! the ioctl probe on a dma-buf command, forced rungs that cannot work
+//! here, and nothing left attached afterwards.
+use std::{os::fd::AsRawFd, path::Path, process::Command, sync::atomic::AtomicBool};
+
+use dmaprof_e2e::{disk_scratch_dir, dmaprof_bin, probe_lock, require_bpf};
+use profiler::{
+    dma_buf,
+    probes::{
+        attach::Method,
+        session::{Families, Options, Session},
+    },
+    workload::{self, CacheMode, KernelCounters, mode::Direction, plan},
+};
+use profiler_common::call::{CallEvent, EVENT_IOCTL, ThreadCounters};
+
+const MIB: u64 = 1 << 20;
+
+fn session(force: Option<Method>) -> anyhow::Result<Session> {
+    Session::attach(&Options {
+        filter_tgid: Some(std::process::id()),
+        force,
+        exporter_fn: None,
+        families: Families::ALL,
+    })
+}
+
+struct Counters<'a>(&'a Session, u32);
+impl KernelCounters for Counters<'_> {
+    fn read(&self) -> Option<ThreadCounters> {
+        self.0.thread_counters(self.1).ok()
+    }
+}
+
+fn gettid() -> u32 {
+    dmaprof_e2e::gettid()
+}
+
+/// Names of our programs as the kernel lists them (truncated to 15 bytes).
+fn our_programs_loaded() -> Vec<String> {
+    let ours = [
+        "block_io_start",
+        "block_rq_issue",
+        "block_rq_comple",
+        "sys_enter_ioctl",
+        "sys_exit_ioctl",
+        "sched_switch",
+    ];
+    aya::programs::loaded_programs()
+        .filter_map(|p| p.ok())
+        .filter_map(|p| p.name_as_str().map(str::to_string))
+        .filter(|n| ours.contains(&n.as_str()))
+        .collect()
+}
+
+#[test]
+fn direct_reads_join_block_bytes_to_each_call_exactly() {
+    if !require_bpf("probes") {
+        return;
+    }
+    let _serial = probe_lock();
+    let dir = disk_scratch_dir();
+    let mut s = session(None).expect("attach");
+    let ioctl = &s.attached[0];
+    assert_eq!(ioctl.probe, "dma_buf_ioctl");
+    if !Path::new("/sys/bus/event_source/devices/kprobe").exists() {
+        assert_ne!(ioctl.method, Some(Method::Kprobe));
+    }
+    let tid = gettid();
+    s.register_thread(tid).unwrap();
+    let args = plan::Args {
+        modes: vec!["pread-direct".into()],
+        direction: Direction::Read,
+        file: None,
+        dir: Some(dir.path().to_path_buf()),
+        size: Some(16 * MIB),
+        chunk: 2 * MIB,
+        iterations: 2,
+        heap: "system".into(),
+        cache: CacheMode::Cold,
+        verify: true,
+        force: false,
+    };
+    let plan = plan::plan(&args).unwrap();
+    let counters = Counters(&s, tid);
+    let out = workload::run(
+        &plan.config,
+        &AtomicBool::new(false),
+        &mut workload::NoObserver,
+        Some(&counters),
+    );
+    assert!(out.error.is_none(), "{:?}", out.error);
+    for call in out.passes.iter().flat_map(|p| &p.calls) {
+        let k = call.kernel.expect("kernel columns");
+        assert_eq!(
+            k.block_bytes, call.bytes,
+            "call {} at {}: {k:?}",
+            call.index, call.file_offset
+        );
+        assert!(k.block_requests >= 1 && k.block_device_ns > 0);
+        assert!(k.on_cpu_ns + k.off_cpu_ns == call.wall_ns || k.off_cpu_ns > call.wall_ns);
+        assert_eq!(k.ioctl_calls, 0);
+    }
+    assert_eq!(s.lost().unwrap(), Default::default());
+}
+
+#[test]
+fn a_dma_buf_ioctl_on_a_regular_file_is_recorded_with_enotty() {
+    if !require_bpf("probes") {
+        return;
+    }
+    let _serial = probe_lock();
+    let mut s = session(None).expect("attach");
+    let tid = gettid();
+    s.register_thread(tid).unwrap();
+    let dir = disk_scratch_dir();
+    let path = dir.path().join("f.bin");
+    std::fs::write(&path, vec![0u8; 4096]).unwrap();
+    let f = std::fs::File::open(&path).unwrap();
+    let before = s.thread_counters(tid).unwrap();
+    let args = dma_buf::RwFileArgs {
+        flags: dma_buf::RW_FLAGS_READ,
+        fd: f.as_raw_fd(),
+        buf_len: 4096,
+        ..Default::default()
+    };
+    let err = dma_buf::rw_file(&f, &args).unwrap_err();
+    assert_eq!(err.raw_os_error(), Some(libc::ENOTTY));
+    let after = s.thread_counters(tid).unwrap();
+    let method = s.attached[0].method;
+    if method == Some(Method::Tracepoint) {
+        // The syscall tracepoints see every ioctl with type 'b', dma-buf fd or not.
+        assert_eq!(after.ioctl_calls - before.ioctl_calls, 1);
+        assert_eq!(after.ioctl_errors - before.ioctl_errors, 1);
+        let mut events = s.events().unwrap();
+        let mut found = Vec::new();
+        while let Some(item) = events.next() {
+            let e: CallEvent =
+                unsafe { std::ptr::read_unaligned(item.as_ptr() as *const CallEvent) };
+            found.push(e);
+        }
+        let e = found
+            .iter()
+            .find(|e| e.kind == EVENT_IOCTL && e.tid == tid)
+            .expect("an ioctl event");
+        assert_eq!(e.what, dma_buf::DMA_BUF_IOCTL_RW_FILE);
+        assert_eq!(e.ret, -(libc::ENOTTY as i64));
+        assert!(e.duration_ns > 0);
+    } else {
+        // fentry/kprobe sit in dma_buf_ioctl, which a regular file never reaches.
+        assert_eq!(after.ioctl_calls, before.ioctl_calls);
+    }
+}
+
+#[test]
+fn forcing_a_rung_this_kernel_lacks_fails_with_the_reason() {
+    if !require_bpf("probes") {
+        return;
+    }
+    let _serial = probe_lock();
+    if !Path::new("/sys/bus/event_source/devices/kprobe").exists() {
+        let out = Command::new(dmaprof_bin())
+            .args([
+                "run", "--mode", "pread", "--size", "1M", "--chunk", "1M", "--attach", "kprobe",
+                "--dir",
+            ])
+            .arg(disk_scratch_dir().path())
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{err}");
+        assert!(
+            err.lines().last().unwrap().contains("--attach kprobe")
+                && err.contains("CONFIG_KPROBES"),
+            "{err}"
+        );
+    }
+    // fentry: works here or fails naming why; never silently falls back.
+    match session(Some(Method::Fentry)) {
+        Ok(s) => assert_eq!(s.attached[0].method, Some(Method::Fentry)),
+        Err(e) => assert!(format!("{e:#}").contains("fentry:"), "{e:#}"),
+    }
+}
+
+#[test]
+fn nothing_stays_attached_after_the_session() {
+    if !require_bpf("probes") {
+        return;
+    }
+    let _serial = probe_lock();
+    let before = our_programs_loaded();
+    {
+        let s = session(None).expect("attach");
+        assert!(
+            our_programs_loaded().len() > before.len(),
+            "programs are loaded while attached"
+        );
+        drop(s);
+    }
+    assert_eq!(
+        our_programs_loaded(),
+        before,
+        "every program and link went away"
+    );
+    // The binary too, including when interrupted.
+    let dir = disk_scratch_dir();
+    let mut child = Command::new(dmaprof_bin())
+        .args([
+            "run",
+            "--mode",
+            "pread",
+            "--size",
+            "64M",
+            "--chunk",
+            "4K",
+            "--iterations",
+            "100",
+            "--cache",
+            "warm",
+            "--dir",
+        ])
+        .arg(dir.path())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(2500));
+    assert!(
+        our_programs_loaded().len() > before.len(),
+        "dmaprof attached its probes"
+    );
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    assert_eq!(child.wait().unwrap().code(), Some(130));
+    assert_eq!(our_programs_loaded(), before, "dmaprof detached everything");
+}
