@@ -180,7 +180,8 @@ fn check_table(output: &str, modes: &[&str]) -> Result<()> {
     for mode in modes {
         let row = output
             .lines()
-            .find(|l| l.split_whitespace().next() == Some(mode))
+            // The table row (progress lines are indented; the kernel table follows it).
+            .find(|l| !l.starts_with(' ') && l.split_whitespace().next() == Some(mode))
             .with_context(|| format!("no row for {mode} in:\n{output}"))?;
         ensure!(
             row.trim_end().ends_with("pattern"),
