@@ -133,6 +133,20 @@ pub fn test_suite(phases: &mut Phases) -> Result<()> {
         ensure!(out.status == 0, "dmaprof run (write) exited {}", out.status);
         check_table(&out.output, WRITE_MODES)
     })?;
+    phases.run("lab: probes, every rung forced over RW_FILE", || {
+        let mut cmd = String::new();
+        for rung in RUNGS {
+            cmd.push_str(&format!(
+                "dmaprof run --file /mnt/data-256m.bin --mode rw-file-direct --mode rw-file --attach {rung} \
+                 --csv /tmp/{rung}.csv > /tmp/{rung}.out 2>&1 || {{ echo FAILED-{rung}; cat /tmp/{rung}.out; }}; \
+                 echo '@@CSV {rung}'; cat /tmp/{rung}.csv; "
+            ));
+        }
+        let out = vm::run(&kernel, &files, &cmd, 1200)?;
+        check_clean(&out)?;
+        ensure!(!out.output.contains("FAILED-"), "a forced rung failed:\n{}", out.output);
+        check_rungs(&out.output)
+    })?;
     phases.run("lab: dmaprof run, lab-only bad inputs", || {
         let cmd = "dmaprof run --mode rw-file-direct --heap nope --file /mnt/data-4m.bin; echo rc=$?; \
                    dmaprof run --mode rw-file-direct --chunk 6000 --file /mnt/data-4m.bin; echo rc=$?";
@@ -188,6 +202,82 @@ fn check_table(output: &str, modes: &[&str]) -> Result<()> {
             "{mode} not verified against the pattern: {row}"
         );
     }
+    Ok(())
+}
+
+const RUNGS: [&str; 3] = ["fentry", "kprobe", "tracepoint"];
+
+/// Every rung sees the same calls: one dma_buf ioctl per RW_FILE call, the
+/// exporter once per call with the call's length (fentry and kprobe; the
+/// tracepoint rung has no exporter probe), and for direct I/O exactly the
+/// call's bytes on the block device.
+fn check_rungs(output: &str) -> Result<()> {
+    let mut totals = Vec::new();
+    for rung in RUNGS {
+        let block = output
+            .split(&format!("@@CSV {rung}\n"))
+            .nth(1)
+            .and_then(|rest| rest.split("@@CSV").next())
+            .with_context(|| format!("no CSV for {rung}"))?;
+        let mut lines = block.lines().filter(|l| !l.is_empty());
+        let header: Vec<&str> = lines.next().context("empty CSV")?.split(',').collect();
+        let col = |name: &str| {
+            header
+                .iter()
+                .position(|h| *h == name)
+                .with_context(|| format!("no column {name}"))
+        };
+        let (mode, bytes, ioctls, errors) = (
+            col("mode")?,
+            col("bytes")?,
+            col("ioctl_calls")?,
+            col("ioctl_errors")?,
+        );
+        let (exp_calls, exp_bytes, blk) = (
+            col("exporter_calls")?,
+            col("exporter_bytes")?,
+            col("block_bytes")?,
+        );
+        let (mut calls, mut moved) = (0u64, 0u64);
+        for line in lines {
+            let f: Vec<&str> = line.split(',').collect();
+            let n = |i: usize| {
+                f.get(i)
+                    .and_then(|v| v.parse::<u64>().ok())
+                    .unwrap_or(u64::MAX)
+            };
+            ensure!(
+                n(ioctls) == 1 && n(errors) == 0,
+                "{rung}: not one clean ioctl per call: {line}"
+            );
+            if rung == "tracepoint" {
+                ensure!(
+                    n(exp_calls) == 0,
+                    "{rung}: exporter traced without a probe: {line}"
+                );
+            } else {
+                ensure!(
+                    n(exp_calls) == 1 && n(exp_bytes) == n(bytes),
+                    "{rung}: exporter: {line}"
+                );
+            }
+            if f[mode] == "rw-file-direct" {
+                ensure!(
+                    n(blk) == n(bytes),
+                    "{rung}: block bytes of a direct call: {line}"
+                );
+            }
+            calls += 1;
+            moved += n(bytes);
+        }
+        ensure!(calls == 16, "{rung}: {calls} calls, expected 16");
+        eprintln!("lab: {rung}: {calls} calls, {moved} bytes, every call joined");
+        totals.push((calls, moved));
+    }
+    ensure!(
+        totals.windows(2).all(|w| w[0] == w[1]),
+        "rungs disagree: {totals:?}"
+    );
     Ok(())
 }
 
