@@ -43,6 +43,11 @@ enum Command {
     /// report alloc / transfer / total time, throughput, per-call latency
     /// and CPU cost (the seed's table). Every byte moved is verified.
     Run(RunArgs),
+    /// The seed's benchmark: every read mode this kernel supports, 32 MiB
+    /// buffers, a 1 GiB file, cold cache, several iterations; prints the
+    /// seed's table (alloc / read / total ms per path) with MiB/s, CPU per
+    /// GiB and the ratio to pread-direct. Save it with --json and compare later.
+    Bench(BenchArgs),
     /// Compare a candidate run against a baseline run (results JSON from
     /// `run --json`, or per-call CSV from `run --csv`): per mode and metric,
     /// medians with 95% CI, change, Mann-Whitney p-value (`~`: not
@@ -128,6 +133,60 @@ struct RunArgs {
     exporter_fn: Option<String>,
 }
 
+#[derive(clap::Args)]
+struct BenchArgs {
+    /// Bytes per pass (the seed used a 1 GiB file).
+    #[arg(long, value_parser = parse_size, default_value = "1G")]
+    size: u64,
+    /// Bytes per buffer and per call (the seed: 32 MiB buffers).
+    #[arg(long, value_parser = parse_size, default_value = "32M")]
+    chunk: u64,
+    /// Passes per mode (modes interleaved); at least 6 gives confidence intervals in `compare`.
+    #[arg(long, default_value_t = 3)]
+    iterations: u32,
+    /// Source file (default: a dmaprof test file of --size in --dir).
+    #[arg(long, value_name = "PATH")]
+    file: Option<PathBuf>,
+    /// Scratch directory [default: $DMAPROF_DIR or /var/tmp/dmaprof].
+    #[arg(long, value_name = "DIR")]
+    dir: Option<PathBuf>,
+    #[arg(long, default_value = "system")]
+    heap: String,
+    /// Save the results document for `dmaprof compare`.
+    #[arg(long, value_name = "PATH")]
+    json: Option<PathBuf>,
+    /// Per-call CSV.
+    #[arg(long, value_name = "PATH")]
+    csv: Option<PathBuf>,
+    /// Run without kernel probes.
+    #[arg(long)]
+    no_probes: bool,
+}
+
+impl BenchArgs {
+    fn into_run(self) -> RunArgs {
+        RunArgs {
+            modes: vec!["all".into()],
+            direction: DirectionArg::Read,
+            file: self.file,
+            dir: self.dir,
+            size: Some(self.size),
+            chunk: self.chunk,
+            iterations: self.iterations,
+            heap: self.heap,
+            cache: CacheMode::Cold,
+            no_verify: false,
+            force: false,
+            csv: self.csv,
+            summary_csv: None,
+            json: self.json,
+            no_probes: self.no_probes,
+            attach: None,
+            exporter_fn: None,
+        }
+    }
+}
+
 #[derive(Clone, Copy, clap::ValueEnum)]
 enum DirectionArg {
     Read,
@@ -179,7 +238,8 @@ fn usage_error(e: clap::Error) -> ExitCode {
 
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
-        Command::Run(args) => Ok(run_workload(args)),
+        Command::Run(args) => Ok(run_workload(args, false)),
+        Command::Bench(args) => Ok(run_workload(args.into_run(), true)),
         Command::Compare {
             baseline,
             candidate,
@@ -254,7 +314,7 @@ fn check_output(flag: &str, path: &std::path::Path) -> Result<(), String> {
         .map_err(|e| format!("{flag} {}: {e}", path.display()))
 }
 
-fn run_workload(a: RunArgs) -> ExitCode {
+fn run_workload(a: RunArgs, seed_table: bool) -> ExitCode {
     let args = plan::Args {
         modes: a.modes.clone(),
         direction: match a.direction {
@@ -375,7 +435,11 @@ fn run_workload(a: RunArgs) -> ExitCode {
         {
             println!("cache: {}", p.cache);
         }
-        print!("{}", workload::summary::render_table(&rows));
+        if seed_table {
+            print!("{}", workload::summary::render_seed_table(&rows));
+        } else {
+            print!("{}", workload::summary::render_table(&rows));
+        }
         if probe_report.is_some() {
             print!("{}", workload::summary::render_kernel_table(&rows));
         }

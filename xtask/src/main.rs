@@ -1,6 +1,7 @@
 //! `cargo xtask`: everything dmaprof needs besides `cargo build`.
 //! Installs go to the system (apt, rustup, cargo install) or to the cache
 //! directory (`$DMAPROF_CACHE`, default ~/.cache/dmaprof), never into the repo.
+mod bench;
 mod cmd;
 mod lab;
 mod setup;
@@ -29,6 +30,11 @@ enum Command {
         #[arg(long)]
         no_lab: bool,
     },
+    /// Benchmarks that print figures (tracing overhead ...).
+    Bench {
+        #[command(subcommand)]
+        bench: bench::Bench,
+    },
     /// The lab: a kernel with DMA_BUF_IOCTL_RW_FILE, booted under QEMU.
     Lab {
         #[command(subcommand)]
@@ -42,6 +48,7 @@ fn main() -> ExitCode {
         Command::Setup => setup::run(),
         Command::Test { no_lab } => test::run(!no_lab),
         Command::Lab { command } => lab::run(command),
+        Command::Bench { bench } => bench::run(bench),
     };
     match result {
         Ok(code) => code,

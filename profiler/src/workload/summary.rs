@@ -248,3 +248,75 @@ pub fn render_table(rows: &[ModeSummary]) -> String {
     }
     s
 }
+
+/// The seed's row names, in the seed's order, for the modes it measured.
+fn seed_name(mode: Mode) -> &'static str {
+    match mode {
+        Mode::UdmabufRead => "udmabuf buffer read",
+        Mode::UdmabufDirectRead => "udmabuf direct read",
+        Mode::UdmabufSendfile => "udmabuf buffer sendfile",
+        Mode::UdmabufDirectSendfile => "udmabuf direct sendfile",
+        Mode::DmabufRead => "dmabuf buffer read",
+        Mode::RwFileDirect => "RW_FILE direct read",
+        Mode::RwFile => "RW_FILE buffer read",
+        Mode::Pread => "pread (baseline)",
+        Mode::PreadDirect => "pread O_DIRECT (baseline)",
+        _ => "",
+    }
+}
+
+const SEED_ORDER: [Mode; 9] = [
+    Mode::UdmabufRead,
+    Mode::UdmabufDirectRead,
+    Mode::UdmabufSendfile,
+    Mode::UdmabufDirectSendfile,
+    Mode::DmabufRead,
+    Mode::RwFileDirect,
+    Mode::RwFile,
+    Mode::Pread,
+    Mode::PreadDirect,
+];
+
+/// The table in the seed's shape: alloc / read / total per path, plus
+/// throughput, CPU and the ratio to the O_DIRECT pread baseline.
+pub fn render_seed_table(rows: &[ModeSummary]) -> String {
+    let mut s = String::new();
+    let base = rows
+        .iter()
+        .find(|r| r.mode == Mode::PreadDirect)
+        .map(|r| r.mib_per_s);
+    let _ = writeln!(
+        s,
+        "{:<26} {:>10} {:>10} {:>10} {:>9} {:>11} {:>15}  {}",
+        "path",
+        "alloc (ms)",
+        "read (ms)",
+        "total (ms)",
+        "MiB/s",
+        "cpu ms/GiB",
+        "x pread-direct",
+        "mode"
+    );
+    for mode in SEED_ORDER {
+        let Some(r) = rows.iter().find(|r| r.mode == mode) else {
+            continue;
+        };
+        let ratio = match base {
+            Some(b) if b > 0.0 => format!("{:.2}", r.mib_per_s / b),
+            _ => "-".into(),
+        };
+        let _ = writeln!(
+            s,
+            "{:<26} {:>10.0} {:>10.0} {:>10.0} {:>9.0} {:>11.1} {:>15}  {}",
+            seed_name(mode),
+            r.alloc_ms,
+            r.transfer_ms,
+            r.alloc_ms + r.transfer_ms,
+            r.mib_per_s,
+            (r.cpu_user_ns_per_mib + r.cpu_sys_ns_per_mib) * 1024.0 / 1e6,
+            ratio,
+            mode.name()
+        );
+    }
+    s
+}

@@ -58,3 +58,27 @@ pub fn run(command: Command) -> Result<ExitCode> {
         }
     }
 }
+
+/// For `cargo xtask bench`: the cached kernel, the guest files, one guest run.
+pub fn kernel_for_bench() -> Result<kernel::Kernel> {
+    kernel::ensure()
+}
+
+pub fn guest_files_for_bench() -> Result<vm::GuestFiles> {
+    suite::guest_files(&[])
+}
+
+pub fn run_for_bench(
+    kernel: &kernel::Kernel,
+    files: &vm::GuestFiles,
+    script: &str,
+) -> Result<String> {
+    let out = vm::run(kernel, files, script, 1800)?;
+    anyhow::ensure!(
+        out.status == 0,
+        "guest script failed ({}):\n{}",
+        out.status,
+        out.output
+    );
+    Ok(out.output)
+}

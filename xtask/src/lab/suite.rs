@@ -147,6 +147,18 @@ pub fn test_suite(phases: &mut Phases) -> Result<()> {
         ensure!(!out.output.contains("FAILED-"), "a forced rung failed:\n{}", out.output);
         check_rungs(&out.output)
     })?;
+    phases.run("lab: dmaprof bench, the seed's ordering", || {
+        let out = vm::run(
+            &kernel,
+            &files,
+            "dmaprof bench --file /mnt/data-256m.bin --size 256M --iterations 2",
+            1200,
+        )?;
+        eprint!("{}", out.output);
+        check_clean(&out)?;
+        ensure!(out.status == 0, "dmaprof bench exited {}", out.status);
+        check_seed_ordering(&out.output)
+    })?;
     phases.run("lab: dmaprof run, lab-only bad inputs", || {
         let cmd = "dmaprof run --mode rw-file-direct --heap nope --file /mnt/data-4m.bin; echo rc=$?; \
                    dmaprof run --mode rw-file-direct --chunk 6000 --file /mnt/data-4m.bin; echo rc=$?";
@@ -202,6 +214,47 @@ fn check_table(output: &str, modes: &[&str]) -> Result<()> {
             "{mode} not verified against the pattern: {row}"
         );
     }
+    Ok(())
+}
+
+/// The seed's qualitative result: RW_FILE direct reads beat the mmap +
+/// buffered read path and every udmabuf path.
+fn check_seed_ordering(output: &str) -> Result<()> {
+    // Rows end with the mode name; MiB/s is the fifth number from the right... read by header.
+    let header = output
+        .lines()
+        .find(|l| l.starts_with("path "))
+        .context("no seed table")?;
+    ensure!(header.contains("MiB/s"), "{header}");
+    let mibs = |mode: &str| -> Result<f64> {
+        let row = output
+            .lines()
+            .find(|l| l.split_whitespace().last() == Some(mode) && !l.starts_with(' '))
+            .with_context(|| format!("no bench row for {mode}"))?;
+        // Numbers after the path name: alloc, read, total, MiB/s, cpu, ratio.
+        let nums: Vec<f64> = row
+            .split_whitespace()
+            .filter_map(|w| w.parse().ok())
+            .collect();
+        nums.get(3)
+            .copied()
+            .with_context(|| format!("no MiB/s in {row}"))
+    };
+    let direct = mibs("rw-file-direct")?;
+    for other in [
+        "dmabuf-read",
+        "udmabuf-read",
+        "udmabuf-direct-read",
+        "udmabuf-sendfile",
+        "udmabuf-direct-sendfile",
+    ] {
+        let m = mibs(other)?;
+        ensure!(
+            direct > m,
+            "rw-file-direct ({direct:.0} MiB/s) is not faster than {other} ({m:.0} MiB/s)"
+        );
+    }
+    eprintln!("lab: rw-file-direct {direct:.0} MiB/s beats dmabuf-read and every udmabuf mode");
     Ok(())
 }
 

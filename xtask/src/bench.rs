@@ -1,0 +1,163 @@
+//! `cargo xtask bench overhead`: what tracing costs. The same workload runs
+//! untraced and traced, alternating rounds so drift hits both alike, and
+//! the medians of per-pass throughput and p50 latency are compared. Prints
+//! figures; asserts nothing (speed goals are read, not tested).
+use std::process::{Command, ExitCode};
+
+use anyhow::{Context, Result};
+use serde_json::Value;
+
+use crate::{cmd, lab};
+
+#[derive(clap::Subcommand)]
+pub enum Bench {
+    /// Traced versus untraced throughput and p50 latency, on this host
+    /// (pread-direct) and in the lab VM (rw-file-direct).
+    Overhead {
+        /// Alternating (untraced, traced) rounds.
+        #[arg(long, default_value_t = 5)]
+        rounds: u32,
+        /// Skip the lab part.
+        #[arg(long)]
+        no_lab: bool,
+    },
+}
+
+pub fn run(b: Bench) -> Result<ExitCode> {
+    match b {
+        Bench::Overhead { rounds, no_lab } => {
+            let root = cmd::workspace_root();
+            cmd::run(
+                Command::new("cargo")
+                    .args(["build", "--release", "--quiet", "--bin", "dmaprof"])
+                    .current_dir(&root),
+            )?;
+            let dmaprof = root.join("target/release/dmaprof");
+            let dir = std::env::temp_dir().join(format!("dmaprof-overhead-{}", std::process::id()));
+            std::fs::create_dir_all(&dir)?;
+            let mut host = Samples::default();
+            for round in 0..rounds {
+                for traced in [false, true] {
+                    let json = dir.join(format!("r{round}-{traced}.json"));
+                    let mut c = Command::new(&dmaprof);
+                    c.args([
+                        "run",
+                        "--mode",
+                        "pread-direct",
+                        "--size",
+                        "256M",
+                        "--iterations",
+                        "3",
+                        "--dir",
+                    ])
+                    .arg("/var/tmp/dmaprof")
+                    .arg("--json")
+                    .arg(&json);
+                    if !traced {
+                        c.arg("--no-probes");
+                    }
+                    cmd::output(&mut c)?;
+                    host.add(traced, &std::fs::read_to_string(&json)?)?;
+                }
+            }
+            let _ = std::fs::remove_dir_all(&dir);
+            println!("# tracing overhead\n");
+            println!(
+                "| where | mode | throughput traced/untraced | p50 latency traced/untraced | passes |"
+            );
+            println!("|---|---|---:|---:|---:|");
+            println!(
+                "| host {} | pread-direct | {} |",
+                kernel_release(),
+                host.ratios()
+            );
+            if !no_lab {
+                let lab_samples = lab_overhead(rounds)?;
+                println!(
+                    "| lab 6.12 (QEMU TCG) | rw-file-direct | {} |",
+                    lab_samples.ratios()
+                );
+            }
+            println!("\ngoal: throughput ratio >= 0.98 and p50 ratio <= 1.02");
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+fn kernel_release() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/osrelease")
+        .unwrap_or_default()
+        .trim()
+        .to_string()
+}
+
+#[derive(Default)]
+struct Samples {
+    /// (MiB/s, p50 us) per pass, untraced and traced.
+    plain: Vec<(f64, f64)>,
+    traced: Vec<(f64, f64)>,
+}
+
+impl Samples {
+    fn add(&mut self, traced: bool, json: &str) -> Result<()> {
+        let v: Value = serde_json::from_str(json).context("results JSON")?;
+        let passes = v["modes"][0]["passes"].as_array().context("no passes")?;
+        for p in passes {
+            let s = (
+                p["mib_per_s"].as_f64().unwrap_or(0.0),
+                p["lat_p50_us"].as_f64().unwrap_or(0.0),
+            );
+            if traced {
+                self.traced.push(s)
+            } else {
+                self.plain.push(s)
+            }
+        }
+        Ok(())
+    }
+
+    fn ratios(&self) -> String {
+        let med = |xs: Vec<f64>| {
+            let mut v = xs;
+            v.sort_by(f64::total_cmp);
+            if v.is_empty() {
+                f64::NAN
+            } else {
+                v[v.len() / 2]
+            }
+        };
+        let t = med(self.traced.iter().map(|s| s.0).collect())
+            / med(self.plain.iter().map(|s| s.0).collect());
+        let p = med(self.traced.iter().map(|s| s.1).collect())
+            / med(self.plain.iter().map(|s| s.1).collect());
+        format!(
+            "{t:.3} | {p:.3} | {}+{}",
+            self.plain.len(),
+            self.traced.len()
+        )
+    }
+}
+
+/// The same alternation inside the lab VM, on the patched path.
+fn lab_overhead(rounds: u32) -> Result<Samples> {
+    let kernel = lab::kernel_for_bench()?;
+    let files = lab::guest_files_for_bench()?;
+    let mut script = String::new();
+    for round in 0..rounds {
+        for traced in [false, true] {
+            let flag = if traced { "" } else { "--no-probes" };
+            script.push_str(&format!(
+                "dmaprof run --file /mnt/data-256m.bin --mode rw-file-direct --iterations 3 {flag} --json /tmp/o.json >/dev/null 2>&1; \\
+                 echo '@@JSON {round} {traced}'; cat /tmp/o.json; "
+            ));
+        }
+    }
+    let out = lab::run_for_bench(&kernel, &files, &script)?;
+    let mut s = Samples::default();
+    for part in out.split("@@JSON ").skip(1) {
+        let (head, json) = part.split_once('\n').context("malformed guest output")?;
+        let traced = head.trim().ends_with("true");
+        s.add(traced, json)?;
+    }
+    Ok(s)
+}
