@@ -287,15 +287,8 @@ pub fn render_seed_table(rows: &[ModeSummary]) -> String {
         .map(|r| r.mib_per_s);
     let _ = writeln!(
         s,
-        "{:<26} {:>10} {:>10} {:>10} {:>9} {:>11} {:>15}  {}",
-        "path",
-        "alloc (ms)",
-        "read (ms)",
-        "total (ms)",
-        "MiB/s",
-        "cpu ms/GiB",
-        "x pread-direct",
-        "mode"
+        "{:<26} {:>10} {:>10} {:>10} {:>9} {:>11} {:>15}  mode",
+        "path", "alloc (ms)", "read (ms)", "total (ms)", "MiB/s", "cpu ms/GiB", "x pread-direct"
     );
     for mode in SEED_ORDER {
         let Some(r) = rows.iter().find(|r| r.mode == mode) else {
