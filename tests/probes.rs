@@ -233,3 +233,95 @@ fn nothing_stays_attached_after_the_session() {
     assert_eq!(child.wait().unwrap().code(), Some(130));
     assert_eq!(our_programs_loaded(), before, "dmaprof detached everything");
 }
+
+#[test]
+fn trace_pid_observes_another_process() {
+    if !require_bpf("trace") {
+        return;
+    }
+    let _serial = probe_lock();
+    let dir = disk_scratch_dir();
+    let data = dir.path().join("d.bin");
+    std::fs::write(&data, vec![7u8; 4 << 20]).unwrap();
+    // One process that waits until the tracer is attached (a go file), then
+    // issues three RW_FILE ioctls on a regular file and reads 4 MiB with O_DIRECT.
+    let go = dir.path().join("go");
+    let script = format!(
+        r#"
+import fcntl, mmap, os, struct, sys, time
+deadline = time.time() + 60
+while not os.path.exists("{g}") and time.time() < deadline:
+    time.sleep(0.05)
+f = open("{d}", "rb")
+for _ in range(3):
+    try:
+        fcntl.ioctl(f.fileno(), 0x40206204, struct.pack("IiQQQ", 1, f.fileno(), 0, 0, 4096))
+    except OSError as e:
+        assert e.errno == 25, e
+fd = os.open("{d}", os.O_RDONLY | os.O_DIRECT)
+buf = mmap.mmap(-1, 4 << 20)
+assert os.preadv(fd, [buf], 0) == 4 << 20
+time.sleep(0.5)
+"#,
+        d = data.display(),
+        g = go.display()
+    );
+    let mut child = Command::new("python3")
+        .arg("-c")
+        .arg(script)
+        .spawn()
+        .expect("python3");
+    let mut tracer = Command::new(dmaprof_bin())
+        .args([
+            "trace",
+            "--pid",
+            &child.id().to_string(),
+            "--duration",
+            "60",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Let the child go once every probe is attached.
+    let mut stderr = std::io::BufReader::new(tracer.stderr.take().unwrap());
+    let mut line = String::new();
+    while std::io::BufRead::read_line(&mut stderr, &mut line).unwrap() > 0
+        && !line.contains("probe scheduler")
+    {
+        line.clear();
+    }
+    std::fs::write(&go, b"").unwrap();
+    let out = tracer.wait_with_output().unwrap();
+    assert!(child.wait().unwrap().success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let ioctls = text
+        .lines()
+        .filter(|l| {
+            l.contains(" ioctl ") && l.contains("0x40206204") && l.trim_end().ends_with("-25")
+        })
+        .count();
+    assert_eq!(ioctls, 3, "{text}");
+    let pid = child.id().to_string();
+    let block = text
+        .lines()
+        .find(|l| l.split_whitespace().next() == Some(pid.as_str()))
+        .expect(&text);
+    let read_bytes: u64 = block.split_whitespace().nth(2).unwrap().parse().unwrap();
+    assert!(read_bytes >= 4 << 20, "{block}");
+}
+
+#[test]
+fn trace_refuses_a_missing_process() {
+    let out = Command::new(dmaprof_bin())
+        .args(["trace", "--pid", "999999999"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no such process"));
+}

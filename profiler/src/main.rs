@@ -48,6 +48,23 @@ enum Command {
     /// seed's table (alloc / read / total ms per path) with MiB/s, CPU per
     /// GiB and the ratio to pread-direct. Save it with --json and compare later.
     Bench(BenchArgs),
+    /// Observe another process's dma-buf ioctls, exporter calls and block I/O
+    /// without driving a workload: one line per dma-buf call, block totals at
+    /// the end. Ends after --duration or on Ctrl-C.
+    Trace {
+        /// The process to trace.
+        #[arg(long, conflicts_with = "all", required_unless_present = "all")]
+        pid: Option<u32>,
+        /// Trace every process.
+        #[arg(long)]
+        all: bool,
+        /// Stop after this many seconds (default: until Ctrl-C).
+        #[arg(long, value_name = "SECONDS")]
+        duration: Option<f64>,
+        /// Force the mechanism for the ioctl and rw_file probes.
+        #[arg(long, value_enum, value_name = "METHOD")]
+        attach: Option<profiler::probes::attach::Method>,
+    },
     /// Compare a candidate run against a baseline run (results JSON from
     /// `run --json`, or per-call CSV from `run --csv`): per mode and metric,
     /// medians with 95% CI, change, Mann-Whitney p-value (`~`: not
@@ -240,6 +257,12 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Run(args) => Ok(run_workload(args, false)),
         Command::Bench(args) => Ok(run_workload(args.into_run(), true)),
+        Command::Trace {
+            pid,
+            all: _,
+            duration,
+            attach,
+        } => Ok(run_trace(pid, duration, attach)),
         Command::Compare {
             baseline,
             candidate,
@@ -652,4 +675,140 @@ fn start_probes(a: &RunArgs) -> Result<Option<RunProbes>, String> {
         }
     }
     Ok(Some(RunProbes { session, tid }))
+}
+
+fn run_trace(
+    pid: Option<u32>,
+    duration: Option<f64>,
+    attach: Option<profiler::probes::attach::Method>,
+) -> ExitCode {
+    use profiler::probes::session::{Families, Options, Session};
+    use profiler_common::call::{CallEvent, EVENT_IOCTL};
+    if let Some(p) = pid
+        && !std::path::Path::new(&format!("/proc/{p}")).exists()
+    {
+        eprintln!("dmaprof: --pid {p}: no such process");
+        return ExitCode::from(2);
+    }
+    if let Some(d) = duration
+        && !(d.is_finite() && d > 0.0)
+    {
+        eprintln!("dmaprof: --duration must be a positive number of seconds");
+        return ExitCode::from(2);
+    }
+    if !profiler::kernel::Privileges::current().can_trace() {
+        eprintln!("dmaprof: trace needs root (or CAP_BPF + CAP_PERFMON)");
+        return ExitCode::from(2);
+    }
+    let opts = Options {
+        filter_tgid: pid,
+        force: attach,
+        exporter_fn: None,
+        families: Families::ALL,
+    };
+    let mut session = match Session::attach(&opts) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("dmaprof: attaching probes: {e:#}");
+            return ExitCode::from(2);
+        }
+    };
+    for at in &session.attached {
+        let method = at
+            .method
+            .map(|m| m.to_string())
+            .unwrap_or_else(|| "not traced".into());
+        eprintln!("dmaprof: probe {}: {method} {}", at.probe, at.target);
+    }
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        let _ = signal_hook::flag::register(sig, stop.clone());
+    }
+    let start = std::time::Instant::now();
+    println!(
+        "{:>12} {:>8} {:>8} {:<9} {:>12} {:>12} {:>10} {:>6}",
+        "t_ms", "pid", "tid", "kind", "cmd/flags", "bytes", "dur_us", "ret"
+    );
+    let mut seen = 0u64;
+    loop {
+        let done = stop.load(std::sync::atomic::Ordering::Relaxed)
+            || duration.is_some_and(|d| start.elapsed().as_secs_f64() >= d)
+            || pid.is_some_and(|p| !process_alive(p));
+        match session.events() {
+            Ok(mut ring) => {
+                while let Some(item) = ring.next() {
+                    if item.len() < size_of::<CallEvent>() {
+                        continue;
+                    }
+                    // SAFETY: the kernel side writes exactly one CallEvent per record.
+                    let e: CallEvent =
+                        unsafe { std::ptr::read_unaligned(item.as_ptr() as *const CallEvent) };
+                    seen += 1;
+                    println!(
+                        "{:>12.3} {:>8} {:>8} {:<9} {:>#12x} {:>12} {:>10.1} {:>6}",
+                        start.elapsed().as_secs_f64() * 1e3,
+                        e.tgid,
+                        e.tid,
+                        if e.kind == EVENT_IOCTL {
+                            "ioctl"
+                        } else {
+                            "rw_file"
+                        },
+                        e.what,
+                        e.len,
+                        e.duration_ns as f64 / 1e3,
+                        e.ret
+                    );
+                }
+            }
+            Err(e) => {
+                eprintln!("dmaprof: reading events: {e:#}");
+                return ExitCode::from(1);
+            }
+        }
+        if done {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    if let Ok(snap) = session.block() {
+        let mut per_pid: std::collections::BTreeMap<u32, profiler_common::block::BlockTotals> =
+            Default::default();
+        for (k, t) in &snap.per_thread {
+            per_pid.entry(k.tgid).or_default().add(t);
+        }
+        println!("\nblock I/O (counted at completion, attributed to the submitting process)");
+        println!(
+            "{:>8} {:>10} {:>14} {:>14} {:>12}",
+            "pid", "requests", "read bytes", "write bytes", "dev us/req"
+        );
+        for (p, t) in per_pid {
+            println!(
+                "{:>8} {:>10} {:>14} {:>14} {:>12.1}",
+                p,
+                t.completions,
+                t.read_bytes,
+                t.write_bytes,
+                if t.completions == 0 {
+                    0.0
+                } else {
+                    t.device_ns as f64 / t.completions as f64 / 1e3
+                }
+            );
+        }
+    }
+    let lost = session.lost().unwrap_or_default();
+    eprintln!("dmaprof: {seen} dma-buf call events; lost: {lost:?}");
+    ExitCode::SUCCESS
+}
+
+/// Whether a process still runs (a zombie has exited: its I/O is over).
+fn process_alive(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| {
+            s.rsplit_once(')')
+                .map(|(_, rest)| rest.trim_start().chars().next() != Some('Z'))
+        })
+        .unwrap_or(false)
 }
