@@ -1,3 +1,9 @@
 //! dmaprof's ratatui views: pure rendering from a snapshot model that the
-//! agent fills, so every view is testable with ratatui's TestBackend and no
-//! kernel. The views arrive with the live TUI (see the project's issues).
+//! agent fills. No I/O, no clocks, no kernel: every view is a function of a
+//! [`model::Snapshot`], tested with ratatui's `TestBackend`.
+pub mod format;
+pub mod model;
+pub mod views;
+
+pub use model::Snapshot;
+pub use views::render;
