@@ -175,6 +175,12 @@ fn direct_io_bytes_are_attributed_to_the_thread_that_did_them() {
         samples >= r.completions + w.completions,
         "{samples} samples"
     );
+    // The request-size histogram counts every completion too.
+    let sizes = snap.sizes.get(&std::process::id()).expect("size histogram");
+    assert!(
+        sizes.iter().sum::<u64>() >= r.completions + w.completions,
+        "{sizes:?}"
+    );
 }
 
 #[test]

@@ -102,6 +102,22 @@ fn direct_reads_join_block_bytes_to_each_call_exactly() {
         assert_eq!(k.ioctl_calls, 0);
     }
     assert_eq!(s.lost().unwrap(), Default::default());
+    // The full session fills the block histograms of the process too.
+    let snap = s.block().unwrap();
+    let me = std::process::id();
+    let completions = snap.process(me).completions;
+    assert!(completions > 0);
+    // Every completion with data is in the size histogram (flushes carry none).
+    let sized = snap
+        .sizes
+        .get(&me)
+        .map(|h| h.iter().sum::<u64>())
+        .unwrap_or(0);
+    assert!(
+        sized > 0 && sized <= completions,
+        "{sized} of {completions}: {:?}",
+        snap.sizes
+    );
 }
 
 #[test]

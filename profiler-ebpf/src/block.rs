@@ -30,6 +30,10 @@ static BLOCK_TOTALS: PerCpuHashMap<BlockKey, BlockTotals> =
 #[map]
 static BLOCK_LATENCY: PerCpuHashMap<LatencySlotKey, u64> = PerCpuHashMap::with_max_entries(4096, 0);
 
+/// Request-size histogram: log2 buckets of completed bytes, per process.
+#[map]
+static BLOCK_SIZES: PerCpuHashMap<LatencySlotKey, u64> = PerCpuHashMap::with_max_entries(4096, 0);
+
 #[map]
 static BLOCK_COUNTERS: PerCpuArray<u64> = PerCpuArray::with_max_entries(counter::COUNT, 0);
 
@@ -202,15 +206,21 @@ pub fn block_rq_complete(ctx: TracePointContext) -> u32 {
     if error != 0 {
         t.errors += 1;
     }
-    // The per-call join: the submitting thread's counters, if registered.
-    if let Some(c) = counters(entry.tid) {
-        unsafe {
-            add(&raw mut (*c).block_requests, 1);
-            add(&raw mut (*c).block_bytes, bytes);
-            add(&raw mut (*c).block_device_ns, device_ns);
+    if bytes != 0 {
+        let size_key = LatencySlotKey {
+            tgid: entry.tgid,
+            slot: log2(bytes).min(LATENCY_SLOTS - 1),
+        };
+        match BLOCK_SIZES.get_ptr_mut(&size_key) {
+            Some(n) => unsafe { *n += 1 },
+            None => {
+                let one: u64 = 1;
+                if BLOCK_SIZES.insert(&size_key, &one, 0).is_err() {
+                    bump(counter::TOTALS_FULL);
+                }
+            }
         }
     }
-
     if device_ns != 0 {
         let slot = log2(device_ns).min(LATENCY_SLOTS - 1);
         let slot_key = LatencySlotKey {
@@ -222,6 +232,14 @@ pub fn block_rq_complete(ctx: TracePointContext) -> u32 {
             None => {
                 let _ = BLOCK_LATENCY.insert(&slot_key, &1, 0);
             }
+        }
+    }
+    // The per-call join: the submitting thread's counters, if registered.
+    if let Some(c) = counters(entry.tid) {
+        unsafe {
+            add(&raw mut (*c).block_requests, 1);
+            add(&raw mut (*c).block_bytes, bytes);
+            add(&raw mut (*c).block_device_ns, device_ns);
         }
     }
     0

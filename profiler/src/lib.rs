@@ -7,6 +7,7 @@ pub mod doctor;
 pub mod export;
 pub mod fsinfo;
 pub mod kernel;
+pub mod live;
 pub mod mapping;
 pub mod probes;
 pub mod tracefs;

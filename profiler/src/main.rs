@@ -1,6 +1,11 @@
 //! The `dmaprof` command line.
 use std::{path::PathBuf, process::ExitCode};
 
+use std::{
+    io::IsTerminal,
+    sync::{Arc, Mutex},
+};
+
 use clap::{Parser, Subcommand};
 use profiler::{
     compare, doctor,
@@ -8,6 +13,7 @@ use profiler::{
         atomic::{self, AtomicFile},
         calls_csv, results,
     },
+    live::{self, state::LiveState},
     workload::{
         self, CacheMode, RunError,
         mode::{Direction, parse_size},
@@ -140,6 +146,13 @@ struct RunArgs {
     /// Run without kernel probes (userspace timing only).
     #[arg(long, conflicts_with = "attach")]
     no_probes: bool,
+    /// No live dashboard: progress on stderr, tables on stdout (automatic
+    /// when stdin or stdout is not a terminal).
+    #[arg(long)]
+    headless: bool,
+    /// Dashboard redraws per second.
+    #[arg(long, default_value_t = 10.0)]
+    fps: f64,
     /// Force the mechanism for the dma_buf_ioctl and rw_file probes instead
     /// of the best that works (fentry, then kprobe, then tracepoint).
     #[arg(long, value_enum, value_name = "METHOD")]
@@ -198,6 +211,8 @@ impl BenchArgs {
             summary_csv: None,
             json: self.json,
             no_probes: self.no_probes,
+            headless: true,
+            fps: 10.0,
             attach: None,
             exporter_fn: None,
         }
@@ -297,21 +312,59 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
 
 /// Prints each pass as it ends (stderr: stdout stays for the table) and
 /// streams call rows to the CSV file.
-struct Recorder {
+struct Recorder<'a> {
     csv: Option<AtomicFile>,
     csv_error: Option<std::io::Error>,
+    /// The dashboard's state, and the probes to refresh its block view from.
+    live: Option<(Arc<Mutex<LiveState>>, Option<&'a RunProbes>)>,
+    last_block_read: std::time::Instant,
 }
 
-impl workload::Observer for Recorder {
+impl workload::Observer for Recorder<'_> {
+    fn on_pass_start(&mut self, mode: workload::mode::Mode, _iteration: u32) {
+        if let Some((state, _)) = &self.live {
+            state
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .header
+                .running = Some(mode.name().into());
+        }
+    }
+
     fn on_call(&mut self, c: &workload::CallRecord) {
         if let (Some(f), None) = (self.csv.as_mut(), self.csv_error.as_ref())
             && let Err(e) = calls_csv::row(f.writer(), c)
         {
             self.csv_error = Some(e);
         }
+        if let Some((state, probes)) = &self.live {
+            // Block histograms come from kernel maps: a few reads a second at most.
+            let block = match probes {
+                Some(p)
+                    if self.last_block_read.elapsed() > std::time::Duration::from_millis(250) =>
+                {
+                    self.last_block_read = std::time::Instant::now();
+                    p.session.block().ok()
+                }
+                _ => None,
+            };
+            let mut s = state.lock().unwrap_or_else(|e| e.into_inner());
+            s.record(c);
+            if block.is_some() {
+                s.block = block;
+            }
+        }
     }
 
     fn on_pass(&mut self, p: &workload::Pass) {
+        if let Some((state, _)) = &self.live {
+            state
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .header
+                .passes_done += 1;
+            return; // the dashboard shows progress; stderr would garble it
+        }
         eprintln!(
             "  {:<24} iteration {}: {} in {:.1} ms ({:.0} MiB/s)",
             p.mode.name(),
@@ -427,12 +480,40 @@ fn run_workload(a: RunArgs, seed_table: bool) -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    let tui = !a.headless && std::io::stdout().is_terminal() && std::io::stdin().is_terminal();
+    let live = tui.then(|| {
+        Arc::new(Mutex::new(LiveState::new(
+            live_header(cfg, probes.as_ref()),
+            &mode_names(cfg),
+        )))
+    });
+    let ui = match &live {
+        Some(state) => match live::tui::start(state.clone(), stop.clone(), a.fps) {
+            Ok(ui) => Some(ui),
+            Err(e) => {
+                eprintln!("dmaprof: no dashboard ({e}); running headless");
+                None
+            }
+        },
+        None => None,
+    };
     let mut recorder = Recorder {
         csv,
         csv_error: None,
+        live: ui.as_ref().and(live.clone()).map(|s| (s, probes.as_ref())),
+        last_block_read: std::time::Instant::now(),
     };
     let counters = probes.as_ref().map(|p| p as &dyn workload::KernelCounters);
     let outcome = workload::run(cfg, &stop, &mut recorder, counters);
+    let Recorder { csv, csv_error, .. } = recorder;
+    if let Some(state) = &live {
+        let mut s = state.lock().unwrap_or_else(|e| e.into_inner());
+        s.ended = Some(std::time::Instant::now());
+        s.header.running = None;
+        if let Some(p) = &probes {
+            s.block = p.session.block().ok();
+        }
+    }
     let probe_report = probes.as_ref().map(|p| {
         (
             p.session.attached.clone(),
@@ -441,16 +522,22 @@ fn run_workload(a: RunArgs, seed_table: bool) -> ExitCode {
     });
     drop(probes); // detach before writing results
     // Exports first: whatever happened, the calls done so far are kept.
+    // Exports first, then the dashboard waits for the user to quit.
     let export_error = write_exports(
         &a,
         cfg,
         &plan.skipped,
         &outcome,
-        recorder,
+        (csv, csv_error),
         started_unix_s,
         probe_report.clone(),
     );
 
+    if let Some(ui) = ui
+        && let Err(e) = ui.finish()
+    {
+        eprintln!("dmaprof: dashboard: {e}");
+    }
     let rows = workload::summary::summarize(&outcome.passes);
     if !rows.is_empty() {
         if let Some(p) = outcome.passes.first()
@@ -503,7 +590,7 @@ fn write_exports(
     cfg: &workload::Config,
     skipped: &[(workload::mode::Mode, String)],
     outcome: &workload::Outcome,
-    recorder: Recorder,
+    (csv, csv_error): (Option<AtomicFile>, Option<std::io::Error>),
     started_unix_s: u64,
     probes: Option<(
         Vec<profiler::probes::session::Attached>,
@@ -516,9 +603,9 @@ fn write_exports(
             first_error = Some(e);
         }
     };
-    if let Some(f) = recorder.csv {
+    if let Some(f) = csv {
         let dest = f.dest().display().to_string();
-        match recorder.csv_error {
+        match csv_error {
             Some(e) => note(format!("--csv {dest}: {e}")),
             None => {
                 if let Err(e) = f.commit() {
@@ -811,4 +898,38 @@ fn process_alive(pid: u32) -> bool {
                 .map(|(_, rest)| !rest.trim_start().starts_with('Z'))
         })
         .unwrap_or(false)
+}
+
+fn mode_names(cfg: &workload::Config) -> Vec<String> {
+    cfg.modes.iter().map(|m| m.name().to_string()).collect()
+}
+
+fn live_header(cfg: &workload::Config, probes: Option<&RunProbes>) -> dashboards::model::Header {
+    dashboards::model::Header {
+        kernel: profiler::kernel::release(),
+        direction: cfg.direction.to_string(),
+        file: match cfg.write_to.first() {
+            Some((_, p)) => p.display().to_string(),
+            None => cfg.file.display().to_string(),
+        },
+        cache: match cfg.direction {
+            Direction::Write => "n/a".into(),
+            _ => format!("{:?}", cfg.cache).to_lowercase(),
+        },
+        probes: probes
+            .map(|p| {
+                p.session
+                    .attached
+                    .iter()
+                    .map(|a| dashboards::model::ProbeStatus {
+                        name: a.probe.clone(),
+                        method: a.method.map(|m| m.to_string()),
+                        degraded: !a.not_used.is_empty(),
+                    })
+                    .collect()
+            })
+            .unwrap_or_default(),
+        passes_planned: cfg.iterations * cfg.modes.len() as u32,
+        ..Default::default()
+    }
 }

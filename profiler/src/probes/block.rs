@@ -19,8 +19,10 @@ use crate::tracefs;
 #[derive(Debug, Clone, Default)]
 pub struct BlockSnapshot {
     pub per_thread: BTreeMap<BlockKey, BlockTotals>,
-    /// Device-latency log2 histogram per process.
+    /// Device-latency log2 histogram per process (bucket i: [2^i, 2^(i+1)) ns).
     pub latency: BTreeMap<u32, [u64; LATENCY_SLOTS as usize]>,
+    /// Request-size log2 histogram per process (bucket i: [2^i, 2^(i+1)) bytes).
+    pub sizes: BTreeMap<u32, [u64; LATENCY_SLOTS as usize]>,
     pub lost: LostEvents,
 }
 
@@ -140,16 +142,18 @@ pub fn snapshot(ebpf: &Ebpf) -> Result<BlockSnapshot> {
             sum.add(t);
         }
     }
-    let latency: PerCpuHashMap<_, LatencySlotKey, u64> =
-        PerCpuHashMap::try_from(ebpf.map("BLOCK_LATENCY").context("BLOCK_LATENCY")?)?;
-    for entry in latency.iter() {
-        let (key, per_cpu) = entry?;
-        let hist = snap
-            .latency
-            .entry(key.tgid)
-            .or_insert([0; LATENCY_SLOTS as usize]);
-        if let Some(slot) = hist.get_mut(key.slot as usize) {
-            *slot += per_cpu.iter().sum::<u64>();
+    for (name, out) in [
+        ("BLOCK_LATENCY", &mut snap.latency),
+        ("BLOCK_SIZES", &mut snap.sizes),
+    ] {
+        let map: PerCpuHashMap<_, LatencySlotKey, u64> =
+            PerCpuHashMap::try_from(ebpf.map(name).context(name)?)?;
+        for entry in map.iter() {
+            let (key, per_cpu) = entry?;
+            let hist = out.entry(key.tgid).or_insert([0; LATENCY_SLOTS as usize]);
+            if let Some(slot) = hist.get_mut(key.slot as usize) {
+                *slot += per_cpu.iter().sum::<u64>();
+            }
         }
     }
     let counters: PerCpuArray<_, u64> =

@@ -166,6 +166,7 @@ pub enum RunError {
 
 /// Receives the run as it happens (exports, progress, the TUI).
 pub trait Observer {
+    fn on_pass_start(&mut self, _mode: Mode, _iteration: u32) {}
     fn on_call(&mut self, _call: &CallRecord) {}
     fn on_pass(&mut self, _pass: &Pass) {}
 }
@@ -195,6 +196,7 @@ pub fn run(
                 out.interrupted = true;
                 break 'outer;
             }
+            obs.on_pass_start(mode, iteration);
             match run_pass(cfg, mode, iteration, epoch, stop, obs, kernel) {
                 Ok(pass) => {
                     obs.on_pass(&pass);

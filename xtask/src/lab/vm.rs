@@ -41,8 +41,9 @@ mount -t tmpfs tmpfs /tmp
 mount -t tracefs tracefs /sys/kernel/tracing 2>/dev/null
 mount -t ext4 /dev/vda /mnt || echo "lab: mounting /dev/vda on /mnt failed"
 cd /mnt
+# stdin is not a terminal: dmaprof runs headless, as in CI.
 echo "@@DMAPROF-LAB-BEGIN@@"
-sh /cmd 2>&1
+sh /cmd < /dev/null 2>&1
 rc=$?
 echo "@@DMAPROF-LAB-END@@ rc=$rc"
 cd /
@@ -136,11 +137,23 @@ fn run_in(
 
     let (tx, rx) = mpsc::channel::<(Instant, String)>();
     let stdout = child.stdout.take().unwrap();
+    // Bytes, not UTF-8 lines: firmware and early boot may print anything,
+    // and one bad byte must not end the capture.
     let reader = std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines() {
-            let Ok(line) = line else { break };
-            if tx.send((Instant::now(), line)).is_err() {
-                break;
+        let mut r = BufReader::new(stdout);
+        let mut buf = Vec::new();
+        loop {
+            buf.clear();
+            match r.read_until(b'\n', &mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(_) => {
+                    let line = String::from_utf8_lossy(&buf)
+                        .trim_end_matches('\n')
+                        .to_string();
+                    if tx.send((Instant::now(), line)).is_err() {
+                        break;
+                    }
+                }
             }
         }
     });

@@ -1,0 +1,332 @@
+//! Live state: per-mode bounded histograms (hdrhistogram, outliers clamped
+//! and counted), per-second bandwidth in a bounded ring, block-layer
+//! aggregates. Turned into a `dashboards::Snapshot` at every frame.
+use std::collections::VecDeque;
+
+use dashboards::model::{self, Buckets, Snapshot};
+use hdrhistogram::Histogram;
+use profiler_common::block::LATENCY_SLOTS;
+
+use crate::{probes::block::BlockSnapshot, workload::CallRecord};
+
+/// Histogram range: 1 ns to 10 minutes; beyond is clamped and counted.
+const HIST_MAX_NS: u64 = 600_000_000_000;
+/// Seconds of bandwidth history kept per mode.
+const BANDWIDTH_SECONDS: usize = 600;
+
+fn histogram() -> Histogram<u64> {
+    Histogram::new_with_bounds(1, HIST_MAX_NS, 3).expect("valid bounds")
+}
+
+pub struct ModeState {
+    pub name: String,
+    calls: u64,
+    bytes: u64,
+    transfer_ns: u64,
+    latency: Histogram<u64>,
+    clamped: u64,
+    cpu_hist: Histogram<u64>,
+    user_ns: u64,
+    sys_ns: u64,
+    on_cpu_ns: Option<u64>,
+    off_cpu_ns: Option<u64>,
+    /// (second since run start, bytes moved in that second)
+    bandwidth: VecDeque<(u64, u64)>,
+}
+
+impl ModeState {
+    fn new(name: &str) -> ModeState {
+        ModeState {
+            name: name.to_string(),
+            calls: 0,
+            bytes: 0,
+            transfer_ns: 0,
+            latency: histogram(),
+            clamped: 0,
+            cpu_hist: histogram(),
+            user_ns: 0,
+            sys_ns: 0,
+            on_cpu_ns: None,
+            off_cpu_ns: None,
+            bandwidth: VecDeque::new(),
+        }
+    }
+
+    fn record(&mut self, c: &CallRecord) {
+        self.calls += 1;
+        self.bytes += c.bytes;
+        self.transfer_ns += c.wall_ns;
+        if c.wall_ns > HIST_MAX_NS {
+            self.clamped += 1;
+        }
+        self.latency
+            .saturating_record(c.wall_ns.clamp(1, HIST_MAX_NS));
+        let cpu = c.cpu.user_ns + c.cpu.sys_ns;
+        self.cpu_hist.saturating_record(cpu.clamp(1, HIST_MAX_NS));
+        self.user_ns += c.cpu.user_ns;
+        self.sys_ns += c.cpu.sys_ns;
+        if let Some(k) = &c.kernel {
+            *self.on_cpu_ns.get_or_insert(0) += k.on_cpu_ns;
+            *self.off_cpu_ns.get_or_insert(0) += k.off_cpu_ns;
+        }
+        // Bytes land in the second the call ended.
+        let sec = (c.start_ns + c.wall_ns) / 1_000_000_000;
+        match self.bandwidth.back_mut() {
+            Some((s, b)) if *s == sec => *b += c.bytes,
+            _ => {
+                // Seconds with no call ending show as zero.
+                let from = self.bandwidth.back().map(|(s, _)| s + 1).unwrap_or(sec);
+                for gap in from..sec {
+                    self.bandwidth.push_back((gap, 0));
+                }
+                self.bandwidth.push_back((sec, c.bytes));
+            }
+        }
+        while self.bandwidth.len() > BANDWIDTH_SECONDS {
+            self.bandwidth.pop_front();
+        }
+    }
+
+    fn mib_per_s(&self) -> f64 {
+        if self.transfer_ns == 0 {
+            0.0
+        } else {
+            self.bytes as f64 / (1u64 << 20) as f64 / (self.transfer_ns as f64 / 1e9)
+        }
+    }
+
+    fn view(&self) -> model::ModeView {
+        let l = &self.latency;
+        let q = |x: f64| {
+            if self.calls == 0 {
+                0
+            } else {
+                l.value_at_quantile(x)
+            }
+        };
+        let mib = self.bytes as f64 / (1u64 << 20) as f64;
+        model::ModeView {
+            name: self.name.clone(),
+            calls: self.calls,
+            bytes: self.bytes,
+            mib_per_s: self.mib_per_s(),
+            bandwidth: self.bandwidth.iter().map(|(_, b)| b >> 20).collect(),
+            latency: model::Latency {
+                hist: log_buckets(l),
+                min_ns: if self.calls == 0 { 0 } else { l.min() },
+                p50_ns: q(0.5),
+                p90_ns: q(0.9),
+                p99_ns: q(0.99),
+                p999_ns: q(0.999),
+                max_ns: if self.calls == 0 { 0 } else { l.max() },
+                clamped: self.clamped,
+            },
+            cpu: model::Cpu {
+                user_ns: self.user_ns,
+                sys_ns: self.sys_ns,
+                on_cpu_ns: self.on_cpu_ns,
+                off_cpu_ns: self.off_cpu_ns,
+                cpu_ns_per_mib: if mib > 0.0 {
+                    (self.user_ns + self.sys_ns) as f64 / mib
+                } else {
+                    0.0
+                },
+                per_call: log_buckets(&self.cpu_hist),
+            },
+            versus: Vec::new(),
+        }
+    }
+}
+
+/// Log2 buckets (upper bound 2^(i+1)) from an hdrhistogram.
+fn log_buckets(h: &Histogram<u64>) -> Buckets {
+    let mut buckets = vec![0u64; 40];
+    for v in h.iter_recorded() {
+        let value = v.value_iterated_to().max(1);
+        let slot = (63 - value.leading_zeros()) as usize;
+        buckets[slot.min(39)] += v.count_at_value();
+    }
+    Buckets {
+        buckets: buckets
+            .into_iter()
+            .enumerate()
+            .map(|(i, n)| (1u64 << (i + 1), n))
+            .collect(),
+    }
+}
+
+fn slots(h: &[u64; LATENCY_SLOTS as usize]) -> Buckets {
+    Buckets {
+        buckets: h
+            .iter()
+            .enumerate()
+            .map(|(i, n)| (1u64 << (i + 1), *n))
+            .collect(),
+    }
+}
+
+pub struct LiveState {
+    pub started: std::time::Instant,
+    pub ended: Option<std::time::Instant>,
+    pub header: model::Header,
+    pub modes: Vec<ModeState>,
+    pub block: Option<BlockSnapshot>,
+    pub tgid: u32,
+}
+
+impl LiveState {
+    pub fn new(header: model::Header, modes: &[String]) -> LiveState {
+        LiveState {
+            started: std::time::Instant::now(),
+            ended: None,
+            header,
+            modes: modes.iter().map(|m| ModeState::new(m)).collect(),
+            block: None,
+            tgid: std::process::id(),
+        }
+    }
+
+    pub fn record(&mut self, c: &CallRecord) {
+        if let Some(m) = self.modes.iter_mut().find(|m| m.name == c.mode.name()) {
+            m.record(c);
+        }
+    }
+
+    /// 'r': a fresh window for histograms and bandwidth; totals restart too.
+    pub fn reset(&mut self) {
+        for m in &mut self.modes {
+            *m = ModeState::new(&m.name);
+        }
+    }
+
+    pub fn snapshot(&self, selected: usize, panel: model::Panel, show_help: bool) -> Snapshot {
+        let mut header = self.header.clone();
+        header.elapsed_s = self
+            .ended
+            .unwrap_or_else(std::time::Instant::now)
+            .duration_since(self.started)
+            .as_secs_f64();
+        let mut modes: Vec<model::ModeView> = self.modes.iter().map(ModeState::view).collect();
+        // Against the pread baselines of the same run, when they ran.
+        let baselines: Vec<(String, f64, u64)> = modes
+            .iter()
+            .filter(|m| (m.name == "pread" || m.name == "pread-direct") && m.calls > 0)
+            .map(|m| (m.name.clone(), m.mib_per_s, m.latency.p50_ns))
+            .collect();
+        for m in modes.iter_mut().filter(|m| m.calls > 0) {
+            m.versus = baselines
+                .iter()
+                .filter(|(b, _, _)| *b != m.name)
+                .map(|(b, tput, p50)| {
+                    (
+                        b.clone(),
+                        m.mib_per_s / tput.max(f64::MIN_POSITIVE),
+                        m.latency.p50_ns as f64 / (*p50).max(1) as f64,
+                    )
+                })
+                .collect();
+        }
+        let block = match &self.block {
+            Some(b) => {
+                let t = b.process(self.tgid);
+                let elapsed_ns = (header.elapsed_s * 1e9).max(1.0);
+                let mut per_device: std::collections::BTreeMap<String, u64> = Default::default();
+                for (k, v) in b.per_thread.iter().filter(|(k, _)| k.tgid == self.tgid) {
+                    let (maj, min) = crate::probes::block::dev_major_minor(k.dev);
+                    *per_device.entry(format!("{maj}:{min}")).or_default() += v.bytes;
+                }
+                model::BlockView {
+                    available: true,
+                    requests: t.completions,
+                    bytes: t.bytes,
+                    sizes: b.sizes.get(&self.tgid).map(slots).unwrap_or_default(),
+                    device_latency: b.latency.get(&self.tgid).map(slots).unwrap_or_default(),
+                    avg_in_flight: (t.device_ns + t.queue_ns) as f64 / elapsed_ns,
+                    per_device: per_device.into_iter().collect(),
+                }
+            }
+            None => model::BlockView::default(),
+        };
+        Snapshot {
+            header,
+            modes,
+            selected: selected.min(self.modes.len().saturating_sub(1)),
+            panel,
+            block,
+            show_help,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::workload::{
+        cputime::ThreadCpu,
+        mode::{Direction, Mode},
+    };
+
+    fn call(mode: Mode, start_ns: u64, wall_ns: u64, bytes: u64) -> CallRecord {
+        CallRecord {
+            mode,
+            direction: Direction::Read,
+            iteration: 0,
+            index: 0,
+            file_offset: 0,
+            bytes,
+            start_ns,
+            wall_ns,
+            cpu: ThreadCpu {
+                user_ns: 10,
+                sys_ns: 90,
+                ..Default::default()
+            },
+            tid: 1,
+            kernel: None,
+        }
+    }
+
+    #[test]
+    fn snapshot_reflects_the_calls_and_stays_bounded() {
+        let mut s = LiveState::new(
+            model::Header::default(),
+            &["pread".into(), "rw-file-direct".into()],
+        );
+        for i in 0..10 {
+            s.record(&call(Mode::Pread, i * 1_000_000_000, 500_000_000, 64 << 20));
+            s.record(&call(
+                Mode::RwFileDirect,
+                i * 1_000_000_000 + 500_000_000,
+                100_000_000,
+                64 << 20,
+            ));
+        }
+        // An outlier beyond the histogram range is clamped and counted.
+        s.record(&call(Mode::Pread, 20_000_000_000, 700_000_000_000, 1));
+        let snap = s.snapshot(1, model::Panel::Latency, false);
+        let rw = &snap.modes[1];
+        assert_eq!(rw.calls, 10);
+        assert!((rw.mib_per_s - 640.0).abs() < 0.01, "{}", rw.mib_per_s);
+        assert_eq!(rw.versus[0].0, "pread");
+        assert!(rw.versus[0].1 > 5.0);
+        assert_eq!(snap.modes[0].latency.clamped, 1);
+        assert_eq!(rw.latency.hist.buckets.iter().map(|b| b.1).sum::<u64>(), 10);
+        // Bandwidth: one entry per second, zeros for seconds without a call ending.
+        assert_eq!(rw.bandwidth.len(), 10);
+        // A very long run keeps at most BANDWIDTH_SECONDS seconds.
+        for i in 0..2000u64 {
+            s.record(&call(Mode::RwFileDirect, (100 + i) * 1_000_000_000, 1, 1));
+        }
+        assert_eq!(
+            s.snapshot(1, model::Panel::Latency, false).modes[1]
+                .bandwidth
+                .len(),
+            BANDWIDTH_SECONDS
+        );
+        s.reset();
+        assert_eq!(
+            s.snapshot(1, model::Panel::Latency, false).modes[1].calls,
+            0
+        );
+    }
+}
