@@ -61,8 +61,12 @@ pub fn render(frame: &mut Frame, s: &Snapshot) {
         ),
     }
     frame.render_widget(
-        Paragraph::new("q quit · p pause · r reset · tab panel · ←/→ mode · ? help")
-            .style(Style::new().fg(Color::DarkGray)),
+        Paragraph::new(if s.header.finished {
+            "run finished: q to exit · tab panel · ←/→ mode · ? help"
+        } else {
+            "q quit · p pause · r reset · tab panel · ←/→ mode · ? help"
+        })
+        .style(Style::new().fg(Color::DarkGray)),
         footer,
     );
     if s.show_help {
@@ -79,18 +83,19 @@ fn render_header(frame: &mut Frame, area: Rect, s: &Snapshot) {
     } else {
         "starting".to_string()
     };
+    // What changes comes first: a narrow terminal cuts the end of the line.
     let first = Line::from(vec![
         Span::styled("dmaprof", Style::new().add_modifier(Modifier::BOLD)),
         Span::raw(format!(
-            "  kernel {}  {} {}  cache {}  pass {}/{}  {:.1}s  {state}{}",
+            "  {state}{}  pass {}/{}  {:.1}s  kernel {}  {} {}  cache {}",
+            if h.paused { "  [display paused]" } else { "" },
+            h.passes_done,
+            h.passes_planned,
+            h.elapsed_s,
             h.kernel,
             h.direction,
             h.file,
             h.cache,
-            h.passes_done,
-            h.passes_planned,
-            h.elapsed_s,
-            if h.paused { "  [display paused]" } else { "" }
         )),
     ]);
     let mut probes: Vec<Span> = vec![Span::raw("probes: ")];

@@ -1,0 +1,221 @@
+//! The real dashboard in a real terminal (tmux): it draws, answers keys,
+//! quits, finishes its exports and gives the terminal back.
+use std::{
+    path::Path,
+    process::Command,
+    time::{Duration, Instant},
+};
+
+use dmaprof_e2e::{disk_scratch_dir, dmaprof_bin, under_ci};
+
+struct Tmux(String);
+
+impl Tmux {
+    fn start(cmd: &str) -> Option<Tmux> {
+        if Command::new("tmux").arg("-V").output().is_err() {
+            assert!(
+                !under_ci(),
+                "tmux is needed for the TUI test (cargo xtask setup installs it)"
+            );
+            eprintln!("SKIP: no tmux");
+            return None;
+        }
+        let name = format!("dmaprof-tui-{}-{}", std::process::id(), rand_suffix());
+        let ok = Command::new("tmux")
+            .args([
+                "new-session",
+                "-d",
+                "-s",
+                &name,
+                "-x",
+                "110",
+                "-y",
+                "32",
+                cmd,
+            ])
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "tmux new-session");
+        Some(Tmux(name))
+    }
+
+    fn screen(&self) -> String {
+        let out = Command::new("tmux")
+            .args(["capture-pane", "-p", "-t", &self.0])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    fn keys(&self, keys: &str) {
+        Command::new("tmux")
+            .args(["send-keys", "-t", &self.0, keys])
+            .status()
+            .unwrap();
+    }
+
+    fn alternate_screen(&self) -> bool {
+        let out = Command::new("tmux")
+            .args(["display", "-p", "-t", &self.0, "#{alternate_on}"])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).trim() == "1"
+    }
+
+    fn wait_for(&self, what: &str, secs: u64) -> String {
+        let end = Instant::now() + Duration::from_secs(secs);
+        loop {
+            let s = self.screen();
+            if s.contains(what) {
+                return s;
+            }
+            assert!(
+                Instant::now() < end,
+                "`{what}` never appeared; screen:\n{s}"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+impl Drop for Tmux {
+    fn drop(&mut self) {
+        let _ = Command::new("tmux")
+            .args(["kill-session", "-t", &self.0])
+            .status();
+    }
+}
+
+fn rand_suffix() -> u128 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos()
+        % 1_000_000
+}
+
+fn wait_file(p: &Path, secs: u64) -> String {
+    let end = Instant::now() + Duration::from_secs(secs);
+    while Instant::now() < end {
+        if let Ok(s) = std::fs::read_to_string(p)
+            && !s.is_empty()
+        {
+            return s;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    panic!("{} never written", p.display());
+}
+
+#[test]
+fn dashboard_draws_answers_keys_and_restores_the_terminal_on_quit() {
+    let dir = disk_scratch_dir();
+    let d = dir.path().display().to_string();
+    // The test file first, so the run starts at once.
+    assert!(
+        Command::new(dmaprof_bin())
+            .args([
+                "run",
+                "--headless",
+                "--mode",
+                "pread",
+                "--size",
+                "64M",
+                "--chunk",
+                "1M",
+                "--dir",
+                &d
+            ])
+            .output()
+            .unwrap()
+            .status
+            .success()
+    );
+    let status = dir.path().join("status");
+    let csv = dir.path().join("calls.csv");
+    let cmd = format!(
+        "{} run --mode pread --mode pread-direct --size 64M --chunk 1M --iterations 100000 --cache warm --dir {d} --csv {}; echo EXIT=$? > {}; sleep 60",
+        dmaprof_bin().display(),
+        csv.display(),
+        status.display()
+    );
+    let Some(t) = Tmux::start(&cmd) else { return };
+    let screen = t.wait_for("per-call latency", 30);
+    assert!(
+        screen.contains("dmaprof  running pread") && screen.contains("> pread"),
+        "{screen}"
+    );
+    assert!(
+        t.alternate_screen(),
+        "the dashboard uses the alternate screen"
+    );
+
+    t.keys("Tab");
+    t.wait_for("CPU cost", 10);
+    t.keys("Tab");
+    t.wait_for("block layer", 10);
+    t.keys("Right");
+    t.wait_for("> pread-direct", 10);
+    t.keys("?");
+    t.wait_for("pause / resume the display", 10);
+    t.keys("?");
+    t.keys("p");
+    t.wait_for("[display paused]", 10);
+    t.keys("p");
+
+    t.keys("q");
+    assert_eq!(
+        wait_file(&status, 30).trim(),
+        "EXIT=130",
+        "quitting mid-run is an interruption"
+    );
+    assert!(!t.alternate_screen(), "terminal restored");
+    let after = t.wait_for("alloc ms", 10);
+    assert!(
+        after.contains("pread"),
+        "the summary table is printed on the normal screen:\n{after}"
+    );
+    let rows = std::fs::read_to_string(&csv).unwrap();
+    assert!(
+        rows.lines().count() > 1 && rows.ends_with('\n'),
+        "the CSV is complete"
+    );
+}
+
+#[test]
+fn a_finished_run_waits_for_q_then_exits_0() {
+    let dir = disk_scratch_dir();
+    let d = dir.path().display().to_string();
+    let status = dir.path().join("status");
+    let cmd = format!(
+        "{} run --mode pread --size 8M --chunk 1M --dir {d}; echo EXIT=$? > {}; sleep 60",
+        dmaprof_bin().display(),
+        status.display()
+    );
+    let Some(t) = Tmux::start(&cmd) else { return };
+    t.wait_for("dmaprof  finished", 60);
+    assert!(!status.exists(), "the dashboard stays until the user quits");
+    t.keys("q");
+    assert_eq!(wait_file(&status, 30).trim(), "EXIT=0");
+    assert!(!t.alternate_screen());
+}
+
+#[test]
+fn not_a_terminal_means_headless() {
+    // Output captured (a pipe): no dashboard, the table on stdout.
+    let dir = disk_scratch_dir();
+    let out = Command::new(dmaprof_bin())
+        .args([
+            "run", "--mode", "pread", "--size", "4M", "--chunk", "1M", "--dir",
+        ])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("alloc ms") && !stdout.contains("\u{1b}[?1049h"),
+        "{stdout}"
+    );
+}
