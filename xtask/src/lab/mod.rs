@@ -24,6 +24,10 @@ pub enum Command {
         /// Kill the guest after this many seconds.
         #[arg(long, default_value_t = 600)]
         timeout: u64,
+        /// Attach the guest's console to this terminal (to watch dmaprof's
+        /// dashboard in the lab); no output capture, no timeout.
+        #[arg(long)]
+        interactive: bool,
         /// The command, e.g. `cargo xtask lab run -- dmaprof doctor`.
         #[arg(trailing_var_arg = true, required = true, allow_hyphen_values = true)]
         command: Vec<String>,
@@ -39,9 +43,17 @@ pub fn run(command: Command) -> Result<ExitCode> {
             println!("{}", k.bzimage.display());
             Ok(ExitCode::SUCCESS)
         }
-        Command::Run { timeout, command } => {
+        Command::Run {
+            timeout,
+            interactive,
+            command,
+        } => {
             let kernel = kernel::ensure()?;
             let guest = suite::guest_files(&[])?;
+            if interactive {
+                let status = vm::run_interactive(&kernel, &guest, &command.join(" "))?;
+                return Ok(ExitCode::from(status.clamp(0, 255) as u8));
+            }
             let out = vm::run(&kernel, &guest, &command.join(" "), timeout)?;
             print!("{}", out.output);
             eprintln!(

@@ -41,9 +41,16 @@ mount -t tmpfs tmpfs /tmp
 mount -t tracefs tracefs /sys/kernel/tracing 2>/dev/null
 mount -t ext4 /dev/vda /mnt || echo "lab: mounting /dev/vda on /mnt failed"
 cd /mnt
-# stdin is not a terminal: dmaprof runs headless, as in CI.
 echo "@@DMAPROF-LAB-BEGIN@@"
-sh /cmd < /dev/null 2>&1
+if [ -e /interactive ]; then
+    # `lab run --interactive`: the serial console is the user's terminal.
+    export TERM=xterm-256color
+    stty rows 34 cols 110
+    sh /cmd 2>&1
+else
+    # stdin is not a terminal: dmaprof runs headless, as in CI.
+    sh /cmd < /dev/null 2>&1
+fi
 rc=$?
 echo "@@DMAPROF-LAB-END@@ rc=$rc"
 cd /
@@ -52,7 +59,7 @@ umount /mnt
 poweroff -f
 "#;
 
-fn build_initramfs(files: &GuestFiles, command: &str) -> Result<Vec<u8>> {
+fn build_initramfs(files: &GuestFiles, command: &str, interactive: bool) -> Result<Vec<u8>> {
     let mut fs = Initramfs::default();
     for d in [
         "/dev", "/proc", "/sys", "/tmp", "/mnt", "/bin", "/usr/bin", "/lab",
@@ -65,6 +72,9 @@ fn build_initramfs(files: &GuestFiles, command: &str) -> Result<Vec<u8>> {
     fs.symlink("/bin/sh", "busybox");
     fs.file("/init", INIT.as_bytes().to_vec(), 0o755);
     fs.file("/cmd", format!("{command}\n").into_bytes(), 0o644);
+    if interactive {
+        fs.file("/interactive", Vec::new(), 0o644);
+    }
     for (guest, host) in &files.executables {
         fs.executable(guest, host)?;
     }
@@ -94,7 +104,7 @@ fn run_in(
     timeout_secs: u64,
 ) -> Result<VmOutput> {
     let initrd = work.join("initramfs.cpio");
-    std::fs::write(&initrd, build_initramfs(files, command)?)?;
+    std::fs::write(&initrd, build_initramfs(files, command, false)?)?;
     let disk_img = work.join("disk.img");
     disk::fresh_copy(&disk_img)?;
 
@@ -216,6 +226,50 @@ fn run_in(
 fn tail(text: &str, n: usize) -> String {
     let lines: Vec<&str> = text.lines().collect();
     lines[lines.len().saturating_sub(n)..].join("\n")
+}
+
+/// Boots the guest with the serial console on this terminal, for watching
+/// (and driving) dmaprof's dashboard in the lab. Returns QEMU's status.
+pub fn run_interactive(kernel: &Kernel, files: &GuestFiles, command: &str) -> Result<i32> {
+    let work = cmd::cache_dir()
+        .join("lab/run")
+        .join(format!("{}-tty", std::process::id()));
+    std::fs::create_dir_all(&work)?;
+    let initrd = work.join("initramfs.cpio");
+    std::fs::write(&initrd, build_initramfs(files, command, true)?)?;
+    let disk_img = work.join("disk.img");
+    disk::fresh_copy(&disk_img)?;
+    let status = Command::new("qemu-system-x86_64")
+        .args([
+            "-accel",
+            "tcg,thread=multi",
+            "-cpu",
+            "max",
+            "-smp",
+            "2",
+            "-m",
+            "2G",
+        ])
+        .args([
+            "-display",
+            "none",
+            "-monitor",
+            "none",
+            "-serial",
+            "stdio",
+            "-no-reboot",
+        ])
+        .arg("-kernel")
+        .arg(&kernel.bzimage)
+        .arg("-initrd")
+        .arg(&initrd)
+        .args(["-append", "console=ttyS0 quiet loglevel=4 panic=-1"])
+        .arg("-drive")
+        .arg(format!("file={},if=virtio,format=raw", disk_img.display()))
+        .status()
+        .context("starting qemu-system-x86_64")?;
+    let _ = std::fs::remove_dir_all(&work);
+    Ok(status.code().unwrap_or(1))
 }
 
 /// Kernel complaints that fail a lab run even when the command succeeded.
