@@ -751,16 +751,7 @@ fn start_probes(a: &RunArgs) -> Result<Option<RunProbes>, String> {
     session
         .register_thread(tid)
         .map_err(|e| format!("registering the workload thread: {e:#}"))?;
-    for at in &session.attached {
-        let method = at
-            .method
-            .map(|m| m.to_string())
-            .unwrap_or_else(|| "not traced".into());
-        eprintln!("dmaprof: probe {}: {method} {}", at.probe, at.target);
-        for why in &at.not_used {
-            eprintln!("dmaprof:   not used: {why}");
-        }
-    }
+    report_probes(&session.attached, true);
     Ok(Some(RunProbes { session, tid }))
 }
 
@@ -800,13 +791,7 @@ fn run_trace(
             return ExitCode::from(2);
         }
     };
-    for at in &session.attached {
-        let method = at
-            .method
-            .map(|m| m.to_string())
-            .unwrap_or_else(|| "not traced".into());
-        eprintln!("dmaprof: probe {}: {method} {}", at.probe, at.target);
-    }
+    report_probes(&session.attached, false);
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
         let _ = signal_hook::flag::register(sig, stop.clone());
@@ -931,5 +916,22 @@ fn live_header(cfg: &workload::Config, probes: Option<&RunProbes>) -> dashboards
             .unwrap_or_default(),
         passes_planned: cfg.iterations * cfg.modes.len() as u32,
         ..Default::default()
+    }
+}
+
+/// One line per probe on stderr: how it attached (and, with `why`, why the
+/// better mechanisms were not used).
+fn report_probes(attached: &[profiler::probes::session::Attached], why: bool) {
+    for at in attached {
+        let method = at
+            .method
+            .map(|m| m.to_string())
+            .unwrap_or_else(|| "not traced".into());
+        eprintln!("dmaprof: probe {}: {method} {}", at.probe, at.target);
+        if why {
+            for reason in &at.not_used {
+                eprintln!("dmaprof:   not used: {reason}");
+            }
+        }
     }
 }

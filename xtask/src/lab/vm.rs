@@ -109,36 +109,7 @@ fn run_in(
     disk::fresh_copy(&disk_img)?;
 
     let start = Instant::now();
-    let mut child = Command::new("qemu-system-x86_64")
-        .args([
-            "-accel",
-            "tcg,thread=multi",
-            "-cpu",
-            "max",
-            "-smp",
-            "2",
-            "-m",
-            "2G",
-        ])
-        .args([
-            "-display",
-            "none",
-            "-monitor",
-            "none",
-            "-serial",
-            "stdio",
-            "-no-reboot",
-        ])
-        .arg("-kernel")
-        .arg(&kernel.bzimage)
-        .arg("-initrd")
-        .arg(&initrd)
-        .args([
-            "-append",
-            "console=ttyS0 quiet loglevel=4 panic=-1 oops=panic",
-        ])
-        .arg("-drive")
-        .arg(format!("file={},if=virtio,format=raw", disk_img.display()))
+    let mut child = qemu(kernel, &initrd, &disk_img, "oops=panic")
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -228,6 +199,42 @@ fn tail(text: &str, n: usize) -> String {
     lines[lines.len().saturating_sub(n)..].join("\n")
 }
 
+/// The QEMU command line: TCG (no KVM for guests here), 2 CPUs, 2 GiB, the
+/// serial console on stdio, the test disk on virtio.
+fn qemu(kernel: &Kernel, initrd: &Path, disk_img: &Path, extra_cmdline: &str) -> Command {
+    let mut c = Command::new("qemu-system-x86_64");
+    c.args([
+        "-accel",
+        "tcg,thread=multi",
+        "-cpu",
+        "max",
+        "-smp",
+        "2",
+        "-m",
+        "2G",
+    ])
+    .args([
+        "-display",
+        "none",
+        "-monitor",
+        "none",
+        "-serial",
+        "stdio",
+        "-no-reboot",
+    ])
+    .arg("-kernel")
+    .arg(&kernel.bzimage)
+    .arg("-initrd")
+    .arg(initrd)
+    .arg("-append")
+    .arg(format!(
+        "console=ttyS0 quiet loglevel=4 panic=-1 {extra_cmdline}"
+    ))
+    .arg("-drive")
+    .arg(format!("file={},if=virtio,format=raw", disk_img.display()));
+    c
+}
+
 /// Boots the guest with the serial console on this terminal, for watching
 /// (and driving) dmaprof's dashboard in the lab. Returns QEMU's status.
 pub fn run_interactive(kernel: &Kernel, files: &GuestFiles, command: &str) -> Result<i32> {
@@ -239,33 +246,7 @@ pub fn run_interactive(kernel: &Kernel, files: &GuestFiles, command: &str) -> Re
     std::fs::write(&initrd, build_initramfs(files, command, true)?)?;
     let disk_img = work.join("disk.img");
     disk::fresh_copy(&disk_img)?;
-    let status = Command::new("qemu-system-x86_64")
-        .args([
-            "-accel",
-            "tcg,thread=multi",
-            "-cpu",
-            "max",
-            "-smp",
-            "2",
-            "-m",
-            "2G",
-        ])
-        .args([
-            "-display",
-            "none",
-            "-monitor",
-            "none",
-            "-serial",
-            "stdio",
-            "-no-reboot",
-        ])
-        .arg("-kernel")
-        .arg(&kernel.bzimage)
-        .arg("-initrd")
-        .arg(&initrd)
-        .args(["-append", "console=ttyS0 quiet loglevel=4 panic=-1"])
-        .arg("-drive")
-        .arg(format!("file={},if=virtio,format=raw", disk_img.display()))
+    let status = qemu(kernel, &initrd, &disk_img, "")
         .status()
         .context("starting qemu-system-x86_64")?;
     let _ = std::fs::remove_dir_all(&work);
