@@ -18,7 +18,9 @@ pub struct ThreadCounters {
     pub exporter_ns: u64,
     pub exporter_bytes: u64,
     pub exporter_errors: u64,
-    /// Block requests this thread submitted, counted at completion.
+    /// Block requests this thread started and the bytes it submitted
+    /// (requests started plus bios merged into others), counted in submit
+    /// context; device time is added at completion.
     pub block_requests: u64,
     pub block_bytes: u64,
     pub block_device_ns: u64,

@@ -14,6 +14,7 @@ pub mod programs {
     pub const BLOCK_RQ_ISSUE: &str = "block_rq_issue";
     pub const BLOCK_RQ_COMPLETE: &str = "block_rq_complete";
     pub const BLOCK_BIO_FRONTMERGE: &str = "block_bio_frontmerge";
+    pub const BLOCK_BIO_BACKMERGE: &str = "block_bio_backmerge";
     pub const IOCTL_FENTRY: &str = "dma_buf_ioctl_fentry";
     pub const IOCTL_FEXIT: &str = "dma_buf_ioctl_fexit";
     pub const IOCTL_KPROBE: &str = "dma_buf_ioctl_kprobe";

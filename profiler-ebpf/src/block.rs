@@ -84,6 +84,31 @@ pub fn block_io_start(ctx: TracePointContext) -> u32 {
     if BLOCK_INFLIGHT.insert(&key, &entry, 0).is_err() {
         bump(counter::INFLIGHT_FULL);
     }
+    // The per-call join counts bytes here, in the submitting thread, inside
+    // the call that submits them: exact per call, whenever completions land.
+    if let Some(c) = counters(pid_tgid as u32) {
+        unsafe {
+            add(&raw mut (*c).block_requests, 1);
+            add(&raw mut (*c).block_bytes, bytes as u64);
+        }
+    }
+    0
+}
+
+/// Bytes a thread adds to an existing request by merging a bio into it
+/// (submit context): part of its I/O without a request of its own.
+#[inline(always)]
+fn count_merged_bio(ctx: &TracePointContext, off: &BlockFieldOffsets) {
+    let tid = bpf_get_current_pid_tgid() as u32;
+    if let Some(c) = counters(tid) {
+        let nr_sector: u32 = unsafe { ctx.read_at(off.nr_sector as usize) }.unwrap_or(0);
+        unsafe { add(&raw mut (*c).block_bytes, (nr_sector as u64) << 9) };
+    }
+}
+
+#[tracepoint]
+pub fn block_bio_backmerge(ctx: TracePointContext) -> u32 {
+    count_merged_bio(&ctx, &offsets());
     0
 }
 
@@ -108,6 +133,7 @@ pub fn block_bio_frontmerge(ctx: TracePointContext) -> u32 {
     let Some(bio_key) = request_key(&ctx, &off) else {
         return 0;
     };
+    count_merged_bio(&ctx, &off);
     let nr_sector: u32 = unsafe { ctx.read_at(off.nr_sector as usize) }.unwrap_or(0);
     let old_key = InflightKey {
         sector: bio_key.sector + nr_sector as u64,
@@ -234,13 +260,10 @@ pub fn block_rq_complete(ctx: TracePointContext) -> u32 {
             }
         }
     }
-    // The per-call join: the submitting thread's counters, if registered.
+    // The per-call join: device time of the submitting thread's requests
+    // (bytes were counted at submission).
     if let Some(c) = counters(entry.tid) {
-        unsafe {
-            add(&raw mut (*c).block_requests, 1);
-            add(&raw mut (*c).block_bytes, bytes);
-            add(&raw mut (*c).block_device_ns, device_ns);
-        }
+        unsafe { add(&raw mut (*c).block_device_ns, device_ns) };
     }
     0
 }

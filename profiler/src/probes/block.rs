@@ -84,7 +84,12 @@ fn field_offsets(tracefs: &std::path::Path, start: &str) -> Result<BlockFieldOff
         start_bytes: tracefs::field_offset(&started, "bytes", 4)?,
     };
     // The programs share dev/sector/nr_sector offsets across events: check it.
-    for event in [start, "block_rq_issue", "block_bio_frontmerge"] {
+    for event in [
+        start,
+        "block_rq_issue",
+        "block_bio_frontmerge",
+        "block_bio_backmerge",
+    ] {
         let fields = tracefs::event_fields(tracefs, "block", event)?;
         if tracefs::field_offset(&fields, "dev", 4)? != offsets.dev
             || tracefs::field_offset(&fields, "sector", 8)? != offsets.sector
@@ -117,6 +122,7 @@ pub fn attach(ebpf: &mut Ebpf, cfg: &BlockConfig) -> Result<Vec<String>> {
         (programs::BLOCK_IO_START, cfg.start),
         (programs::BLOCK_RQ_ISSUE, "block_rq_issue"),
         (programs::BLOCK_BIO_FRONTMERGE, "block_bio_frontmerge"),
+        (programs::BLOCK_BIO_BACKMERGE, "block_bio_backmerge"),
         (programs::BLOCK_RQ_COMPLETE, "block_rq_complete"),
     ] {
         let prog: &mut TracePoint = ebpf

@@ -238,10 +238,17 @@ fn check_seed_ordering(output: &str) -> Result<()> {
         .find(|l| l.starts_with("path "))
         .context("no seed table")?;
     ensure!(header.contains("MiB/s"), "{header}");
+    // The table's rows: from its header to the first blank line.
+    let table: Vec<&str> = output
+        .lines()
+        .skip_while(|l| !l.starts_with("path "))
+        .skip(1)
+        .take_while(|l| !l.trim().is_empty())
+        .collect();
     let mibs = |mode: &str| -> Result<f64> {
-        let row = output
-            .lines()
-            .find(|l| l.split_whitespace().last() == Some(mode) && !l.starts_with(' '))
+        let row = table
+            .iter()
+            .find(|l| l.split_whitespace().last() == Some(mode))
             .with_context(|| format!("no bench row for {mode}"))?;
         // Numbers after the path name: alloc, read, total, MiB/s, cpu, ratio.
         let nums: Vec<f64> = row
