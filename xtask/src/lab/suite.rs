@@ -142,22 +142,10 @@ pub fn test_suite(phases: &mut Phases) -> Result<()> {
                  echo '@@CSV {rung}'; cat /tmp/{rung}.csv; "
             ));
         }
-        // One retry, said out loud, for the one known rare gap: a direct call
-        // whose block bytes come up one request short (seen once, first call
-        // after boot; under investigation). Any other failure fails at once.
-        let mut attempt = 0;
-        loop {
-            attempt += 1;
-            let out = vm::run(&kernel, &files, &cmd, 1200)?;
-            check_clean(&out)?;
-            ensure!(!out.output.contains("FAILED-"), "a forced rung failed:\n{}", out.output);
-            match check_rungs(&out.output) {
-                Err(e) if attempt == 1 && e.to_string().contains("block bytes of a direct call") => {
-                    eprintln!("lab: RETRYING the rung check once after: {e}");
-                }
-                other => return other,
-            }
-        }
+        let out = vm::run(&kernel, &files, &cmd, 1200)?;
+        check_clean(&out)?;
+        ensure!(!out.output.contains("FAILED-"), "a forced rung failed:\n{}", out.output);
+        check_rungs(&out.output)
     })?;
     phases.run("lab: dmaprof bench, the seed's ordering", || {
         let out = vm::run(
