@@ -188,7 +188,7 @@ fn run_in(
     let exit = child.wait()?;
     let _ = reader.join();
     if status.is_none() && !saw_begin {
-        bail!("{SILENT} ({exit}; console: {:?})", tail(&console, 3));
+        bail!("{SILENT} ({exit}); console:\n{}", tail(&console, 40));
     }
     let Some(status) = status else {
         let mut err = String::new();
@@ -245,7 +245,9 @@ fn qemu(kernel: &Kernel, initrd: &Path, disk_img: &Path, extra_cmdline: &str) ->
     .arg(initrd)
     .arg("-append")
     .arg(format!(
-        "console=ttyS0 quiet loglevel=4 panic=-1 {extra_cmdline}"
+        "console=ttyS0 quiet loglevel=4 panic=-1 {extra_cmdline} {}",
+        // Extra kernel parameters for debugging the lab (e.g. ignore_loglevel).
+        std::env::var("DMAPROF_LAB_APPEND").unwrap_or_default()
     ))
     .arg("-drive")
     .arg(format!("file={},if=virtio,format=raw", disk_img.display()));
