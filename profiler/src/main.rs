@@ -318,6 +318,8 @@ struct Recorder<'a> {
     /// The dashboard's state, and the probes to refresh its block view from.
     live: Option<(Arc<Mutex<LiveState>>, Option<&'a RunProbes>)>,
     last_block_read: std::time::Instant,
+    /// Headless on a terminal: a progress bar on stderr (calls done / planned).
+    bar: Option<(u64, u64)>,
 }
 
 impl workload::Observer for Recorder<'_> {
@@ -336,6 +338,19 @@ impl workload::Observer for Recorder<'_> {
             && let Err(e) = calls_csv::row(f.writer(), c)
         {
             self.csv_error = Some(e);
+        }
+        if let Some((done, planned)) = &mut self.bar {
+            *done += 1;
+            let width = 30;
+            let filled = (*done * width / (*planned).max(1)).min(width) as usize;
+            eprint!(
+                "\r\x1b[2K  [{}{}] {:>3}%  {} call {}",
+                "#".repeat(filled),
+                " ".repeat(width as usize - filled),
+                *done * 100 / (*planned).max(1),
+                c.mode.name(),
+                c.index
+            );
         }
         if let Some((state, probes)) = &self.live {
             // Block histograms come from kernel maps: a few reads a second at most.
@@ -364,6 +379,9 @@ impl workload::Observer for Recorder<'_> {
                 .header
                 .passes_done += 1;
             return; // the dashboard shows progress; stderr would garble it
+        }
+        if self.bar.is_some() {
+            eprint!("\r\x1b[2K"); // the pass line replaces the bar
         }
         eprintln!(
             "  {:<24} iteration {}: {} in {:.1} ms ({:.0} MiB/s)",
@@ -502,6 +520,10 @@ fn run_workload(a: RunArgs, seed_table: bool) -> ExitCode {
         csv_error: None,
         live: ui.as_ref().and(live.clone()).map(|s| (s, probes.as_ref())),
         last_block_read: std::time::Instant::now(),
+        bar: (ui.is_none() && std::io::stderr().is_terminal()).then_some((
+            0,
+            cfg.size.div_ceil(cfg.chunk) * cfg.modes.len() as u64 * cfg.iterations as u64,
+        )),
     };
     let counters = probes.as_ref().map(|p| p as &dyn workload::KernelCounters);
     let outcome = workload::run(cfg, &stop, &mut recorder, counters);
