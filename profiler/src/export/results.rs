@@ -229,6 +229,7 @@ pub const SUMMARY_COLUMNS: &[&str] = &[
     "lat_max_us",
     "cpu_user_ns_per_mib",
     "cpu_sys_ns_per_mib",
+    "others_cpu_ns_per_mib",
     "voluntary_switches",
     "involuntary_switches",
     "verified",
@@ -239,7 +240,7 @@ pub fn write_summary_csv(out: &mut impl Write, rows: &[ModeSummary]) -> io::Resu
     for r in rows {
         writeln!(
             out,
-            "{},{},{},{},{:.3},{:.3},{:.3},{:.3},{:.3},{:.1},{:.1},{:.1},{:.1},{:.1},{:.1},{:.1},{:.0},{:.0},{},{},{}",
+            "{},{},{},{},{:.3},{:.3},{:.3},{:.3},{:.3},{:.1},{:.1},{:.1},{:.1},{:.1},{:.1},{:.1},{:.0},{:.0},{:.0},{},{},{}",
             r.mode.name(),
             r.passes,
             r.calls,
@@ -258,6 +259,7 @@ pub fn write_summary_csv(out: &mut impl Write, rows: &[ModeSummary]) -> io::Resu
             r.lat_max_us,
             r.cpu_user_ns_per_mib,
             r.cpu_sys_ns_per_mib,
+            r.others_cpu_ns_per_mib,
             r.voluntary_switches,
             r.involuntary_switches,
             serde_json::to_value(r.verified)

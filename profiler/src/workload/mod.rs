@@ -8,6 +8,7 @@ pub mod mode;
 mod paths;
 pub mod plan;
 pub mod summary;
+pub mod syscpu;
 
 use std::{
     fs::{File, OpenOptions},
@@ -131,6 +132,9 @@ pub struct Pass {
     /// Write passes: fsync of the destination after the transfers.
     pub sync_ns: u64,
     pub free_ns: u64,
+    /// CPU time the rest of the system spent during the transfers
+    /// (kworkers, interrupts; see syscpu), None if /proc could not be read.
+    pub others_cpu_ns: Option<u64>,
     /// How the page cache was prepared, and what mincore saw after.
     pub cache: String,
     pub verified: Verification,
@@ -328,6 +332,7 @@ fn run_pass(
     let mut calls = Vec::with_capacity(count as usize);
     let mut transfer_ns = 0;
     let mut counters = kernel.and_then(|k| k.read());
+    let sys_before = syscpu::sample();
     for (i, buf) in bufs.iter_mut().enumerate() {
         if stop.load(Ordering::Relaxed) {
             break;
@@ -365,6 +370,10 @@ fn run_pass(
         calls.push(rec);
     }
 
+    let others_cpu_ns = match (sys_before, syscpu::sample()) {
+        (Some(a), Some(b)) => Some(syscpu::others_ns(a, b)),
+        _ => None,
+    };
     let mut sync_ns = 0;
     if cfg.direction == Direction::Write {
         let t = Instant::now();
@@ -392,6 +401,7 @@ fn run_pass(
         transfer_ns,
         sync_ns,
         free_ns,
+        others_cpu_ns,
         cache,
         verified,
         calls,

@@ -33,6 +33,9 @@ pub struct ModeSummary {
     /// CPU of the calling thread per MiB moved, nanoseconds.
     pub cpu_user_ns_per_mib: f64,
     pub cpu_sys_ns_per_mib: f64,
+    /// CPU the rest of the system spent during the transfers, per MiB
+    /// (kworkers, interrupts: the cost the calling thread does not see).
+    pub others_cpu_ns_per_mib: f64,
     pub voluntary_switches: u64,
     pub involuntary_switches: u64,
     pub verified: Verification,
@@ -130,6 +133,11 @@ pub fn summarize(passes: &[Pass]) -> Vec<ModeSummary> {
                 },
                 cpu_user_ns_per_mib: if mib > 0.0 { user as f64 / mib } else { 0.0 },
                 cpu_sys_ns_per_mib: if mib > 0.0 { sys as f64 / mib } else { 0.0 },
+                others_cpu_ns_per_mib: if mib > 0.0 {
+                    mine.iter().filter_map(|p| p.others_cpu_ns).sum::<u64>() as f64 / mib
+                } else {
+                    0.0
+                },
                 voluntary_switches: vol,
                 involuntary_switches: invol,
                 verified,
@@ -211,7 +219,7 @@ pub fn render_table(rows: &[ModeSummary]) -> String {
     let mut s = String::new();
     let _ = writeln!(
         s,
-        "{:<24} {:>9} {:>10} {:>8} {:>8} {:>10} {:>9} {:>10} {:>10} {:>12} {:>9}",
+        "{:<24} {:>9} {:>10} {:>8} {:>8} {:>10} {:>9} {:>10} {:>10} {:>12} {:>13} {:>9}",
         "mode",
         "alloc ms",
         "xfer ms",
@@ -222,13 +230,14 @@ pub fn render_table(rows: &[ModeSummary]) -> String {
         "p50 us",
         "p99 us",
         "cpu ms/GiB",
+        "others ms/GiB",
         "verified"
     );
     for r in rows {
         let cpu_ms_per_gib = (r.cpu_user_ns_per_mib + r.cpu_sys_ns_per_mib) * 1024.0 / 1e6;
         let _ = writeln!(
             s,
-            "{:<24} {:>9.1} {:>10.1} {:>8.1} {:>8.1} {:>10.1} {:>9.0} {:>10.0} {:>10.0} {:>12.1} {:>9}",
+            "{:<24} {:>9.1} {:>10.1} {:>8.1} {:>8.1} {:>10.1} {:>9.0} {:>10.0} {:>10.0} {:>12.1} {:>13.1} {:>9}",
             r.mode.name(),
             r.alloc_ms,
             r.transfer_ms,
@@ -239,6 +248,7 @@ pub fn render_table(rows: &[ModeSummary]) -> String {
             r.lat_p50_us,
             r.lat_p99_us,
             cpu_ms_per_gib,
+            r.others_cpu_ns_per_mib * 1024.0 / 1e6,
             match r.verified {
                 Verification::Pattern => "pattern",
                 Verification::Reference => "reference",
@@ -287,8 +297,15 @@ pub fn render_seed_table(rows: &[ModeSummary]) -> String {
         .map(|r| r.mib_per_s);
     let _ = writeln!(
         s,
-        "{:<26} {:>10} {:>10} {:>10} {:>9} {:>11} {:>15}  mode",
-        "path", "alloc (ms)", "read (ms)", "total (ms)", "MiB/s", "cpu ms/GiB", "x pread-direct"
+        "{:<26} {:>10} {:>10} {:>10} {:>9} {:>11} {:>13} {:>15}  mode",
+        "path",
+        "alloc (ms)",
+        "read (ms)",
+        "total (ms)",
+        "MiB/s",
+        "cpu ms/GiB",
+        "others ms/GiB",
+        "x pread-direct"
     );
     for mode in SEED_ORDER {
         let Some(r) = rows.iter().find(|r| r.mode == mode) else {
@@ -300,13 +317,14 @@ pub fn render_seed_table(rows: &[ModeSummary]) -> String {
         };
         let _ = writeln!(
             s,
-            "{:<26} {:>10.0} {:>10.0} {:>10.0} {:>9.0} {:>11.1} {:>15}  {}",
+            "{:<26} {:>10.0} {:>10.0} {:>10.0} {:>9.0} {:>11.1} {:>13.1} {:>15}  {}",
             seed_name(mode),
             r.alloc_ms,
             r.transfer_ms,
             r.alloc_ms + r.transfer_ms,
             r.mib_per_s,
             (r.cpu_user_ns_per_mib + r.cpu_sys_ns_per_mib) * 1024.0 / 1e6,
+            r.others_cpu_ns_per_mib * 1024.0 / 1e6,
             ratio,
             mode.name()
         );
