@@ -70,6 +70,10 @@ enum Command {
         /// Force the mechanism for the ioctl and rw_file probes.
         #[arg(long, value_enum, value_name = "METHOD")]
         attach: Option<profiler::probes::attach::Method>,
+        /// No live dashboard: one line per call on stdout (automatic when
+        /// stdin or stdout is not a terminal).
+        #[arg(long)]
+        headless: bool,
     },
     /// Compare a candidate run against a baseline run (results JSON from
     /// `run --json`, or per-call CSV from `run --csv`): per mode and metric,
@@ -277,7 +281,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             all: _,
             duration,
             attach,
-        } => Ok(run_trace(pid, duration, attach)),
+            headless,
+        } => Ok(run_trace(pid, duration, attach, headless)),
         Command::Compare {
             baseline,
             candidate,
@@ -781,6 +786,7 @@ fn run_trace(
     pid: Option<u32>,
     duration: Option<f64>,
     attach: Option<profiler::probes::attach::Method>,
+    headless: bool,
 ) -> ExitCode {
     use profiler::probes::session::{Families, Options, Session};
     use profiler_common::call::{CallEvent, EVENT_IOCTL};
@@ -819,10 +825,35 @@ fn run_trace(
         let _ = signal_hook::flag::register(sig, stop.clone());
     }
     let start = std::time::Instant::now();
-    println!(
-        "{:>12} {:>8} {:>8} {:<9} {:>12} {:>12} {:>10} {:>6}",
-        "t_ms", "pid", "tid", "kind", "cmd/flags", "bytes", "dur_us", "ret"
-    );
+    // On a terminal: the dashboard, one row per kind of call.
+    let tui = !headless && std::io::stdout().is_terminal() && std::io::stdin().is_terminal();
+    let live = tui.then(|| {
+        let header = dashboards::model::Header {
+            kernel: profiler::kernel::release(),
+            direction: "trace".into(),
+            file: pid
+                .map(|p| format!("pid {p}"))
+                .unwrap_or_else(|| "every process".into()),
+            cache: "-".into(),
+            probes: probe_status(&session.attached),
+            running: Some("tracing".into()),
+            ..Default::default()
+        };
+        let mut state = LiveState::new(header, &[]);
+        state.tgid = pid.unwrap_or(0);
+        Arc::new(Mutex::new(state))
+    });
+    let ui = match &live {
+        Some(state) => live::tui::start(state.clone(), stop.clone(), 10.0).ok(),
+        None => None,
+    };
+    if ui.is_none() {
+        println!(
+            "{:>12} {:>8} {:>8} {:<9} {:>12} {:>12} {:>10} {:>6}",
+            "t_ms", "pid", "tid", "kind", "cmd/flags", "bytes", "dur_us", "ret"
+        );
+    }
+    let mut last_block = std::time::Instant::now();
     let mut seen = 0u64;
     loop {
         let done = stop.load(std::sync::atomic::Ordering::Relaxed)
@@ -838,6 +869,24 @@ fn run_trace(
                     let e: CallEvent =
                         unsafe { std::ptr::read_unaligned(item.as_ptr() as *const CallEvent) };
                     seen += 1;
+                    if let (Some(state), Some(_)) = (&live, &ui) {
+                        let name = match (e.kind == EVENT_IOCTL, e.what) {
+                            (true, w) if w == profiler::dma_buf::DMA_BUF_IOCTL_RW_FILE => {
+                                "ioctl RW_FILE".to_string()
+                            }
+                            (true, w) if w == profiler::dma_buf::DMA_BUF_IOCTL_SYNC => {
+                                "ioctl SYNC".to_string()
+                            }
+                            (true, w) => format!("ioctl {w:#x}"),
+                            (false, _) => "rw_file (exporter)".to_string(),
+                        };
+                        let end_ns = start.elapsed().as_nanos() as u64;
+                        state
+                            .lock()
+                            .unwrap_or_else(|e| e.into_inner())
+                            .record_event(&name, e.duration_ns, e.len, end_ns);
+                        continue;
+                    }
                     println!(
                         "{:>12.3} {:>8} {:>8} {:<9} {:>#12x} {:>12} {:>10.1} {:>6}",
                         start.elapsed().as_secs_f64() * 1e3,
@@ -860,10 +909,27 @@ fn run_trace(
                 return ExitCode::from(1);
             }
         }
+        if let Some(state) = &live
+            && last_block.elapsed() > std::time::Duration::from_millis(250)
+        {
+            last_block = std::time::Instant::now();
+            let block = session.block().ok();
+            state.lock().unwrap_or_else(|e| e.into_inner()).block = block;
+        }
         if done {
             break;
         }
         std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    if let Some(state) = &live {
+        let mut s = state.lock().unwrap_or_else(|e| e.into_inner());
+        s.ended = Some(std::time::Instant::now());
+        s.header.running = None;
+    }
+    if let Some(ui) = ui
+        && let Err(e) = ui.finish()
+    {
+        eprintln!("dmaprof: dashboard: {e}");
     }
     if let Ok(snap) = session.block() {
         let mut per_pid: std::collections::BTreeMap<u32, profiler_common::block::BlockTotals> =
@@ -924,17 +990,7 @@ fn live_header(cfg: &workload::Config, probes: Option<&RunProbes>) -> dashboards
             _ => format!("{:?}", cfg.cache).to_lowercase(),
         },
         probes: probes
-            .map(|p| {
-                p.session
-                    .attached
-                    .iter()
-                    .map(|a| dashboards::model::ProbeStatus {
-                        name: a.probe.clone(),
-                        method: a.method.map(|m| m.to_string()),
-                        degraded: !a.not_used.is_empty(),
-                    })
-                    .collect()
-            })
+            .map(|p| probe_status(&p.session.attached))
             .unwrap_or_default(),
         passes_planned: cfg.iterations * cfg.modes.len() as u32,
         ..Default::default()
@@ -956,4 +1012,17 @@ fn report_probes(attached: &[profiler::probes::session::Attached], why: bool) {
             }
         }
     }
+}
+
+fn probe_status(
+    attached: &[profiler::probes::session::Attached],
+) -> Vec<dashboards::model::ProbeStatus> {
+    attached
+        .iter()
+        .map(|a| dashboards::model::ProbeStatus {
+            name: a.probe.clone(),
+            method: a.method.map(|m| m.to_string()),
+            degraded: !a.not_used.is_empty(),
+        })
+        .collect()
 }

@@ -53,14 +53,7 @@ impl ModeState {
     }
 
     fn record(&mut self, c: &CallRecord) {
-        self.calls += 1;
-        self.bytes += c.bytes;
-        self.transfer_ns += c.wall_ns;
-        if c.wall_ns > HIST_MAX_NS {
-            self.clamped += 1;
-        }
-        self.latency
-            .saturating_record(c.wall_ns.clamp(1, HIST_MAX_NS));
+        self.sample(c.wall_ns, c.bytes, c.start_ns + c.wall_ns);
         let cpu = c.cpu.user_ns + c.cpu.sys_ns;
         self.cpu_hist.saturating_record(cpu.clamp(1, HIST_MAX_NS));
         self.user_ns += c.cpu.user_ns;
@@ -69,17 +62,29 @@ impl ModeState {
             *self.on_cpu_ns.get_or_insert(0) += k.on_cpu_ns;
             *self.off_cpu_ns.get_or_insert(0) += k.off_cpu_ns;
         }
+    }
+
+    /// One call's duration and bytes, ending `end_ns` after the start.
+    fn sample(&mut self, wall_ns: u64, bytes: u64, end_ns: u64) {
+        self.calls += 1;
+        self.bytes += bytes;
+        self.transfer_ns += wall_ns;
+        if wall_ns > HIST_MAX_NS {
+            self.clamped += 1;
+        }
+        self.latency
+            .saturating_record(wall_ns.clamp(1, HIST_MAX_NS));
         // Bytes land in the second the call ended.
-        let sec = (c.start_ns + c.wall_ns) / 1_000_000_000;
+        let sec = end_ns / 1_000_000_000;
         match self.bandwidth.back_mut() {
-            Some((s, b)) if *s == sec => *b += c.bytes,
+            Some((s, b)) if *s == sec => *b += bytes,
             _ => {
                 // Seconds with no call ending show as zero.
                 let from = self.bandwidth.back().map(|(s, _)| s + 1).unwrap_or(sec);
                 for gap in from..sec {
                     self.bandwidth.push_back((gap, 0));
                 }
-                self.bandwidth.push_back((sec, c.bytes));
+                self.bandwidth.push_back((sec, bytes));
             }
         }
         while self.bandwidth.len() > BANDWIDTH_SECONDS {
@@ -190,6 +195,19 @@ impl LiveState {
         if let Some(m) = self.modes.iter_mut().find(|m| m.name == c.mode.name()) {
             m.record(c);
         }
+    }
+
+    /// A traced call of another process (`dmaprof trace`): rows appear as
+    /// new kinds of calls are seen.
+    pub fn record_event(&mut self, name: &str, duration_ns: u64, bytes: u64, end_ns: u64) {
+        let m = match self.modes.iter().position(|m| m.name == name) {
+            Some(i) => &mut self.modes[i],
+            None => {
+                self.modes.push(ModeState::new(name));
+                self.modes.last_mut().expect("just pushed")
+            }
+        };
+        m.sample(duration_ns, bytes, end_ns);
     }
 
     /// 'r': a fresh window for histograms and bandwidth; totals restart too.
