@@ -77,6 +77,7 @@ fn block_only(filter_tgid: Option<u32>) -> Session {
         force: None,
         exporter_fn: None,
         families: Families::BLOCK,
+        inflight_capacity: None,
     })
     .expect("attach block probe")
 }

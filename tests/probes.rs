@@ -22,6 +22,7 @@ fn session(force: Option<Method>) -> anyhow::Result<Session> {
         force,
         exporter_fn: None,
         families: Families::ALL,
+        inflight_capacity: None,
     })
 }
 
@@ -340,4 +341,45 @@ fn trace_refuses_a_missing_process() {
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("no such process"));
+}
+
+#[test]
+fn a_full_map_is_counted_and_reported_never_silent() {
+    if !require_bpf("probes") {
+        return;
+    }
+    let _serial = probe_lock();
+    // One in-flight slot: concurrent requests cannot all be tracked.
+    let mut s = Session::attach(&Options {
+        filter_tgid: Some(std::process::id()),
+        force: None,
+        exporter_fn: None,
+        families: Families::BLOCK,
+        inflight_capacity: Some(1),
+    })
+    .expect("attach");
+    let dir = disk_scratch_dir();
+    let path = dir.path().join("big.bin");
+    std::fs::write(&path, vec![3u8; 32 << 20]).unwrap();
+    // Buffered reads with a cold cache: readahead keeps several requests in flight.
+    let f = std::fs::File::open(&path).unwrap();
+    unsafe {
+        libc::posix_fadvise(
+            std::os::fd::AsRawFd::as_raw_fd(&f),
+            0,
+            0,
+            libc::POSIX_FADV_DONTNEED,
+        )
+    };
+    let mut buf = vec![0u8; 1 << 20];
+    for off in (0..32u64 << 20).step_by(1 << 20) {
+        std::os::unix::fs::FileExt::read_exact_at(&f, &mut buf, off).unwrap();
+    }
+    let lost = s.lost().unwrap();
+    assert!(lost.block_inflight_map_full > 0, "{lost:?}");
+    let (messages, _) = s.diagnostics();
+    assert!(
+        messages.iter().any(|m| m.contains("in-flight map full")),
+        "aya-log carried the eBPF side's warning: {messages:?}"
+    );
 }

@@ -83,6 +83,12 @@ pub fn block_io_start(ctx: TracePointContext) -> u32 {
     };
     if BLOCK_INFLIGHT.insert(&key, &entry, 0).is_err() {
         bump(counter::INFLIGHT_FULL);
+        // Diagnostics through aya-log: only on this failure path, never per event.
+        aya_log_ebpf::warn!(
+            &ctx,
+            "block: in-flight map full, request at sector {} not tracked",
+            key.sector
+        );
     }
     // The per-call join counts bytes here, in the submitting thread, inside
     // the call that submits them: exact per call, whenever completions land.

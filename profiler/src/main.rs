@@ -496,7 +496,7 @@ fn run_workload(a: RunArgs, seed_table: bool) -> ExitCode {
     for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
         let _ = signal_hook::flag::register(sig, stop.clone());
     }
-    let probes = match start_probes(&a) {
+    let mut probes = match start_probes(&a) {
         Ok(p) => p,
         Err(e) => {
             eprintln!("dmaprof: {e}");
@@ -540,6 +540,9 @@ fn run_workload(a: RunArgs, seed_table: bool) -> ExitCode {
         if let Some(p) = &probes {
             s.block = p.session.block().ok();
         }
+    }
+    if let Some(p) = probes.as_mut() {
+        print_diagnostics(&mut p.session);
     }
     let probe_report = probes.as_ref().map(|p| {
         (
@@ -757,6 +760,7 @@ fn start_probes(a: &RunArgs) -> Result<Option<RunProbes>, String> {
         force: a.attach,
         exporter_fn: a.exporter_fn.clone(),
         families: Families::ALL,
+        inflight_capacity: None,
     };
     let mut session = match Session::attach(&opts) {
         Ok(s) => s,
@@ -811,6 +815,7 @@ fn run_trace(
         force: attach,
         exporter_fn: None,
         families: Families::ALL,
+        inflight_capacity: None,
     };
     let mut session = match Session::attach(&opts) {
         Ok(s) => s,
@@ -957,6 +962,7 @@ fn run_trace(
             );
         }
     }
+    print_diagnostics(&mut session);
     let lost = session.lost().unwrap_or_default();
     eprintln!("dmaprof: {seen} dma-buf call events; lost: {lost:?}");
     ExitCode::SUCCESS
@@ -1025,4 +1031,15 @@ fn probe_status(
             degraded: !a.not_used.is_empty(),
         })
         .collect()
+}
+
+/// What the eBPF programs reported through aya-log (failure paths only).
+fn print_diagnostics(session: &mut profiler::probes::session::Session) {
+    let (messages, dropped) = session.diagnostics();
+    for m in &messages {
+        eprintln!("dmaprof: eBPF {m}");
+    }
+    if dropped > 0 {
+        eprintln!("dmaprof: eBPF: {dropped} more messages dropped");
+    }
 }

@@ -2,5 +2,6 @@
 //! mechanism attaches, and one module per probe family.
 pub mod attach;
 pub mod block;
+pub mod diagnostics;
 pub mod object;
 pub mod session;

@@ -50,6 +50,9 @@ pub struct Options {
     /// The exporter's rw_file function (default: found in BTF by prototype).
     pub exporter_fn: Option<String>,
     pub families: Families,
+    /// Capacity of the block in-flight map (default 16384). Tests shrink it
+    /// to exercise the loss path; nothing else should need it.
+    pub inflight_capacity: Option<u32>,
 }
 
 /// How one probe target ended up attached, and why better rungs were not used.
@@ -66,6 +69,7 @@ pub struct Attached {
 pub struct Session {
     ebpf: Ebpf,
     pub attached: Vec<Attached>,
+    logger: Option<aya_log::EbpfLogger<super::diagnostics::Collector>>,
 }
 
 /// Events the probes could not record, over the session.
@@ -117,6 +121,9 @@ impl Session {
             if let Some(cfg) = &block_cfg {
                 loader.override_global("BLOCK_OFFSETS", &cfg.offsets, true);
             }
+            if let Some(n) = opts.inflight_capacity {
+                loader.map_max_entries("BLOCK_INFLIGHT", n);
+            }
         })?;
         let btf = Btf::from_sys_fs().ok();
         let mut attached = Vec::new();
@@ -145,7 +152,14 @@ impl Session {
                 not_used: Vec::new(),
             });
         }
-        Ok(Session { ebpf, attached })
+        // After attaching: aya-log reads the log ring of the loaded programs.
+        let logger =
+            aya_log::EbpfLogger::init_with_logger(&mut ebpf, super::diagnostics::Collector).ok();
+        Ok(Session {
+            ebpf,
+            attached,
+            logger,
+        })
     }
 
     /// Starts counting a thread's kernel activity (read back per call).
@@ -185,6 +199,15 @@ impl Session {
             block_inflight_map_full: b.inflight_map_full,
             block_totals_map_full: b.totals_map_full,
         })
+    }
+
+    /// What the eBPF programs reported through aya-log so far (and how many
+    /// messages were dropped).
+    pub fn diagnostics(&mut self) -> (Vec<String>, u64) {
+        if let Some(l) = self.logger.as_mut() {
+            l.flush();
+        }
+        super::diagnostics::take()
     }
 
     /// The ring buffer of finished ioctl/exporter calls (for `dmaprof trace`).
