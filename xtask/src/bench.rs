@@ -37,7 +37,7 @@ pub fn run(b: Bench) -> Result<ExitCode> {
             std::fs::create_dir_all(&dir)?;
             let mut host = Samples::default();
             for round in 0..rounds {
-                for traced in [false, true] {
+                for traced in order(round) {
                     let json = dir.join(format!("r{round}-{traced}.json"));
                     let mut c = Command::new(&dmaprof);
                     c.args([
@@ -81,6 +81,16 @@ pub fn run(b: Bench) -> Result<ExitCode> {
             println!("\ngoal: throughput ratio >= 0.98 and p50 ratio <= 1.02");
             Ok(ExitCode::SUCCESS)
         }
+    }
+}
+
+/// Untraced first in even rounds, traced first in odd ones: whatever the
+/// order favours (device caches, CPU frequency) hits both sides alike.
+fn order(round: u32) -> [bool; 2] {
+    if round % 2 == 0 {
+        [false, true]
+    } else {
+        [true, false]
     }
 }
 
@@ -144,20 +154,20 @@ fn lab_overhead(rounds: u32) -> Result<Samples> {
     let files = lab::guest_files_for_bench()?;
     let mut script = String::new();
     for round in 0..rounds {
-        for traced in [false, true] {
+        for traced in order(round) {
             let flag = if traced { "" } else { "--no-probes" };
+            // One line per result: long console output is easier to take apart.
             script.push_str(&format!(
-                "dmaprof run --file /mnt/data-256m.bin --mode rw-file-direct --iterations 3 {flag} --json /tmp/o.json >/dev/null 2>&1; \\
-                 echo '@@JSON {round} {traced}'; cat /tmp/o.json; "
+                "dmaprof run --file /mnt/data-256m.bin --mode rw-file-direct --iterations 3 {flag} \
+                 --json /tmp/o.json >/dev/null 2>&1; echo \"@@JSON {traced} $(tr -d '\\n' < /tmp/o.json)\"; "
             ));
         }
     }
     let out = lab::run_for_bench(&kernel, &files, &script)?;
     let mut s = Samples::default();
-    for part in out.split("@@JSON ").skip(1) {
-        let (head, json) = part.split_once('\n').context("malformed guest output")?;
-        let traced = head.trim().ends_with("true");
-        s.add(traced, json)?;
+    for line in out.lines().filter_map(|l| l.strip_prefix("@@JSON ")) {
+        let (traced, json) = line.split_once(' ').context("malformed guest output")?;
+        s.add(traced == "true", json)?;
     }
     Ok(s)
 }
