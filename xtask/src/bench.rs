@@ -87,7 +87,7 @@ pub fn run(b: Bench) -> Result<ExitCode> {
 /// Untraced first in even rounds, traced first in odd ones: whatever the
 /// order favours (device caches, CPU frequency) hits both sides alike.
 fn order(round: u32) -> [bool; 2] {
-    if round % 2 == 0 {
+    if round.is_multiple_of(2) {
         [false, true]
     } else {
         [true, false]
