@@ -21,10 +21,18 @@ pub enum Bench {
         #[arg(long)]
         no_lab: bool,
     },
+    /// dmaprof against fio on the same work (installs fio): sequential read
+    /// and write, buffered and O_DIRECT, 4 KiB / 1 MiB / 32 MiB blocks.
+    Fidelity {
+        /// Scratch directory on the file system to measure.
+        #[arg(long, default_value = "/var/tmp/dmaprof-fidelity")]
+        dir: String,
+    },
 }
 
 pub fn run(b: Bench) -> Result<ExitCode> {
     match b {
+        Bench::Fidelity { dir } => crate::fidelity::run(&dir).map(|()| ExitCode::SUCCESS),
         Bench::Overhead { rounds, no_lab } => {
             let root = cmd::workspace_root();
             cmd::run(
