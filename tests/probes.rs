@@ -383,3 +383,59 @@ fn a_full_map_is_counted_and_reported_never_silent() {
         "aya-log carried the eBPF side's warning: {messages:?}"
     );
 }
+
+#[test]
+fn two_instances_at_once_each_see_only_their_own_calls() {
+    if !require_bpf("probes") {
+        return;
+    }
+    let _serial = probe_lock();
+    let dirs = [disk_scratch_dir(), disk_scratch_dir()];
+    let children: Vec<_> = dirs
+        .iter()
+        .map(|d| {
+            Command::new(dmaprof_bin())
+                .args([
+                    "run",
+                    "--headless",
+                    "--mode",
+                    "pread-direct",
+                    "--size",
+                    "64M",
+                    "--chunk",
+                    "4M",
+                    "--iterations",
+                    "2",
+                ])
+                .arg("--dir")
+                .arg(d.path())
+                .arg("--csv")
+                .arg(d.path().join("calls.csv"))
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for (child, dir) in children.into_iter().zip(&dirs) {
+        let out = child.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let csv = std::fs::read_to_string(dir.path().join("calls.csv")).unwrap();
+        let mut lines = csv.lines();
+        let header: Vec<&str> = lines.next().unwrap().split(',').collect();
+        let col = |n: &str| header.iter().position(|h| *h == n).unwrap();
+        let (bytes, block) = (col("bytes"), col("block_bytes"));
+        let rows: Vec<Vec<&str>> = lines.map(|l| l.split(',').collect()).collect();
+        assert_eq!(rows.len(), 32);
+        for r in rows {
+            assert_eq!(
+                r[block], r[bytes],
+                "each instance's direct calls carry exactly their own bytes: {r:?}"
+            );
+        }
+    }
+}

@@ -181,3 +181,81 @@ pub fn speedups(run: &Samples) -> Vec<Speedup> {
     }
     out
 }
+
+#[cfg(test)]
+mod properties {
+    use proptest::prelude::*;
+
+    use super::{input, stats};
+
+    fn samples() -> impl Strategy<Value = Vec<f64>> {
+        prop::collection::vec(0.001f64..1e9, 1..40)
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 256, .. ProptestConfig::default() })]
+
+        /// A run compared with itself is never significant.
+        #[test]
+        fn self_comparison_is_never_significant(xs in samples()) {
+            prop_assert!(stats::mann_whitney_p(&xs, &xs) >= super::ALPHA);
+        }
+
+        /// Scaling every sample scales the median (and the CI) by the same factor.
+        #[test]
+        fn medians_scale(xs in samples(), k in 0.01f64..100.0) {
+            let scaled: Vec<f64> = xs.iter().map(|x| x * k).collect();
+            let (m, ms) = (stats::median(&xs), stats::median(&scaled));
+            prop_assert!((ms - m * k).abs() <= 1e-9 * ms.abs().max(1.0));
+            if let (Some((lo, hi)), Some((slo, shi))) = (stats::median_ci95(&xs), stats::median_ci95(&scaled)) {
+                prop_assert!((slo - lo * k).abs() <= 1e-9 * slo.abs().max(1.0));
+                prop_assert!((shi - hi * k).abs() <= 1e-9 * shi.abs().max(1.0));
+            }
+        }
+
+        /// p-values are probabilities and the test is symmetric.
+        #[test]
+        fn p_values_are_symmetric_probabilities(a in samples(), b in samples()) {
+            let (p, q) = (stats::mann_whitney_p(&a, &b), stats::mann_whitney_p(&b, &a));
+            prop_assert!((0.0..=1.0).contains(&p));
+            prop_assert!((p - q).abs() < 1e-9);
+        }
+
+        /// The result-file reader never panics, whatever it is given.
+        #[test]
+        fn reader_survives_any_bytes(bytes in prop::collection::vec(any::<u8>(), 0..2048)) {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("in");
+            std::fs::write(&path, &bytes).unwrap();
+            let _ = input::load(&path);
+        }
+
+        /// ... nor CSV-shaped garbage with the right header.
+        #[test]
+        fn reader_survives_csv_shaped_input(rows in prop::collection::vec(
+            (prop::sample::select(vec!["pread", "rw-file", "", "x,y"]), any::<i64>(), ".*", any::<f64>()), 0..20))
+        {
+            let mut text = String::from("mode,iteration,bytes,wall_ns,cpu_user_ns,cpu_sys_ns\n");
+            for (m, it, b, w) in rows {
+                text.push_str(&format!("{m},{it},{b},{w},1,1\n"));
+            }
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("in.csv");
+            std::fs::write(&path, text).unwrap();
+            if let Ok(s) = input::load(&path) {
+                for m in s.values() {
+                    prop_assert!(m.mib_per_s.iter().all(|x| x.is_finite() && *x >= 0.0));
+                }
+            }
+        }
+
+        /// ... nor JSON-shaped garbage.
+        #[test]
+        fn reader_survives_json_shaped_input(text in "\\{\"schema\": \"dmaprof.results/1\".{0,200}") {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("in.json");
+            std::fs::write(&path, text).unwrap();
+            let _ = input::load(&path);
+        }
+    }
+}
