@@ -516,3 +516,75 @@ fn sigint_ends_the_run_cleanly_with_what_was_done() {
         "the passes done are reported"
     );
 }
+
+#[test]
+fn a_size_that_is_not_a_multiple_of_the_chunk_ends_with_a_short_call() {
+    let dir = disk_scratch_dir();
+    let mut a = args(dir.path(), &["pread"], Direction::Read);
+    a.size = Some(10 * MIB);
+    a.iterations = 1;
+    let plan = plan::plan(&a).unwrap();
+    let out = workload::run(
+        &plan.config,
+        &AtomicBool::new(false),
+        &mut workload::NoObserver,
+        None,
+    );
+    assert!(out.error.is_none(), "{:?}", out.error);
+    let sizes: Vec<u64> = out.passes[0].calls.iter().map(|c| c.bytes).collect();
+    assert_eq!(sizes, [4 * MIB, 4 * MIB, 2 * MIB]);
+    assert_eq!(out.passes[0].verified, Verification::Pattern);
+}
+
+#[test]
+fn a_file_that_shrinks_during_the_run_is_a_clear_error_and_the_calls_done_are_kept() {
+    let dir = disk_scratch_dir();
+    let path = dir.path().join("shrinking.bin");
+    std::fs::write(&path, vec![9u8; 64 << 20]).unwrap();
+    let csv = dir.path().join("calls.csv");
+    let child = Command::new(dmaprof_bin())
+        .args([
+            "run",
+            "--headless",
+            "--no-probes",
+            "--mode",
+            "pread",
+            "--chunk",
+            "64K",
+            "--iterations",
+            "1000",
+            "--cache",
+            "warm",
+        ])
+        .arg("--file")
+        .arg(&path)
+        .arg("--csv")
+        .arg(&csv)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&path)
+        .unwrap()
+        .set_len(1 << 20)
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    // Mid-transfer the read hits the new end of file; between transfer and
+    // verification the reference read disagrees. Either is named, exit 1.
+    let err = String::from_utf8_lossy(&out.stderr);
+    let last = err.lines().last().unwrap_or_default();
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        last.starts_with("dmaprof: ")
+            && (last.contains("file ended at offset") || last.contains("differs from the file")),
+        "{last}"
+    );
+    let rows = std::fs::read_to_string(&csv).unwrap();
+    assert!(
+        rows.lines().count() > 1 && rows.ends_with('\n'),
+        "the calls done are in a complete CSV"
+    );
+}
