@@ -4,6 +4,8 @@
 //! figures; asserts nothing (speed goals are read, not tested).
 use std::process::{Command, ExitCode};
 
+use std::fmt::Write as _;
+
 use anyhow::{Context, Result};
 use serde_json::Value;
 
@@ -21,6 +23,14 @@ pub enum Bench {
         #[arg(long)]
         no_lab: bool,
     },
+    /// Everything in one markdown report (machine, kernel, commands, overhead
+    /// host and lab, fidelity against fio), written to --out.
+    Report {
+        #[arg(long, default_value_t = 6)]
+        rounds: u32,
+        #[arg(long, default_value = "docs/bench-report.md")]
+        out: std::path::PathBuf,
+    },
     /// dmaprof against fio on the same work (installs fio): sequential read
     /// and write, buffered and O_DIRECT, 4 KiB / 1 MiB / 32 MiB blocks.
     Fidelity {
@@ -32,64 +42,87 @@ pub enum Bench {
 
 pub fn run(b: Bench) -> Result<ExitCode> {
     match b {
-        Bench::Fidelity { dir } => crate::fidelity::run(&dir).map(|()| ExitCode::SUCCESS),
+        Bench::Fidelity { dir } => {
+            print!("{}", crate::fidelity::run(&dir)?);
+            Ok(ExitCode::SUCCESS)
+        }
         Bench::Overhead { rounds, no_lab } => {
-            let root = cmd::workspace_root();
-            cmd::run(
-                Command::new("cargo")
-                    .args(["build", "--release", "--quiet", "--bin", "dmaprof"])
-                    .current_dir(&root),
-            )?;
-            let dmaprof = root.join("target/release/dmaprof");
-            let dir = std::env::temp_dir().join(format!("dmaprof-overhead-{}", std::process::id()));
-            std::fs::create_dir_all(&dir)?;
-            let mut host = Samples::default();
-            for round in 0..rounds {
-                for traced in order(round) {
-                    let json = dir.join(format!("r{round}-{traced}.json"));
-                    let mut c = Command::new(&dmaprof);
-                    c.args([
-                        "run",
-                        "--mode",
-                        "pread-direct",
-                        "--size",
-                        "256M",
-                        "--iterations",
-                        "3",
-                        "--dir",
-                    ])
-                    .arg("/var/tmp/dmaprof")
-                    .arg("--json")
-                    .arg(&json);
-                    if !traced {
-                        c.arg("--no-probes");
-                    }
-                    cmd::output(&mut c)?;
-                    host.add(traced, &std::fs::read_to_string(&json)?)?;
-                }
-            }
-            let _ = std::fs::remove_dir_all(&dir);
-            println!("# tracing overhead\n");
-            println!(
-                "| where | mode | throughput traced/untraced | p50 latency traced/untraced | passes |"
-            );
-            println!("|---|---|---:|---:|---:|");
-            println!(
-                "| host {} | pread-direct | {} |",
-                kernel_release(),
-                host.ratios()
-            );
-            if !no_lab {
-                let lab_samples = lab_overhead(rounds)?;
-                println!(
-                    "| lab 6.12 (QEMU TCG) | rw-file-direct | {} |",
-                    lab_samples.ratios()
-                );
-            }
-            println!("\ngoal: throughput ratio >= 0.98 and p50 ratio <= 1.02");
+            print!("{}", overhead(rounds, no_lab)?);
+            Ok(ExitCode::SUCCESS)
+        }
+        Bench::Report { rounds, out } => {
+            let report = report(rounds)?;
+            std::fs::write(&out, &report).with_context(|| format!("writing {}", out.display()))?;
+            print!("{report}");
+            eprintln!("bench: report written to {}", out.display());
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+/// Traced versus untraced, host then lab, as a markdown section.
+fn overhead(rounds: u32, no_lab: bool) -> Result<String> {
+    let mut out = String::new();
+    let root = cmd::workspace_root();
+    cmd::run(
+        Command::new("cargo")
+            .args(["build", "--release", "--quiet", "--bin", "dmaprof"])
+            .current_dir(&root),
+    )?;
+    let dmaprof = root.join("target/release/dmaprof");
+    let dir = std::env::temp_dir().join(format!("dmaprof-overhead-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    let mut host = Samples::default();
+    for round in 0..rounds {
+        for traced in order(round) {
+            let json = dir.join(format!("r{round}-{traced}.json"));
+            let mut c = Command::new(&dmaprof);
+            c.args([
+                "run",
+                "--mode",
+                "pread-direct",
+                "--size",
+                "256M",
+                "--iterations",
+                "3",
+                "--dir",
+            ])
+            .arg("/var/tmp/dmaprof")
+            .arg("--json")
+            .arg(&json);
+            if !traced {
+                c.arg("--no-probes");
+            }
+            cmd::output(&mut c)?;
+            host.add(traced, &std::fs::read_to_string(&json)?)?;
+        }
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+    writeln!(out, "## Tracing overhead\n")?;
+    writeln!(
+        out,
+        "| where | mode | throughput traced/untraced | p50 latency traced/untraced | passes |"
+    )?;
+    writeln!(out, "|---|---|---:|---:|---:|")?;
+    writeln!(
+        out,
+        "| host {} | pread-direct | {} |",
+        kernel_release(),
+        host.ratios()
+    )?;
+    if !no_lab {
+        let lab_samples = lab_overhead(rounds)?;
+        writeln!(
+            out,
+            "| lab 6.12 (QEMU TCG) | rw-file-direct | {} |",
+            lab_samples.ratios()
+        )?;
+    }
+    writeln!(
+        out,
+        "\ngoal: throughput ratio >= 0.98 and p50 ratio <= 1.02"
+    )?;
+    Ok(out)
 }
 
 /// Untraced first in even rounds, traced first in odd ones: whatever the
@@ -178,4 +211,38 @@ fn lab_overhead(rounds: u32) -> Result<Samples> {
         s.add(traced == "true", json)?;
     }
     Ok(s)
+}
+
+/// The whole report: what was measured where, with which commands.
+fn report(rounds: u32) -> Result<String> {
+    let mut r = String::new();
+    let sh = |c: &str| cmd::output(Command::new("sh").arg("-c").arg(c)).unwrap_or_default();
+    writeln!(r, "# dmaprof benchmark report\n")?;
+    writeln!(r, "- date: {}", sh("date -u +%Y-%m-%dT%H:%MZ"))?;
+    writeln!(
+        r,
+        "- machine: {} CPUs, {} memory; {}",
+        sh("nproc"),
+        sh("free -h | awk '/Mem:/ {print $2}'"),
+        sh("uname -srm")
+    )?;
+    writeln!(r, "- commit: {}", sh("git rev-parse --short HEAD"))?;
+    writeln!(
+        r,
+        "- commands: `cargo xtask bench overhead --rounds {rounds}`, `cargo xtask bench fidelity`"
+    )?;
+    writeln!(
+        r,
+        "- lab: Debian linux-source-6.12 + the project's RW_FILE patches, QEMU TCG, 2 vCPUs, 2 GiB\n"
+    )?;
+    writeln!(
+        r,
+        "Caveat: this machine is a shared VM whose disk throughput varies by tens of percent from one\n\
+         minute to the next; fidelity rows are single passes taken one after the other, so only\n\
+         repeated reports (or a quiet machine) separate a real gap from noise.\n"
+    )?;
+    r.push_str(&overhead(rounds, false)?);
+    writeln!(r)?;
+    r.push_str(&crate::fidelity::run("/var/tmp/dmaprof-fidelity")?);
+    Ok(r)
 }

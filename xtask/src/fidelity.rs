@@ -3,6 +3,8 @@
 //! 1 MiB and 32 MiB blocks — side by side with their ratio. Prints figures.
 use std::process::Command;
 
+use std::fmt::Write as _;
+
 use anyhow::{Context, Result};
 use serde_json::Value;
 
@@ -32,7 +34,8 @@ fn mib(bytes_per_s: f64) -> f64 {
     bytes_per_s / (1u64 << 20) as f64
 }
 
-pub fn run(dir: &str) -> Result<()> {
+pub fn run(dir: &str) -> Result<String> {
+    let mut out = String::new();
     ensure_fio()?;
     let root = cmd::workspace_root();
     cmd::run(
@@ -58,13 +61,15 @@ pub fn run(dir: &str) -> Result<()> {
             })
         })
         .collect();
-    println!(
-        "# dmaprof against fio (same file system, sequential, one thread, cold cache for reads)\n"
-    );
-    println!(
+    writeln!(
+        out,
+        "## dmaprof against fio (same file system, sequential, one thread, cold cache for reads)\n"
+    )?;
+    writeln!(
+        out,
         "| op | io | block | fio MiB/s | dmaprof MiB/s | dmaprof/fio | fio p50 us | dmaprof p50 us | fio p99 us | dmaprof p99 us |"
-    );
-    println!("|---|---|---|---:|---:|---:|---:|---:|---:|---:|");
+    )?;
+    writeln!(out, "|---|---|---|---:|---:|---:|---:|---:|---:|---:|")?;
     for c in cases {
         let op = if c.write { "write" } else { "read" };
         // dmaprof first: for reads it also makes the test file fio then reads.
@@ -104,7 +109,7 @@ pub fn run(dir: &str) -> Result<()> {
         } else {
             format!("{dir}/dmaprof-data-{}.bin", c.size)
         };
-        let out = cmd::output(Command::new("fio").args([
+        let fio_out = cmd::output(Command::new("fio").args([
             "--name=fidelity",
             &format!("--filename={file}"),
             &format!("--rw={op}"),
@@ -115,20 +120,24 @@ pub fn run(dir: &str) -> Result<()> {
             "--invalidate=1",
             "--output-format=json",
         ]))?;
-        let f: Value = serde_json::from_str(&out).context("fio JSON")?;
+        let f: Value = serde_json::from_str(&fio_out).context("fio JSON")?;
         let j = &f["jobs"][0][op];
         let f_bw = mib(j["bw_bytes"].as_f64().unwrap_or(0.0));
         let pct = |p: &str| j["clat_ns"]["percentile"][p].as_f64().unwrap_or(0.0) / 1e3;
-        println!(
+        writeln!(
+            out,
             "| {op} | {} | {} | {f_bw:.0} | {d_bw:.0} | {:.3} | {:.0} | {d_p50:.0} | {:.0} | {d_p99:.0} |",
             if c.direct { "O_DIRECT" } else { "buffered" },
             c.bs,
             d_bw / f_bw.max(f64::MIN_POSITIVE),
             pct("50.000000"),
             pct("99.000000"),
-        );
+        )?;
         let _ = std::fs::remove_file(format!("{dir}/fio-out.bin"));
     }
-    println!("\ngoal: dmaprof within 3% of fio's throughput for the same work");
-    Ok(())
+    writeln!(
+        out,
+        "\ngoal: dmaprof within 3% of fio's throughput for the same work"
+    )?;
+    Ok(out)
 }
