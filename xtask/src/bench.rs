@@ -63,13 +63,7 @@ pub fn run(b: Bench) -> Result<ExitCode> {
 /// Traced versus untraced, host then lab, as a markdown section.
 fn overhead(rounds: u32, no_lab: bool) -> Result<String> {
     let mut out = String::new();
-    let root = cmd::workspace_root();
-    cmd::run(
-        Command::new("cargo")
-            .args(["build", "--release", "--quiet", "--bin", "dmaprof"])
-            .current_dir(&root),
-    )?;
-    let dmaprof = root.join("target/release/dmaprof");
+    let dmaprof = cmd::build_dmaprof()?;
     let dir = std::env::temp_dir().join(format!("dmaprof-overhead-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
     let mut host = Samples::default();

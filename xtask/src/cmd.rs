@@ -44,6 +44,24 @@ pub fn workspace_root() -> PathBuf {
         .to_path_buf()
 }
 
+/// Builds the release `dmaprof` and returns its path (the lab guest and the
+/// benchmarks all run this one binary).
+pub fn build_dmaprof() -> Result<PathBuf> {
+    let root = workspace_root();
+    run(Command::new("cargo")
+        .args([
+            "build",
+            "--release",
+            "--quiet",
+            "-p",
+            "profiler",
+            "--bin",
+            "dmaprof",
+        ])
+        .current_dir(&root))?;
+    Ok(root.join("target/release/dmaprof"))
+}
+
 /// Where caches live: outside the repo, kept across clones on the same machine.
 pub fn cache_dir() -> PathBuf {
     if let Some(dir) = std::env::var_os("DMAPROF_CACHE") {

@@ -37,13 +37,7 @@ fn mib(bytes_per_s: f64) -> f64 {
 pub fn run(dir: &str) -> Result<String> {
     let mut out = String::new();
     ensure_fio()?;
-    let root = cmd::workspace_root();
-    cmd::run(
-        Command::new("cargo")
-            .args(["build", "--release", "--quiet", "--bin", "dmaprof"])
-            .current_dir(&root),
-    )?;
-    let dmaprof = root.join("target/release/dmaprof");
+    let dmaprof = cmd::build_dmaprof()?;
     std::fs::create_dir_all(dir)?;
     let cases: Vec<Case> = [false, true]
         .into_iter()

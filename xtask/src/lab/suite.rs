@@ -17,24 +17,7 @@ const LAB_TESTS: &[&str] = &["lab_rw_file"];
 
 /// Builds the release `dmaprof` (and the named lab test binaries) for the guest.
 pub fn guest_files(lab_tests: &[&str]) -> Result<GuestFiles> {
-    let root = cmd::workspace_root();
-    cmd::run(
-        Command::new("cargo")
-            .args([
-                "build",
-                "--release",
-                "--quiet",
-                "-p",
-                "profiler",
-                "--bin",
-                "dmaprof",
-            ])
-            .current_dir(&root),
-    )?;
-    let mut executables = vec![(
-        "/usr/bin/dmaprof".to_string(),
-        root.join("target/release/dmaprof"),
-    )];
+    let mut executables = vec![("/usr/bin/dmaprof".to_string(), cmd::build_dmaprof()?)];
     for test in lab_tests {
         executables.push((format!("/lab/{test}"), test_executable(test)?));
     }
