@@ -21,7 +21,7 @@ fn session(force: Option<Method>) -> anyhow::Result<Session> {
         filter_tgid: Some(std::process::id()),
         force,
         exporter_fn: None,
-        families: Families::ALL,
+        families: Families::WORKLOAD,
         inflight_capacity: None,
     })
 }
@@ -149,7 +149,7 @@ fn a_dma_buf_ioctl_on_a_regular_file_is_recorded_with_enotty() {
         // The syscall tracepoints see every ioctl with type 'b', dma-buf fd or not.
         assert_eq!(after.ioctl_calls - before.ioctl_calls, 1);
         assert_eq!(after.ioctl_errors - before.ioctl_errors, 1);
-        let mut events = s.events().unwrap();
+        let mut events = s.take_events().unwrap();
         let mut found = Vec::new();
         while let Some(item) = events.next() {
             let e: CallEvent =
@@ -278,6 +278,9 @@ for _ in range(3):
 fd = os.open("{d}", os.O_RDONLY | os.O_DIRECT)
 buf = mmap.mmap(-1, 4 << 20)
 assert os.preadv(fd, [buf], 0) == 4 << 20
+b = os.open("{d}", os.O_RDONLY)
+for i in range(5):
+    assert len(os.pread(b, 1000, i * 1000)) == 1000
 time.sleep(0.5)
 "#,
         d = data.display(),
@@ -304,7 +307,7 @@ time.sleep(0.5)
     let mut stderr = std::io::BufReader::new(tracer.stderr.take().unwrap());
     let mut line = String::new();
     while std::io::BufRead::read_line(&mut stderr, &mut line).unwrap() > 0
-        && !line.contains("probe scheduler")
+        && !line.contains("dmaprof: tracing")
     {
         line.clear();
     }
@@ -324,6 +327,15 @@ time.sleep(0.5)
         })
         .count();
     assert_eq!(ioctls, 3, "{text}");
+    // pread64 calls: fd, 1000 bytes asked, 1000 returned (preadv is another syscall).
+    let preads = text
+        .lines()
+        .filter(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            f.get(3) == Some(&"pread") && f.get(5) == Some(&"1000") && f.last() == Some(&"1000")
+        })
+        .count();
+    assert_eq!(preads, 5, "{text}");
     let pid = child.id().to_string();
     let block = text
         .lines()
@@ -331,6 +343,93 @@ time.sleep(0.5)
         .expect(&text);
     let read_bytes: u64 = block.split_whitespace().nth(2).unwrap().parse().unwrap();
     assert!(read_bytes >= 4 << 20, "{block}");
+}
+
+#[test]
+fn trace_csv_has_a_row_for_every_call_and_json_the_counts() {
+    if !require_bpf("trace") {
+        return;
+    }
+    let _serial = probe_lock();
+    let dir = disk_scratch_dir();
+    let data = dir.path().join("d.bin");
+    std::fs::write(&data, vec![7u8; 1 << 20]).unwrap();
+    let (go, csv, json) = (
+        dir.path().join("go"),
+        dir.path().join("calls.csv"),
+        dir.path().join("trace.json"),
+    );
+    // Two threads, 20000 page-cache preads of 4 KiB each, then exit: the
+    // tracer ends by itself when the process is gone.
+    let script = format!(
+        r#"
+import os, threading, time
+deadline = time.time() + 60
+while not os.path.exists("{g}") and time.time() < deadline:
+    time.sleep(0.05)
+fd = os.open("{d}", os.O_RDONLY)
+def work():
+    for i in range(10000):
+        assert len(os.pread(fd, 4096, (i % 256) * 4096)) == 4096
+ts = [threading.Thread(target=work) for _ in range(2)]
+[t.start() for t in ts]
+[t.join() for t in ts]
+"#,
+        d = data.display(),
+        g = go.display()
+    );
+    let mut child = Command::new("python3")
+        .arg("-c")
+        .arg(script)
+        .spawn()
+        .expect("python3");
+    let mut tracer = Command::new(dmaprof_bin())
+        .args(["trace", "--pid", &child.id().to_string(), "--csv"])
+        .arg(&csv)
+        .arg("--json")
+        .arg(&json)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stderr = std::io::BufReader::new(tracer.stderr.take().unwrap());
+    let mut line = String::new();
+    while std::io::BufRead::read_line(&mut stderr, &mut line).unwrap() > 0
+        && !line.contains("dmaprof: tracing")
+    {
+        line.clear();
+    }
+    std::fs::write(&go, b"").unwrap();
+    assert!(child.wait().unwrap().success());
+    let out = tracer.wait_with_output().unwrap();
+    assert!(out.status.success());
+    let text = std::fs::read_to_string(&csv).unwrap();
+    let mut lines = text.lines();
+    assert_eq!(
+        lines.next(),
+        Some("start_ns,pid,tid,kind,what,bytes_asked,ret,duration_ns")
+    );
+    let rows: Vec<Vec<&str>> = lines.map(|l| l.split(',').collect()).collect();
+    let preads: Vec<&Vec<&str>> = rows
+        .iter()
+        .filter(|r| r[3] == "pread" && r[5] == "4096")
+        .collect();
+    assert_eq!(preads.len(), 20000, "one row per pread");
+    let pid = child.id().to_string();
+    assert!(
+        preads
+            .iter()
+            .all(|r| r.len() == 8 && r[1] == pid && r[6] == "4096")
+    );
+    let tids: std::collections::BTreeSet<&str> = preads.iter().map(|r| r[2]).collect();
+    assert!(tids.len() >= 2, "both threads are in the rows: {tids:?}");
+    let v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    assert_eq!(v["pid"].as_u64(), Some(child.id() as u64));
+    assert_eq!(v["events"].as_u64(), Some(rows.len() as u64));
+    assert!(v["by_kind"]["pread"].as_u64().unwrap() >= 20000);
+    assert_eq!(v["lost"]["ringbuf_full"].as_u64(), Some(0));
+    assert!(v["agent_user_s"].as_f64().is_some());
 }
 
 #[test]
@@ -391,6 +490,44 @@ fn two_instances_at_once_each_see_only_their_own_calls() {
     }
     let _serial = probe_lock();
     let dirs = [disk_scratch_dir(), disk_scratch_dir()];
+    // A third process, traced by `dmaprof trace --pid` while both instances
+    // run: 200 page-cache preads of 4 KiB spread over about a second.
+    let data = dirs[0].path().join("third.bin");
+    std::fs::write(&data, vec![1u8; 1 << 20]).unwrap();
+    let go = dirs[0].path().join("go");
+    let third = Command::new("python3")
+        .arg("-c")
+        .arg(format!(
+            r#"
+import os, time
+deadline = time.time() + 60
+while not os.path.exists("{g}") and time.time() < deadline:
+    time.sleep(0.01)
+fd = os.open("{d}", os.O_RDONLY)
+for i in range(200):
+    assert len(os.pread(fd, 4096, (i % 256) * 4096)) == 4096
+    time.sleep(0.005)
+"#,
+            g = go.display(),
+            d = data.display()
+        ))
+        .spawn()
+        .expect("python3");
+    let trace_csv = dirs[0].path().join("trace.csv");
+    let mut tracer = Command::new(dmaprof_bin())
+        .args(["trace", "--pid", &third.id().to_string(), "--csv"])
+        .arg(&trace_csv)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stderr = std::io::BufReader::new(tracer.stderr.take().unwrap());
+    let mut line = String::new();
+    while std::io::BufRead::read_line(&mut stderr, &mut line).unwrap() > 0
+        && !line.contains("dmaprof: tracing")
+    {
+        line.clear();
+    }
     let children: Vec<_> = dirs
         .iter()
         .map(|d| {
@@ -417,6 +554,8 @@ fn two_instances_at_once_each_see_only_their_own_calls() {
                 .unwrap()
         })
         .collect();
+    std::fs::write(&go, b"").unwrap();
+    let pids: Vec<String> = children.iter().map(|c| c.id().to_string()).collect();
     for (child, dir) in children.into_iter().zip(&dirs) {
         let out = child.wait_with_output().unwrap();
         assert!(
@@ -438,4 +577,25 @@ fn two_instances_at_once_each_see_only_their_own_calls() {
             );
         }
     }
+    // The tracer saw the third process's 200 preads and nothing of the instances'.
+    let third_pid = third.id().to_string();
+    let mut third = third;
+    assert!(third.wait().unwrap().success());
+    assert!(tracer.wait().unwrap().success());
+    let text = std::fs::read_to_string(&trace_csv).unwrap();
+    let rows: Vec<Vec<&str>> = text
+        .lines()
+        .skip(1)
+        .map(|l| l.split(',').collect())
+        .collect();
+    assert!(
+        rows.iter().all(|r| r[1] == third_pid),
+        "only the traced process: {:?} (instances {pids:?})",
+        rows.iter().find(|r| r[1] != third_pid)
+    );
+    let preads = rows
+        .iter()
+        .filter(|r| r[3] == "pread" && r[5] == "4096")
+        .count();
+    assert_eq!(preads, 200);
 }

@@ -40,8 +40,8 @@ pub struct Pending {
     pub len: u64,
 }
 
-/// One finished dma-buf ioctl or exporter call, sent through the ring buffer
-/// (for `dmaprof trace`, which has no workload loop to read counters).
+/// One finished dma-buf ioctl, exporter call or pread, sent through the ring
+/// buffer (for `dmaprof trace`, which has no workload loop to read counters).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct CallEvent {
@@ -59,6 +59,9 @@ pub struct CallEvent {
 
 pub const EVENT_IOCTL: u32 = 1;
 pub const EVENT_EXPORTER: u32 = 2;
+/// A pread64 syscall (`dmaprof trace` only): what = fd, len = bytes asked,
+/// ret = bytes read or -errno.
+pub const EVENT_PREAD: u32 = 3;
 
 /// sched_switch field offsets (set from tracefs before load).
 #[repr(C)]

@@ -26,6 +26,8 @@ pub mod programs {
     pub const EXPORTER_KPROBE: &str = "rw_file_kprobe";
     pub const EXPORTER_KRETPROBE: &str = "rw_file_kretprobe";
     pub const SCHED_SWITCH: &str = "sched_switch";
+    pub const PREAD_SYS_ENTER: &str = "sys_enter_pread64";
+    pub const PREAD_SYS_EXIT: &str = "sys_exit_pread64";
     /// No-op programs used by `dmaprof doctor` to test each attach mechanism for real.
     pub const PROBE_FENTRY: &str = "probe_fentry";
     pub const PROBE_KPROBE: &str = "probe_kprobe";

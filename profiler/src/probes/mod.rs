@@ -3,5 +3,6 @@
 pub mod attach;
 pub mod block;
 pub mod diagnostics;
+pub mod events;
 pub mod object;
 pub mod session;

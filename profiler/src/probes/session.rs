@@ -24,6 +24,9 @@ pub struct Families {
     pub exporter: bool,
     pub block: bool,
     pub sched: bool,
+    /// pread64 syscalls, one ring-buffer event each (`dmaprof trace`: a
+    /// traced application's baseline reads).
+    pub preads: bool,
 }
 
 impl Families {
@@ -32,12 +35,20 @@ impl Families {
         exporter: true,
         block: true,
         sched: true,
+        preads: true,
+    };
+    /// `dmaprof run`: everything but pread events (the workload times its own
+    /// preads; nobody would read those events, they would only fill the ring).
+    pub const WORKLOAD: Families = Families {
+        preads: false,
+        ..Families::ALL
     };
     pub const BLOCK: Families = Families {
         ioctl: false,
         exporter: false,
         block: true,
         sched: false,
+        preads: false,
     };
 }
 
@@ -101,6 +112,19 @@ fn check_syscall_layout(tracefs: &std::path::Path) -> Result<()> {
     Ok(())
 }
 
+/// The pread programs read fd, count and ret at fixed offsets.
+fn check_pread_layout(tracefs: &std::path::Path) -> Result<()> {
+    let enter = tracefs::event_fields(tracefs, "syscalls", "sys_enter_pread64")?;
+    let exit = tracefs::event_fields(tracefs, "syscalls", "sys_exit_pread64")?;
+    if tracefs::field_offset(&enter, "fd", 8)? != 16
+        || tracefs::field_offset(&enter, "count", 8)? != 32
+        || tracefs::field_offset(&exit, "ret", 8)? != 16
+    {
+        bail!("sys_enter_pread64/sys_exit_pread64 layout differs from the one the programs read");
+    }
+    Ok(())
+}
+
 impl Session {
     pub fn attach(opts: &Options) -> Result<Session> {
         let tracefs = tracefs::ensure_mounted()?.path;
@@ -140,6 +164,27 @@ impl Session {
                 probe: "block layer".into(),
                 method: Some(Method::Tracepoint),
                 target: events.join(" "),
+                not_used: Vec::new(),
+            });
+        }
+        if opts.families.preads {
+            check_pread_layout(&tracefs)?;
+            tracepoint(
+                &mut ebpf,
+                programs::PREAD_SYS_ENTER,
+                "syscalls",
+                "sys_enter_pread64",
+            )?;
+            tracepoint(
+                &mut ebpf,
+                programs::PREAD_SYS_EXIT,
+                "syscalls",
+                "sys_exit_pread64",
+            )?;
+            attached.push(Attached {
+                probe: "pread64 syscall".into(),
+                method: Some(Method::Tracepoint),
+                target: "syscalls:sys_enter_pread64+sys_exit_pread64".into(),
                 not_used: Vec::new(),
             });
         }
@@ -210,10 +255,12 @@ impl Session {
         super::diagnostics::take()
     }
 
-    /// The ring buffer of finished ioctl/exporter calls (for `dmaprof trace`).
-    pub fn events(&mut self) -> Result<aya::maps::RingBuf<&mut aya::maps::MapData>> {
+    /// The ring buffer of finished ioctl/exporter/pread calls (for `dmaprof
+    /// trace`), taken out of the session so it can be drained while the
+    /// session's other maps are read.
+    pub fn take_events(&mut self) -> Result<aya::maps::RingBuf<aya::maps::MapData>> {
         Ok(aya::maps::RingBuf::try_from(
-            self.ebpf.map_mut("CALL_EVENTS").context("CALL_EVENTS")?,
+            self.ebpf.take_map("CALL_EVENTS").context("CALL_EVENTS")?,
         )?)
     }
 }

@@ -1,0 +1,186 @@
+//! The ring buffer's per-call events as `dmaprof trace` reports them: a name
+//! per kind of call, counts per kind, and the agent's own cost.
+use std::{borrow::Cow, collections::BTreeMap};
+
+use profiler_common::call::{CallEvent, EVENT_EXPORTER, EVENT_IOCTL, EVENT_PREAD};
+use serde::Serialize;
+
+use crate::dma_buf::{DMA_BUF_IOCTL_RW_FILE, DMA_BUF_IOCTL_SYNC};
+
+/// The short kind column of the CSV.
+pub fn kind(e: &CallEvent) -> &'static str {
+    match e.kind {
+        EVENT_IOCTL => "ioctl",
+        EVENT_EXPORTER => "rw_file",
+        EVENT_PREAD => "pread",
+        _ => "unknown",
+    }
+}
+
+/// The row name in the dashboard: one row per kind of call.
+pub fn name(e: &CallEvent) -> Cow<'static, str> {
+    match (e.kind, e.what) {
+        (EVENT_IOCTL, DMA_BUF_IOCTL_RW_FILE) => "ioctl RW_FILE".into(),
+        (EVENT_IOCTL, DMA_BUF_IOCTL_SYNC) => "ioctl SYNC".into(),
+        (EVENT_IOCTL, w) => format!("ioctl {w:#x}").into(),
+        (EVENT_EXPORTER, _) => "rw_file (exporter)".into(),
+        (EVENT_PREAD, _) => "pread".into(),
+        _ => "unknown".into(),
+    }
+}
+
+/// Bytes the call moved: what it returned for pread, what it was asked for
+/// the exporter (its return is 0 or -errno), none for ioctls.
+pub fn bytes(e: &CallEvent) -> u64 {
+    match e.kind {
+        EVENT_PREAD => e.ret.max(0) as u64,
+        EVENT_EXPORTER => e.len,
+        _ => 0,
+    }
+}
+
+pub const CSV_COLUMNS: &[&str] = &[
+    "start_ns",
+    "pid",
+    "tid",
+    "kind",
+    "what",
+    "bytes_asked",
+    "ret",
+    "duration_ns",
+];
+
+pub fn csv_header(out: &mut impl std::io::Write) -> std::io::Result<()> {
+    writeln!(out, "{}", CSV_COLUMNS.join(","))
+}
+
+/// One row: start in kernel monotonic ns; `what` is the ioctl command (hex),
+/// the RW_FILE flags or the pread fd.
+pub fn csv_row(out: &mut impl std::io::Write, e: &CallEvent) -> std::io::Result<()> {
+    writeln!(
+        out,
+        "{},{},{},{},{:#x},{},{},{}",
+        e.start_ns,
+        e.tgid,
+        e.tid,
+        kind(e),
+        e.what,
+        e.len,
+        e.ret,
+        e.duration_ns
+    )
+}
+
+/// CPU time of this process so far (user, system), from getrusage.
+pub fn own_cpu_s() -> (f64, f64) {
+    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: ru is a valid out-pointer.
+    if unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut ru) } != 0 {
+        return (0.0, 0.0);
+    }
+    let s = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    (s(ru.ru_utime), s(ru.ru_stime))
+}
+
+/// What a trace session saw and what it cost (`dmaprof trace --json`).
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct TraceSummary {
+    pub pid: Option<u32>,
+    pub seconds: f64,
+    pub events: u64,
+    pub events_per_s: f64,
+    pub by_kind: BTreeMap<String, u64>,
+    pub lost: super::session::Lost,
+    /// CPU the agent (this process) used while tracing.
+    pub agent_user_s: f64,
+    pub agent_sys_s: f64,
+    pub agent_cpu_per_million_events_s: Option<f64>,
+    pub probes: Vec<super::session::Attached>,
+}
+
+impl TraceSummary {
+    pub fn count(&mut self, e: &CallEvent) {
+        self.events += 1;
+        *self.by_kind.entry(kind(e).to_string()).or_default() += 1;
+    }
+
+    /// Closes the books: rates from the elapsed time and the CPU used since `cpu0`.
+    pub fn finish(&mut self, seconds: f64, cpu0: (f64, f64)) {
+        let (u, s) = own_cpu_s();
+        self.seconds = seconds;
+        self.events_per_s = self.events as f64 / seconds.max(1e-9);
+        self.agent_user_s = u - cpu0.0;
+        self.agent_sys_s = s - cpu0.1;
+        self.agent_cpu_per_million_events_s = (self.events > 0)
+            .then(|| (self.agent_user_s + self.agent_sys_s) / self.events as f64 * 1e6);
+    }
+
+    pub fn line(&self) -> String {
+        let kinds: Vec<String> = self
+            .by_kind
+            .iter()
+            .map(|(k, n)| format!("{k} {n}"))
+            .collect();
+        let cpu = self.agent_user_s + self.agent_sys_s;
+        format!(
+            "{} events in {:.1} s ({:.0}/s{}{}); lost: {}; agent CPU {:.2} s ({:.0}% of a core{})",
+            self.events,
+            self.seconds,
+            self.events_per_s,
+            if kinds.is_empty() { "" } else { ": " },
+            kinds.join(", "),
+            if self.lost == Default::default() {
+                "none".to_string()
+            } else {
+                format!("{:?}", self.lost)
+            },
+            cpu,
+            cpu / self.seconds.max(1e-9) * 100.0,
+            match self.agent_cpu_per_million_events_s {
+                Some(c) => format!(", {c:.2} s per million events"),
+                None => String::new(),
+            }
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rows_have_every_column_and_names_follow_the_kind() {
+        let e = CallEvent {
+            kind: EVENT_PREAD,
+            tgid: 7,
+            tid: 8,
+            what: 3,
+            ret: 4096,
+            start_ns: 10,
+            duration_ns: 1500,
+            len: 4096,
+        };
+        let mut out = Vec::new();
+        csv_row(&mut out, &e).unwrap();
+        let row = String::from_utf8(out).unwrap();
+        assert_eq!(row, "10,7,8,pread,0x3,4096,4096,1500\n");
+        assert_eq!(row.trim().split(',').count(), CSV_COLUMNS.len());
+        assert_eq!(name(&e), "pread");
+        assert_eq!(bytes(&e), 4096);
+        let ioctl = CallEvent {
+            kind: EVENT_IOCTL,
+            what: DMA_BUF_IOCTL_RW_FILE,
+            ret: -25,
+            ..e
+        };
+        assert_eq!(name(&ioctl), "ioctl RW_FILE");
+        assert_eq!(bytes(&ioctl), 0);
+        let mut s = TraceSummary::default();
+        s.count(&e);
+        s.count(&ioctl);
+        s.count(&e);
+        assert_eq!(s.events, 3);
+        assert_eq!(s.by_kind["pread"], 2);
+        assert_eq!(s.by_kind["ioctl"], 1);
+    }
+}
