@@ -3,7 +3,6 @@
 //! directory (`$DMAPROF_CACHE`, default ~/.cache/dmaprof), never into the repo.
 mod bench;
 mod cmd;
-mod fidelity;
 mod lab;
 mod setup;
 mod test;

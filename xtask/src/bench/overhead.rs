@@ -2,7 +2,7 @@
 //! untraced and traced, alternating rounds so drift hits both alike, and
 //! the medians of per-pass throughput and p50 latency are compared. Prints
 //! figures; asserts nothing (speed goals are read, not tested).
-use std::process::{Command, ExitCode};
+use std::process::Command;
 
 use std::fmt::Write as _;
 
@@ -11,57 +11,8 @@ use serde_json::Value;
 
 use crate::{cmd, lab};
 
-#[derive(clap::Subcommand)]
-pub enum Bench {
-    /// Traced versus untraced throughput and p50 latency, on this host
-    /// (pread-direct) and in the lab VM (rw-file-direct).
-    Overhead {
-        /// Alternating (untraced, traced) rounds.
-        #[arg(long, default_value_t = 5)]
-        rounds: u32,
-        /// Skip the lab part.
-        #[arg(long)]
-        no_lab: bool,
-    },
-    /// Everything in one markdown report (machine, kernel, commands, overhead
-    /// host and lab, fidelity against fio), written to --out.
-    Report {
-        #[arg(long, default_value_t = 6)]
-        rounds: u32,
-        #[arg(long, default_value = "docs/bench-report.md")]
-        out: std::path::PathBuf,
-    },
-    /// dmaprof against fio on the same work (installs fio): sequential read
-    /// and write, buffered and O_DIRECT, 4 KiB / 1 MiB / 32 MiB blocks.
-    Fidelity {
-        /// Scratch directory on the file system to measure.
-        #[arg(long, default_value = "/var/tmp/dmaprof-fidelity")]
-        dir: String,
-    },
-}
-
-pub fn run(b: Bench) -> Result<ExitCode> {
-    match b {
-        Bench::Fidelity { dir } => {
-            print!("{}", crate::fidelity::run(&dir)?);
-            Ok(ExitCode::SUCCESS)
-        }
-        Bench::Overhead { rounds, no_lab } => {
-            print!("{}", overhead(rounds, no_lab)?);
-            Ok(ExitCode::SUCCESS)
-        }
-        Bench::Report { rounds, out } => {
-            let report = report(rounds)?;
-            std::fs::write(&out, &report).with_context(|| format!("writing {}", out.display()))?;
-            print!("{report}");
-            eprintln!("bench: report written to {}", out.display());
-            Ok(ExitCode::SUCCESS)
-        }
-    }
-}
-
 /// Traced versus untraced, host then lab, as a markdown section.
-fn overhead(rounds: u32, no_lab: bool) -> Result<String> {
+pub fn run(rounds: u32, no_lab: bool) -> Result<String> {
     let mut out = String::new();
     let dmaprof = cmd::build_dmaprof()?;
     let dir = std::env::temp_dir().join(format!("dmaprof-overhead-{}", std::process::id()));
@@ -129,7 +80,7 @@ fn order(round: u32) -> [bool; 2] {
     }
 }
 
-fn kernel_release() -> String {
+pub fn kernel_release() -> String {
     std::fs::read_to_string("/proc/sys/kernel/osrelease")
         .unwrap_or_default()
         .trim()
@@ -162,15 +113,7 @@ impl Samples {
     }
 
     fn ratios(&self) -> String {
-        let med = |xs: Vec<f64>| {
-            let mut v = xs;
-            v.sort_by(f64::total_cmp);
-            if v.is_empty() {
-                f64::NAN
-            } else {
-                v[v.len() / 2]
-            }
-        };
+        let med = super::median;
         let t = med(self.traced.iter().map(|s| s.0).collect())
             / med(self.plain.iter().map(|s| s.0).collect());
         let p = med(self.traced.iter().map(|s| s.1).collect())
@@ -205,38 +148,4 @@ fn lab_overhead(rounds: u32) -> Result<Samples> {
         s.add(traced == "true", json)?;
     }
     Ok(s)
-}
-
-/// The whole report: what was measured where, with which commands.
-fn report(rounds: u32) -> Result<String> {
-    let mut r = String::new();
-    let sh = |c: &str| cmd::output(Command::new("sh").arg("-c").arg(c)).unwrap_or_default();
-    writeln!(r, "# dmaprof benchmark report\n")?;
-    writeln!(r, "- date: {}", sh("date -u +%Y-%m-%dT%H:%MZ"))?;
-    writeln!(
-        r,
-        "- machine: {} CPUs, {} memory; {}",
-        sh("nproc"),
-        sh("free -h | awk '/Mem:/ {print $2}'"),
-        sh("uname -srm")
-    )?;
-    writeln!(r, "- commit: {}", sh("git rev-parse --short HEAD"))?;
-    writeln!(
-        r,
-        "- commands: `cargo xtask bench overhead --rounds {rounds}`, `cargo xtask bench fidelity`"
-    )?;
-    writeln!(
-        r,
-        "- lab: Debian linux-source-6.12 + the project's RW_FILE patches, QEMU TCG, 2 vCPUs, 2 GiB\n"
-    )?;
-    writeln!(
-        r,
-        "Caveat: this machine is a shared VM whose disk throughput varies by tens of percent from one\n\
-         minute to the next; fidelity rows are single passes taken one after the other, so only\n\
-         repeated reports (or a quiet machine) separate a real gap from noise.\n"
-    )?;
-    r.push_str(&overhead(rounds, false)?);
-    writeln!(r)?;
-    r.push_str(&crate::fidelity::run("/var/tmp/dmaprof-fidelity")?);
-    Ok(r)
 }

@@ -1,0 +1,129 @@
+//! `cargo xtask bench`: benchmarks that print figures (speed goals are read
+//! from them, never asserted by tests), and the report that gathers them.
+mod events;
+mod fidelity;
+mod overhead;
+mod soak;
+
+use std::process::{Command, ExitCode};
+
+use std::fmt::Write as _;
+
+use anyhow::{Context, Result};
+
+use crate::cmd;
+
+#[derive(clap::Subcommand)]
+pub enum Bench {
+    /// Traced versus untraced throughput and p50 latency, on this host
+    /// (pread-direct) and in the lab VM (rw-file-direct).
+    Overhead {
+        /// Alternating (untraced, traced) rounds.
+        #[arg(long, default_value_t = 5)]
+        rounds: u32,
+        /// Skip the lab part.
+        #[arg(long)]
+        no_lab: bool,
+    },
+    /// dmaprof against fio on the same work (installs fio): sequential read
+    /// and write, buffered and O_DIRECT, 4 KiB / 1 MiB / 32 MiB blocks.
+    Fidelity {
+        /// Scratch directory on the file system to measure.
+        #[arg(long, default_value = "/var/tmp/dmaprof-fidelity")]
+        dir: String,
+        /// Interleaved rounds per case (medians are compared).
+        #[arg(long, default_value_t = 5)]
+        rounds: u32,
+    },
+    /// Per-call records the agent sustains (fio 4 KiB page-cache reads
+    /// traced by `dmaprof trace`), where loss starts, agent CPU per million.
+    Events,
+    /// Agent RSS after 1 minute and at the end of a continuous traced run,
+    /// and the CPU of the dashboard drawing at 10 fps.
+    Soak {
+        #[arg(long, default_value_t = 10)]
+        minutes: u32,
+    },
+    /// Everything in one markdown report (machine, kernel, commands,
+    /// overhead host and lab, fidelity, event rate, soak), written to --out.
+    Report {
+        #[arg(long, default_value_t = 6)]
+        rounds: u32,
+        #[arg(long, default_value_t = 10)]
+        minutes: u32,
+        #[arg(long, default_value = "docs/bench-report.md")]
+        out: std::path::PathBuf,
+    },
+}
+
+pub fn run(b: Bench) -> Result<ExitCode> {
+    let text = match b {
+        Bench::Fidelity { dir, rounds } => fidelity::run(&dir, rounds)?,
+        Bench::Overhead { rounds, no_lab } => overhead::run(rounds, no_lab)?,
+        Bench::Events => events::run()?,
+        Bench::Soak { minutes } => soak::run(minutes)?,
+        Bench::Report {
+            rounds,
+            minutes,
+            out,
+        } => {
+            let report = report(rounds, minutes)?;
+            std::fs::write(&out, &report).with_context(|| format!("writing {}", out.display()))?;
+            eprintln!("bench: report written to {}", out.display());
+            report
+        }
+    };
+    print!("{text}");
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The median of a sample (NaN when empty).
+pub fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    match v.len() {
+        0 => f64::NAN,
+        n if n % 2 == 1 => v[n / 2],
+        n => (v[n / 2 - 1] + v[n / 2]) / 2.0,
+    }
+}
+
+/// The whole report: what was measured where, with which commands.
+fn report(rounds: u32, minutes: u32) -> Result<String> {
+    let mut r = String::new();
+    let sh = |c: &str| cmd::output(Command::new("sh").arg("-c").arg(c)).unwrap_or_default();
+    writeln!(r, "# dmaprof benchmark report\n")?;
+    writeln!(r, "- date: {}", sh("date -u +%Y-%m-%dT%H:%MZ").trim())?;
+    writeln!(
+        r,
+        "- machine: {} CPUs ({}), {} memory; {}",
+        sh("nproc").trim(),
+        sh("grep -m1 'model name' /proc/cpuinfo | cut -d: -f2").trim(),
+        sh("free -h | awk '/Mem:/ {print $2}'").trim(),
+        sh("uname -srm").trim()
+    )?;
+    writeln!(r, "- commit: {}", sh("git rev-parse --short HEAD").trim())?;
+    writeln!(
+        r,
+        "- command: `cargo xtask bench report --rounds {rounds} --minutes {minutes}`, which runs \
+         `bench overhead --rounds {rounds}`, `bench fidelity --rounds 5`, `bench events` and \
+         `bench soak --minutes {minutes}` in that order"
+    )?;
+    writeln!(
+        r,
+        "- lab: Debian linux-source-6.12 + the project's RW_FILE patches, QEMU TCG, 2 vCPUs, 2 GiB\n"
+    )?;
+    writeln!(
+        r,
+        "Caveat: this machine is a shared VM whose disk throughput varies by tens of percent from \
+         one minute to the next; that is why every comparison interleaves its sides and compares \
+         medians.\n"
+    )?;
+    r.push_str(&overhead::run(rounds, false)?);
+    writeln!(r)?;
+    r.push_str(&fidelity::run("/var/tmp/dmaprof-fidelity", 5)?);
+    writeln!(r)?;
+    r.push_str(&events::run()?);
+    writeln!(r)?;
+    r.push_str(&soak::run(minutes)?);
+    Ok(r)
+}
