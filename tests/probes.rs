@@ -1,7 +1,13 @@
 //! The kernel probes on this host (the tracepoint rung): per-call join,
 //! the ioctl probe on a dma-buf command, forced rungs that cannot work
 //! here, and nothing left attached afterwards.
-use std::{os::fd::AsRawFd, path::Path, process::Command, sync::atomic::AtomicBool};
+use std::{
+    ffi::OsStr,
+    os::fd::AsRawFd,
+    path::Path,
+    process::{Child, Command},
+    sync::atomic::AtomicBool,
+};
 
 use dmaprof_e2e::{disk_scratch_dir, dmaprof_bin, probe_lock, require_bpf};
 use profiler::{
@@ -286,40 +292,12 @@ time.sleep(0.5)
         d = data.display(),
         g = go.display()
     );
-    let mut child = Command::new("python3")
-        .arg("-c")
-        .arg(script)
-        .spawn()
-        .expect("python3");
-    let mut tracer = Command::new(dmaprof_bin())
-        .args([
-            "trace",
-            "--pid",
-            &child.id().to_string(),
-            "--duration",
-            "60",
-        ])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    // Let the child go once every probe is attached.
-    let mut stderr = std::io::BufReader::new(tracer.stderr.take().unwrap());
-    let mut line = String::new();
-    while std::io::BufRead::read_line(&mut stderr, &mut line).unwrap() > 0
-        && !line.contains("dmaprof: tracing")
-    {
-        line.clear();
-    }
+    let (mut child, tracer, log) = traced_python(&script, &["--duration", "60"]);
     std::fs::write(&go, b"").unwrap();
     let out = tracer.wait_with_output().unwrap();
     assert!(child.wait().unwrap().success());
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.status.success(), "{}", log.join().unwrap());
     let ioctls = text
         .lines()
         .filter(|l| {
@@ -378,31 +356,19 @@ ts = [threading.Thread(target=work) for _ in range(2)]
         d = data.display(),
         g = go.display()
     );
-    let mut child = Command::new("python3")
-        .arg("-c")
-        .arg(script)
-        .spawn()
-        .expect("python3");
-    let mut tracer = Command::new(dmaprof_bin())
-        .args(["trace", "--pid", &child.id().to_string(), "--csv"])
-        .arg(&csv)
-        .arg("--json")
-        .arg(&json)
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut stderr = std::io::BufReader::new(tracer.stderr.take().unwrap());
-    let mut line = String::new();
-    while std::io::BufRead::read_line(&mut stderr, &mut line).unwrap() > 0
-        && !line.contains("dmaprof: tracing")
-    {
-        line.clear();
-    }
+    let (mut child, tracer, log) = traced_python(
+        &script,
+        &[
+            OsStr::new("--csv"),
+            csv.as_os_str(),
+            OsStr::new("--json"),
+            json.as_os_str(),
+        ],
+    );
     std::fs::write(&go, b"").unwrap();
     assert!(child.wait().unwrap().success());
     let out = tracer.wait_with_output().unwrap();
-    assert!(out.status.success());
+    assert!(out.status.success(), "{}", log.join().unwrap());
     let text = std::fs::read_to_string(&csv).unwrap();
     let mut lines = text.lines();
     assert_eq!(
@@ -430,6 +396,43 @@ ts = [threading.Thread(target=work) for _ in range(2)]
     assert!(v["by_kind"]["pread"].as_u64().unwrap() >= 20000);
     assert_eq!(v["lost"]["ringbuf_full"].as_u64(), Some(0));
     assert!(v["agent_user_s"].as_f64().is_some());
+}
+
+/// `python3 -c script` (which waits for its go file) traced by `dmaprof
+/// trace --pid` with `args`; returns once every probe is attached, with
+/// the tracer's stderr (read to its end by a thread).
+fn traced_python<S: AsRef<OsStr>>(
+    script: &str,
+    args: &[S],
+) -> (Child, Child, std::thread::JoinHandle<String>) {
+    let child = Command::new("python3")
+        .arg("-c")
+        .arg(script)
+        .spawn()
+        .expect("python3");
+    let mut tracer = Command::new(dmaprof_bin())
+        .args(["trace", "--pid", &child.id().to_string()])
+        .args(args)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stderr = std::io::BufReader::new(tracer.stderr.take().unwrap());
+    let mut line = String::new();
+    let mut log = String::new();
+    while std::io::BufRead::read_line(&mut stderr, &mut line).unwrap() > 0 {
+        log.push_str(&line);
+        if line.contains("dmaprof: tracing") {
+            break;
+        }
+        line.clear();
+    }
+    // Keep reading: the tracer must never find its stderr closed.
+    let rest = std::thread::spawn(move || {
+        std::io::Read::read_to_string(&mut stderr, &mut log).ok();
+        log
+    });
+    (child, tracer, rest)
 }
 
 #[test]
@@ -495,10 +498,9 @@ fn two_instances_at_once_each_see_only_their_own_calls() {
     let data = dirs[0].path().join("third.bin");
     std::fs::write(&data, vec![1u8; 1 << 20]).unwrap();
     let go = dirs[0].path().join("go");
-    let third = Command::new("python3")
-        .arg("-c")
-        .arg(format!(
-            r#"
+    let trace_csv = dirs[0].path().join("trace.csv");
+    let script = format!(
+        r#"
 import os, time
 deadline = time.time() + 60
 while not os.path.exists("{g}") and time.time() < deadline:
@@ -508,26 +510,11 @@ for i in range(200):
     assert len(os.pread(fd, 4096, (i % 256) * 4096)) == 4096
     time.sleep(0.005)
 "#,
-            g = go.display(),
-            d = data.display()
-        ))
-        .spawn()
-        .expect("python3");
-    let trace_csv = dirs[0].path().join("trace.csv");
-    let mut tracer = Command::new(dmaprof_bin())
-        .args(["trace", "--pid", &third.id().to_string(), "--csv"])
-        .arg(&trace_csv)
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut stderr = std::io::BufReader::new(tracer.stderr.take().unwrap());
-    let mut line = String::new();
-    while std::io::BufRead::read_line(&mut stderr, &mut line).unwrap() > 0
-        && !line.contains("dmaprof: tracing")
-    {
-        line.clear();
-    }
+        g = go.display(),
+        d = data.display()
+    );
+    let (mut third, mut tracer, log) =
+        traced_python(&script, &[OsStr::new("--csv"), trace_csv.as_os_str()]);
     let children: Vec<_> = dirs
         .iter()
         .map(|d| {
@@ -579,9 +566,8 @@ for i in range(200):
     }
     // The tracer saw the third process's 200 preads and nothing of the instances'.
     let third_pid = third.id().to_string();
-    let mut third = third;
     assert!(third.wait().unwrap().success());
-    assert!(tracer.wait().unwrap().success());
+    assert!(tracer.wait().unwrap().success(), "{}", log.join().unwrap());
     let text = std::fs::read_to_string(&trace_csv).unwrap();
     let rows: Vec<Vec<&str>> = text
         .lines()

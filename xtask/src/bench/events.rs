@@ -151,14 +151,7 @@ pub fn run() -> Result<String> {
     let dir = Path::new("/var/tmp/dmaprof-events");
     std::fs::create_dir_all(dir)?;
     // Lay the file out and read it once: every measured read hits the page cache.
-    cmd::output(Command::new("fio").args([
-        "--name=warm",
-        &format!("--filename={}", dir.join("events.bin").display()),
-        "--rw=read",
-        "--bs=1m",
-        "--size=64m",
-        "--output=/dev/null",
-    ]))?;
+    super::fidelity::warm_64m(&dir.join("events.bin"))?;
     let mut steps = vec![Step {
         label: "untraced, max".into(),
         rate_per_job: None,

@@ -48,6 +48,20 @@ pub fn ensure_fio() -> Result<()> {
     )
 }
 
+/// Lays out a 64 MiB file with fio and reads it once, so later 4 KiB reads
+/// of it hit the page cache.
+pub fn warm_64m(file: &std::path::Path) -> Result<()> {
+    cmd::output(Command::new("fio").args([
+        "--name=warm",
+        &format!("--filename={}", file.display()),
+        "--rw=read",
+        "--bs=1m",
+        "--size=64m",
+        "--output=/dev/null",
+    ]))
+    .map(drop)
+}
+
 fn mib(bytes_per_s: f64) -> f64 {
     bytes_per_s / (1u64 << 20) as f64
 }

@@ -75,14 +75,7 @@ pub fn run(minutes: u32) -> Result<String> {
     let dir = Path::new("/var/tmp/dmaprof-soak");
     std::fs::create_dir_all(dir)?;
     let file = dir.join("soak.bin");
-    cmd::output(Command::new("fio").args([
-        "--name=warm",
-        &format!("--filename={}", file.display()),
-        "--rw=read",
-        "--bs=1m",
-        "--size=64m",
-        "--output=/dev/null",
-    ]))?;
+    super::fidelity::warm_64m(&file)?;
     let total = Duration::from_secs(minutes as u64 * 60);
     let mut fio = Command::new("fio")
         .args([
