@@ -448,8 +448,19 @@ fn run_workload(a: RunArgs, seed_table: bool) -> ExitCode {
         verify: !a.no_verify,
         force: a.force,
     };
+    // Ctrl-C / SIGTERM end the run between calls; what was done is reported.
+    // Registered before anything is written, so no signal leaves a temp file.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        let _ = signal_hook::flag::register(sig, stop.clone());
+    }
+    workload::datafile::stop_on(stop.clone());
     let plan = match plan::plan(&args) {
         Ok(p) => p,
+        Err(_) if stop.load(std::sync::atomic::Ordering::Relaxed) => {
+            eprintln!("dmaprof: interrupted before the run started");
+            return ExitCode::from(130);
+        }
         Err(e) => {
             eprintln!("dmaprof: {e}");
             return ExitCode::from(2);
@@ -509,11 +520,6 @@ fn run_workload(a: RunArgs, seed_table: bool) -> ExitCode {
         eprintln!("dmaprof: skipping {mode}: {why}");
     }
 
-    // Ctrl-C / SIGTERM end the run between calls; what was done is reported.
-    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
-        let _ = signal_hook::flag::register(sig, stop.clone());
-    }
     let mut probes = match start_probes(&a) {
         Ok(p) => p,
         Err(e) => {

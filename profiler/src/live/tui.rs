@@ -36,6 +36,11 @@ pub fn start(state: Arc<Mutex<LiveState>>, stop: Arc<AtomicBool>, fps: f64) -> i
                     (0usize, Panel::Latency, false, false);
                 let mut next_frame = Instant::now();
                 loop {
+                    // Stopped by a signal, not by the user: once the run is
+                    // over, give the terminal back instead of waiting for q.
+                    if done.load(Ordering::Relaxed) && stop.load(Ordering::Relaxed) {
+                        break;
+                    }
                     let now = Instant::now();
                     if now >= next_frame {
                         if !paused {

@@ -74,6 +74,20 @@ pub fn mark_as_ours(file: &File, path: &Path, seed: u64) -> io::Result<()> {
     std::fs::write(sidecar(path), value)
 }
 
+/// Raised by Ctrl-C / SIGTERM (the binary registers it): writing a test file
+/// stops, its partial file removed, instead of dying half way.
+static STOP: std::sync::OnceLock<std::sync::Arc<std::sync::atomic::AtomicBool>> =
+    std::sync::OnceLock::new();
+
+pub fn stop_on(flag: std::sync::Arc<std::sync::atomic::AtomicBool>) {
+    let _ = STOP.set(flag);
+}
+
+fn stop_requested() -> bool {
+    STOP.get()
+        .is_some_and(|f| f.load(std::sync::atomic::Ordering::Relaxed))
+}
+
 /// Creates (or reuses, when it is already dmaprof's, of this size and seed)
 /// a pattern file. Returns whether it had to be written.
 pub fn ensure_pattern_file(path: &Path, size: u64, seed: u64) -> io::Result<bool> {
@@ -96,6 +110,12 @@ pub fn ensure_pattern_file(path: &Path, size: u64, seed: u64) -> io::Result<bool
     let mut buf = vec![0u8; 4 << 20];
     let mut off = 0;
     while off < size {
+        if stop_requested() {
+            drop(f);
+            let _ = std::fs::remove_file(&tmp);
+            let _ = std::fs::remove_file(sidecar(&tmp));
+            return Err(io::Error::new(io::ErrorKind::Interrupted, "interrupted"));
+        }
         let n = (size - off).min(buf.len() as u64) as usize;
         pattern::fill(seed, off, &mut buf[..n]);
         f.write_all(&buf[..n])?;
