@@ -1,5 +1,10 @@
 //! Helpers shared by dmaprof's end-to-end scenarios.
-use std::{path::PathBuf, process::Command, sync::OnceLock};
+use std::{
+    path::PathBuf,
+    process::Command,
+    sync::OnceLock,
+    time::{Duration, Instant},
+};
 
 /// True when running under CI, where a missing capability is a failure, not a skip.
 pub fn under_ci() -> bool {
@@ -21,10 +26,14 @@ pub fn require_bpf(test: &str) -> bool {
     false
 }
 
-/// The `dmaprof` binary of the same profile as this test, built on demand.
+/// The `dmaprof` binary of the same profile as this test, built on demand;
+/// `$DMAPROF_BIN` when set (the lab guest has the binary but no cargo).
 pub fn dmaprof_bin() -> PathBuf {
     static BIN: OnceLock<PathBuf> = OnceLock::new();
     BIN.get_or_init(|| {
+        if let Some(bin) = std::env::var_os("DMAPROF_BIN") {
+            return PathBuf::from(bin);
+        }
         let exe = std::env::current_exe().expect("current_exe");
         // target/<profile>/deps/<test> -> target/<profile>/dmaprof
         let profile_dir = exe
@@ -70,4 +79,197 @@ pub fn gettid() -> u32 {
 pub fn probe_lock() -> std::sync::MutexGuard<'static, ()> {
     static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
     LOCK.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// The eBPF objects a process holds, by kernel id: what must be gone once
+/// it exits (signals.rs checks a signalled `dmaprof` leaves nothing behind).
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct BpfIds {
+    pub progs: std::collections::BTreeSet<u32>,
+    pub links: std::collections::BTreeSet<u32>,
+    pub maps: std::collections::BTreeSet<u32>,
+}
+
+impl BpfIds {
+    pub fn is_empty(&self) -> bool {
+        self.progs.is_empty() && self.links.is_empty() && self.maps.is_empty()
+    }
+}
+
+/// The ids of the programs, links and maps a running process holds open,
+/// read from the `prog_id:`, `link_id:` and `map_id:` lines of
+/// `/proc/<pid>/fdinfo/*` (a link's fd names its program too). Fds that
+/// close while they are read are skipped.
+pub fn bpf_ids_held_by(pid: u32) -> BpfIds {
+    let mut ids = BpfIds::default();
+    let Ok(dir) = std::fs::read_dir(format!("/proc/{pid}/fdinfo")) else {
+        return ids;
+    };
+    for entry in dir.flatten() {
+        let Ok(text) = std::fs::read_to_string(entry.path()) else {
+            continue;
+        };
+        for line in text.lines() {
+            let Some((key, value)) = line.split_once(':') else {
+                continue;
+            };
+            let Ok(id) = value.trim().parse::<u32>() else {
+                continue;
+            };
+            match key {
+                "prog_id" => ids.progs.insert(id),
+                "link_id" => ids.links.insert(id),
+                "map_id" => ids.maps.insert(id),
+                _ => false,
+            };
+        }
+    }
+    ids
+}
+
+/// Whether the kernel still has the object of this id: bpf(2)
+/// `BPF_*_GET_FD_BY_ID` succeeds (the fd is closed at once) or fails with
+/// something else than ENOENT. `cmd`: 13 prog, 14 map, 30 link. Needs root.
+fn bpf_id_exists(cmd: libc::c_int, id: u32) -> bool {
+    // union bpf_attr, the *_GET_FD_BY_ID part: { id, next_id, open_flags }.
+    let attr: [u32; 3] = [id, 0, 0];
+    // SAFETY: a valid, fully initialised attribute of the size passed.
+    let fd = unsafe {
+        libc::syscall(
+            libc::SYS_bpf,
+            cmd,
+            attr.as_ptr(),
+            std::mem::size_of_val(&attr) as libc::c_uint,
+        )
+    };
+    if fd >= 0 {
+        // SAFETY: the fd was just returned to us.
+        unsafe { libc::close(fd as libc::c_int) };
+        return true;
+    }
+    std::io::Error::last_os_error().raw_os_error() != Some(libc::ENOENT)
+}
+
+/// The subset of `ids` the kernel still has.
+pub fn bpf_ids_alive(ids: &BpfIds) -> BpfIds {
+    const PROG: libc::c_int = 13; // BPF_PROG_GET_FD_BY_ID
+    const MAP: libc::c_int = 14; // BPF_MAP_GET_FD_BY_ID
+    const LINK: libc::c_int = 30; // BPF_LINK_GET_FD_BY_ID
+    let keep = |cmd, set: &std::collections::BTreeSet<u32>| {
+        set.iter()
+            .copied()
+            .filter(|&id| bpf_id_exists(cmd, id))
+            .collect()
+    };
+    BpfIds {
+        progs: keep(PROG, &ids.progs),
+        links: keep(LINK, &ids.links),
+        maps: keep(MAP, &ids.maps),
+    }
+}
+
+/// Waits (up to `timeout`) for every object of `ids` to be gone and returns
+/// those that survived (empty: all freed). Freeing is deferred in the
+/// kernel (RCU, work queues), so a just-exited process's objects may linger
+/// for a moment.
+pub fn wait_bpf_ids_gone(ids: &BpfIds, timeout: std::time::Duration) -> BpfIds {
+    let end = std::time::Instant::now() + timeout;
+    loop {
+        let alive = bpf_ids_alive(ids);
+        if alive.is_empty() || std::time::Instant::now() >= end {
+            return alive;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
+/// A detached tmux session running one command in a 110x32 terminal: the
+/// dashboard tests' real terminal. Killed on drop.
+pub struct Tmux(String);
+
+impl Tmux {
+    /// None (a loud skip) without tmux, never under CI.
+    pub fn start(cmd: &str) -> Option<Tmux> {
+        if Command::new("tmux").arg("-V").output().is_err() {
+            assert!(
+                !under_ci(),
+                "tmux is needed for the terminal tests (cargo xtask setup installs it)"
+            );
+            eprintln!("SKIP: no tmux");
+            return None;
+        }
+        let name = format!("dmaprof-tui-{}-{}", std::process::id(), rand_suffix());
+        let ok = Command::new("tmux")
+            .args([
+                "new-session",
+                "-d",
+                "-s",
+                &name,
+                "-x",
+                "110",
+                "-y",
+                "32",
+                cmd,
+            ])
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "tmux new-session");
+        Some(Tmux(name))
+    }
+
+    pub fn screen(&self) -> String {
+        let out = Command::new("tmux")
+            .args(["capture-pane", "-p", "-t", &self.0])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    pub fn keys(&self, keys: &str) {
+        Command::new("tmux")
+            .args(["send-keys", "-t", &self.0, keys])
+            .status()
+            .unwrap();
+    }
+
+    pub fn alternate_screen(&self) -> bool {
+        let out = Command::new("tmux")
+            .args(["display", "-p", "-t", &self.0, "#{alternate_on}"])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).trim() == "1"
+    }
+
+    pub fn wait_for(&self, what: &str, secs: u64) -> String {
+        let end = Instant::now() + Duration::from_secs(secs);
+        loop {
+            let s = self.screen();
+            if s.contains(what) {
+                return s;
+            }
+            assert!(
+                Instant::now() < end,
+                "`{what}` never appeared; screen:\n{s}"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+impl Drop for Tmux {
+    fn drop(&mut self) {
+        let _ = Command::new("tmux")
+            .args(["kill-session", "-t", &self.0])
+            .status();
+    }
+}
+
+/// Distinguishes sessions of concurrent tests.
+fn rand_suffix() -> u128 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos()
+        % 1_000_000
 }

@@ -13,7 +13,7 @@ use crate::cmd::{self, Phases};
 
 /// Guest test binaries: integration tests of the `dmaprof-e2e` crate marked
 /// `#[ignore = "lab: ..."]`, run in the guest with `--ignored`.
-const LAB_TESTS: &[&str] = &["lab_rw_file"];
+const LAB_TESTS: &[&str] = &["lab_rw_file", "signals"];
 
 /// Builds the release `dmaprof` (and the named lab test binaries) for the guest.
 pub fn guest_files(lab_tests: &[&str]) -> Result<GuestFiles> {
@@ -79,7 +79,10 @@ pub fn test_suite(phases: &mut Phases) -> Result<()> {
             let out = vm::run(
                 &kernel,
                 &files,
-                &format!("/lab/{test} --ignored --test-threads=1 --nocapture"),
+                &format!(
+                    "DMAPROF_BIN=/usr/bin/dmaprof DMAPROF_TEST_DIR=/mnt \
+                     /lab/{test} --ignored --test-threads=1 --nocapture"
+                ),
                 900,
             )?;
             eprint!("{}", out.output);

@@ -39,6 +39,7 @@ mount -t sysfs sysfs /sys
 mount -t devtmpfs devtmpfs /dev
 mount -t tmpfs tmpfs /tmp
 mount -t tracefs tracefs /sys/kernel/tracing 2>/dev/null
+mount -t debugfs debugfs /sys/kernel/debug 2>/dev/null
 mount -t ext4 /dev/vda /mnt || echo "lab: mounting /dev/vda on /mnt failed"
 cd /mnt
 echo "@@DMAPROF-LAB-BEGIN@@"
