@@ -132,3 +132,64 @@ fn not_a_terminal_means_headless() {
         "{stdout}"
     );
 }
+
+#[test]
+fn trace_dashboard_shows_a_traced_process_calls_live() {
+    if !dmaprof_e2e::require_bpf("trace dashboard") {
+        return;
+    }
+    let dir = disk_scratch_dir();
+    let data = dir.path().join("d.bin");
+    std::fs::write(&data, vec![3u8; 1 << 20]).unwrap();
+    let (go, stop, status) = (
+        dir.path().join("go"),
+        dir.path().join("stop"),
+        dir.path().join("status"),
+    );
+    // 4 KiB preads until told to stop, so the dashboard has a live row.
+    let mut child = Command::new("python3")
+        .arg("-c")
+        .arg(format!(
+            r#"
+import os, time
+deadline = time.time() + 120
+while not os.path.exists("{g}") and time.time() < deadline:
+    time.sleep(0.02)
+fd = os.open("{d}", os.O_RDONLY)
+while not os.path.exists("{s}") and time.time() < deadline:
+    for i in range(100):
+        os.pread(fd, 4096, (i % 256) * 4096)
+    time.sleep(0.01)
+"#,
+            g = go.display(),
+            d = data.display(),
+            s = stop.display()
+        ))
+        .spawn()
+        .expect("python3");
+    let cmd = format!(
+        "{} trace --pid {}; echo EXIT=$? > {}; sleep 60",
+        dmaprof_bin().display(),
+        child.id(),
+        status.display()
+    );
+    let Some(t) = Tmux::start(&cmd) else {
+        let _ = child.kill();
+        let _ = child.wait();
+        return;
+    };
+    t.wait_for(&format!("pid {}", child.id()), 60);
+    std::fs::write(&go, b"").unwrap();
+    // The first (selected) row of the modes table: the traced preads.
+    let screen = t.wait_for("> pread", 30);
+    assert!(t.alternate_screen(), "{screen}");
+    assert!(screen.contains("pid "), "{screen}");
+    // The traced process ends: the trace ends with it and waits for q.
+    std::fs::write(&stop, b"").unwrap();
+    assert!(child.wait().unwrap().success());
+    t.wait_for("finished", 30);
+    assert!(!status.exists(), "the dashboard stays until the user quits");
+    t.keys("q");
+    assert_eq!(wait_file(&status, 30).trim(), "EXIT=0");
+    assert!(!t.alternate_screen(), "terminal restored");
+}
