@@ -31,8 +31,8 @@ pub enum Bench {
         /// Scratch directory on the file system to measure.
         #[arg(long, default_value = "/var/tmp/dmaprof-fidelity")]
         dir: String,
-        /// Interleaved rounds per case (medians are compared).
-        #[arg(long, default_value_t = 5)]
+        /// Rounds per case, each tool first in half of them (use an even number).
+        #[arg(long, default_value_t = 6)]
         rounds: u32,
     },
     /// Per-call records the agent sustains (fio 4 KiB page-cache reads
@@ -105,7 +105,7 @@ fn report(rounds: u32, minutes: u32) -> Result<String> {
     writeln!(
         r,
         "- command: `cargo xtask bench report --rounds {rounds} --minutes {minutes}`, which runs \
-         `bench overhead --rounds {rounds}`, `bench fidelity --rounds 5`, `bench events` and \
+         `bench overhead --rounds {rounds}`, `bench fidelity --rounds 6`, `bench events` and \
          `bench soak --minutes {minutes}` in that order"
     )?;
     writeln!(
@@ -120,7 +120,7 @@ fn report(rounds: u32, minutes: u32) -> Result<String> {
     )?;
     r.push_str(&overhead::run(rounds, false)?);
     writeln!(r)?;
-    r.push_str(&fidelity::run("/var/tmp/dmaprof-fidelity", 5)?);
+    r.push_str(&fidelity::run("/var/tmp/dmaprof-fidelity", 6)?);
     writeln!(r)?;
     r.push_str(&events::run()?);
     writeln!(r)?;
