@@ -37,20 +37,11 @@ struct Outcome {
 }
 
 fn fio_args(dir: &Path, s: &Step) -> Vec<String> {
-    let mut a: Vec<String> = [
-        "--name=events",
-        "--rw=read",
-        "--bs=4k",
-        "--size=64m",
-        "--ioengine=psync",
-        "--thread",
-        "--invalidate=0",
-        "--time_based",
-        "--output-format=json",
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
+    let mut a: Vec<String> = ["--name=events", "--output-format=json"]
+        .iter()
+        .chain(super::FIO_CACHED_4K_READS)
+        .map(|s| s.to_string())
+        .collect();
     a.push(format!("--filename={}", dir.join("events.bin").display()));
     a.push(format!("--numjobs={JOBS}"));
     a.push(format!("--runtime={SECONDS}"));
@@ -195,10 +186,19 @@ pub fn run() -> Result<String> {
     )?;
     writeln!(out, "|---|---:|---:|---|---:|---:|---:|")?;
     let mut best_lossless = 0.0f64;
+    // (untraced, traced) IOPS at full speed: what each probed call costs the caller.
+    let (mut untraced_max, mut traced_max) = (None, None);
     let mut loss_at: Option<String> = None;
     for s in &steps {
         eprintln!("bench: events step {}", s.label);
         let o = run_step(&dmaprof, dir, s)?;
+        if s.rate_per_job.is_none() && !s.starved {
+            if s.traced {
+                traced_max = Some(o.fio_iops);
+            } else {
+                untraced_max = Some(o.fio_iops);
+            }
+        }
         match &o.trace {
             None => writeln!(
                 out,
@@ -250,5 +250,16 @@ pub fn run() -> Result<String> {
             None => "not seen at any step (the readers, not the agent, set the ceiling)".into(),
         }
     )?;
+    if let (Some(u), Some(t)) = (untraced_max, traced_max) {
+        // Each of the JOBS threads spends 1/rate per call: the difference is
+        // the probes' cost plus the agent's competition for the 2 cores.
+        writeln!(
+            out,
+            "\ntracing cost per call at full speed: {:.2} us ({JOBS} threads: {u:.0} calls/s \
+             untraced, {t:.0} traced; probes on pread64 enter and exit, plus the agent sharing \
+             the CPUs)",
+            (JOBS as f64 / t - JOBS as f64 / u) * 1e6
+        )?;
+    }
     Ok(out)
 }

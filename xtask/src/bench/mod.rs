@@ -77,6 +77,18 @@ pub fn run(b: Bench) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// fio reading 4 KiB blocks of a 64 MiB file in the page cache with pread,
+/// jobs as threads of one process (one pid to trace), for a set time.
+pub const FIO_CACHED_4K_READS: &[&str] = &[
+    "--rw=read",
+    "--bs=4k",
+    "--size=64m",
+    "--ioengine=psync",
+    "--thread",
+    "--invalidate=0",
+    "--time_based",
+];
+
 /// The median of a sample (NaN when empty).
 pub fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(f64::total_cmp);

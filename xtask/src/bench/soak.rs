@@ -78,18 +78,8 @@ pub fn run(minutes: u32) -> Result<String> {
     super::fidelity::warm_64m(&file)?;
     let total = Duration::from_secs(minutes as u64 * 60);
     let mut fio = Command::new("fio")
-        .args([
-            "--name=soak",
-            "--rw=read",
-            "--bs=4k",
-            "--size=64m",
-            "--ioengine=psync",
-            "--thread",
-            "--invalidate=0",
-            "--time_based",
-            "--startdelay=2",
-            "--output=/dev/null",
-        ])
+        .args(["--name=soak", "--startdelay=2", "--output=/dev/null"])
+        .args(super::FIO_CACHED_4K_READS)
         .arg(format!("--filename={}", file.display()))
         .arg(format!("--numjobs={JOBS}"))
         .arg(format!("--rate_iops={RATE_PER_JOB}"))
