@@ -67,10 +67,11 @@ pub fn run(rounds: u32, no_lab: bool) -> Result<String> {
         out,
         "\ngoal: throughput ratio >= 0.98 and p50 ratio <= 1.02. Medians over all passes; in \
          brackets the range of the per-round ratios (a traced run against its untraced twin \
-         seconds before or after). The probes add a fixed cost per probed event (around a \
-         microsecond: 0.7 us per traced pread64 in the event rate section) to calls of 4 to 80 ms: well under 0.1%, \
-         so what these ratios show beyond 1.00 is the disk's (and in the lab QEMU's) drift, \
-         visible in the per-round range."
+         seconds before or after). A traced 32 MiB call costs about 32 block \
+         requests x 3 block probes plus a few sched_switch runs, each well under a microsecond \
+         (0.58 us per traced pread64 in the event rate section): some 50 us on a 15-25 ms call, \
+         about 0.3%, so the rest of what these ratios show is the disk's (and in the lab QEMU's) \
+         drift, visible in the per-round range."
     )?;
     Ok(out)
 }
