@@ -1119,3 +1119,79 @@ fn sigterm_under_the_dashboard_restores_the_terminal() {
     let survivors = wait_bpf_ids_gone(&held, FREE_TIMEOUT);
     assert!(survivors.is_empty(), "still loaded: {survivors:?}");
 }
+
+#[test]
+fn a_signalled_trace_commits_its_csv_and_detaches() {
+    if !require_bpf("signals") {
+        return;
+    }
+    let _serial = probe_lock();
+    let dir = disk_scratch_dir();
+    let data = dir.path().join("d.bin");
+    std::fs::write(&data, vec![5u8; 1 << 20]).unwrap();
+    // A process reading 4 KiB blocks from the page cache until killed.
+    let mut reader = Command::new("python3")
+        .arg("-c")
+        .arg(format!(
+            "import os\nfd = os.open('{}', os.O_RDONLY)\nwhile True:\n    os.pread(fd, 4096, 0)",
+            data.display()
+        ))
+        .spawn()
+        .expect("python3");
+    for sig in [libc::SIGINT, libc::SIGTERM] {
+        let (csv, json) = (dir.path().join("t.csv"), dir.path().join("t.json"));
+        let mut tracer = Command::new(dmaprof_bin())
+            .args(["trace", "--pid", &reader.id().to_string(), "--csv"])
+            .arg(&csv)
+            .arg("--json")
+            .arg(&json)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut stderr = std::io::BufReader::new(tracer.stderr.take().unwrap());
+        let mut log = String::new();
+        while std::io::BufRead::read_line(&mut stderr, &mut log).unwrap() > 0
+            && !log.contains("dmaprof: tracing")
+        {}
+        let held = bpf_ids_held_by(tracer.id());
+        assert!(!held.progs.is_empty(), "the tracer holds its programs");
+        // Mid-stream: hundreds of thousands of calls a second are flowing.
+        std::thread::sleep(Duration::from_millis(300));
+        unsafe { libc::kill(tracer.id() as i32, sig) };
+        stderr.read_to_string(&mut log).unwrap();
+        let code = tracer.wait().unwrap().code();
+        let name = sig_name(sig);
+        assert_eq!(code, Some(0), "{name}: Ctrl-C is how a trace ends\n{log}");
+        assert!(!log.contains("panicked"), "{log}");
+        let text = std::fs::read_to_string(&csv).unwrap();
+        assert!(text.ends_with('\n'), "{name}: no partial row");
+        let rows = text.lines().skip(1).count() as u64;
+        assert!(
+            text.lines().skip(1).all(|l| l.split(',').count() == 8),
+            "{name}: every row whole"
+        );
+        let v: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+        assert_eq!(
+            v["events"].as_u64(),
+            Some(rows),
+            "{name}: JSON counts the rows"
+        );
+        assert!(rows > 1000, "{name}: {rows} rows");
+        let left = wait_bpf_ids_gone(&held, FREE_TIMEOUT);
+        assert!(left.is_empty(), "{name}: still loaded: {left:?}");
+        let names: Vec<String> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        assert!(
+            names
+                .iter()
+                .all(|n| ["d.bin", "t.csv", "t.json"].contains(&n.as_str())),
+            "{name}: no temporary file: {names:?}"
+        );
+    }
+    let _ = reader.kill();
+    let _ = reader.wait();
+}
