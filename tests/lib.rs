@@ -273,3 +273,24 @@ fn rand_suffix() -> u128 {
         .as_nanos()
         % 1_000_000
 }
+
+/// Reads a `dmaprof trace` child's stderr (piped) until it says it is
+/// tracing (every probe attached), then keeps reading it in a thread (the
+/// tracer must never find its stderr closed) that returns the whole log.
+pub fn wait_until_tracing(tracer: &mut std::process::Child) -> std::thread::JoinHandle<String> {
+    use std::io::{BufRead, Read};
+    let mut stderr = std::io::BufReader::new(tracer.stderr.take().expect("stderr piped"));
+    let mut log = String::new();
+    let mut line = String::new();
+    while stderr.read_line(&mut line).unwrap_or(0) > 0 {
+        log.push_str(&line);
+        if line.contains("dmaprof: tracing") {
+            break;
+        }
+        line.clear();
+    }
+    std::thread::spawn(move || {
+        let _ = stderr.read_to_string(&mut log);
+        log
+    })
+}

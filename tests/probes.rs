@@ -417,21 +417,7 @@ fn traced_python<S: AsRef<OsStr>>(
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    let mut stderr = std::io::BufReader::new(tracer.stderr.take().unwrap());
-    let mut line = String::new();
-    let mut log = String::new();
-    while std::io::BufRead::read_line(&mut stderr, &mut line).unwrap() > 0 {
-        log.push_str(&line);
-        if line.contains("dmaprof: tracing") {
-            break;
-        }
-        line.clear();
-    }
-    // Keep reading: the tracer must never find its stderr closed.
-    let rest = std::thread::spawn(move || {
-        std::io::Read::read_to_string(&mut stderr, &mut log).ok();
-        log
-    });
+    let rest = dmaprof_e2e::wait_until_tracing(&mut tracer);
     (child, tracer, rest)
 }
 

@@ -1149,18 +1149,14 @@ fn a_signalled_trace_commits_its_csv_and_detaches() {
             .stderr(Stdio::piped())
             .spawn()
             .unwrap();
-        let mut stderr = std::io::BufReader::new(tracer.stderr.take().unwrap());
-        let mut log = String::new();
-        while std::io::BufRead::read_line(&mut stderr, &mut log).unwrap() > 0
-            && !log.contains("dmaprof: tracing")
-        {}
+        let log = dmaprof_e2e::wait_until_tracing(&mut tracer);
         let held = bpf_ids_held_by(tracer.id());
         assert!(!held.progs.is_empty(), "the tracer holds its programs");
         // Mid-stream: hundreds of thousands of calls a second are flowing.
         std::thread::sleep(Duration::from_millis(300));
         unsafe { libc::kill(tracer.id() as i32, sig) };
-        stderr.read_to_string(&mut log).unwrap();
         let code = tracer.wait().unwrap().code();
+        let log = log.join().unwrap();
         let name = sig_name(sig);
         assert_eq!(code, Some(0), "{name}: Ctrl-C is how a trace ends\n{log}");
         assert!(!log.contains("panicked"), "{log}");

@@ -3,14 +3,13 @@
 //! fentry/fexit and kprobe/kretprobe on `dma_buf_ioctl`, or the ioctl
 //! syscall tracepoints filtered to dma-buf commands (`_IOC_TYPE == 'b'`).
 use aya_ebpf::{
-    helpers::bpf_ktime_get_ns,
     macros::{fentry, fexit, kprobe, kretprobe, map, tracepoint},
     maps::HashMap,
     programs::{FEntryContext, FExitContext, ProbeContext, RetProbeContext, TracePointContext},
 };
-use profiler_common::call::{CallEvent, DMA_BUF_IOCTL_TYPE, EVENT_IOCTL, Pending, lost};
+use profiler_common::call::{CallEvent, DMA_BUF_IOCTL_TYPE, EVENT_IOCTL, Pending};
 
-use crate::threads::{add, counters, emit, lost_event, traced_current};
+use crate::threads::{add, begin, counters, emit, end, traced_current};
 
 #[map]
 static IOCTL_PENDING: HashMap<u32, Pending> = HashMap::with_max_entries(4096, 0);
@@ -25,14 +24,7 @@ fn enter(cmd: u32) {
     let Some((_, tid)) = traced_current() else {
         return;
     };
-    let p = Pending {
-        start_ns: unsafe { bpf_ktime_get_ns() },
-        what: cmd as u64,
-        len: 0,
-    };
-    if IOCTL_PENDING.insert(&tid, &p, 0).is_err() {
-        lost_event(lost::PENDING_FULL);
-    }
+    begin(&IOCTL_PENDING, tid, cmd as u64, 0);
 }
 
 #[inline(always)]
@@ -40,12 +32,9 @@ fn exit(ret: i64) {
     let Some((tgid, tid)) = traced_current() else {
         return;
     };
-    let Some(p) = (unsafe { IOCTL_PENDING.get(&tid) }).copied() else {
+    let Some((p, duration_ns)) = end(&IOCTL_PENDING, tid) else {
         return;
     };
-    let _ = IOCTL_PENDING.remove(&tid);
-    let now = unsafe { bpf_ktime_get_ns() };
-    let duration_ns = now.saturating_sub(p.start_ns);
     if let Some(c) = counters(tid) {
         unsafe {
             add(&raw mut (*c).ioctl_calls, 1);

@@ -3,14 +3,13 @@
 //! application's plain reads next to its dma-buf calls. Syscall tracepoints:
 //! the syscall ABI is the stable thing to hook, on every kernel.
 use aya_ebpf::{
-    helpers::bpf_ktime_get_ns,
     macros::{map, tracepoint},
     maps::HashMap,
     programs::TracePointContext,
 };
-use profiler_common::call::{CallEvent, EVENT_PREAD, Pending, lost};
+use profiler_common::call::{CallEvent, EVENT_PREAD, Pending};
 
-use crate::threads::{emit, lost_event, traced_current};
+use crate::threads::{begin, emit, end, traced_current};
 
 #[map]
 static PREAD_PENDING: HashMap<u32, Pending> = HashMap::with_max_entries(4096, 0);
@@ -31,14 +30,7 @@ pub fn sys_enter_pread64(ctx: TracePointContext) -> u32 {
     }) else {
         return 0;
     };
-    let p = Pending {
-        start_ns: unsafe { bpf_ktime_get_ns() },
-        what: fd,
-        len: count,
-    };
-    if PREAD_PENDING.insert(&tid, &p, 0).is_err() {
-        lost_event(lost::PENDING_FULL);
-    }
+    begin(&PREAD_PENDING, tid, fd, count);
     0
 }
 
@@ -47,14 +39,12 @@ pub fn sys_exit_pread64(ctx: TracePointContext) -> u32 {
     let Some((tgid, tid)) = traced_current() else {
         return 0;
     };
-    let Some(p) = (unsafe { PREAD_PENDING.get(&tid) }).copied() else {
+    let Some((p, duration_ns)) = end(&PREAD_PENDING, tid) else {
         return 0;
     };
-    let _ = PREAD_PENDING.remove(&tid);
     let Ok(ret) = (unsafe { ctx.read_at::<i64>(SYS_EXIT_RET) }) else {
         return 0;
     };
-    let now = unsafe { bpf_ktime_get_ns() };
     emit(CallEvent {
         kind: EVENT_PREAD,
         tgid,
@@ -62,7 +52,7 @@ pub fn sys_exit_pread64(ctx: TracePointContext) -> u32 {
         what: p.what as u32,
         ret,
         start_ns: p.start_ns,
-        duration_ns: now.saturating_sub(p.start_ns),
+        duration_ns,
         len: p.len,
     });
     0

@@ -3,16 +3,16 @@
 //! bytes requested, the flags and the result. fentry/fexit or
 //! kprobe/kretprobe; there is no tracepoint inside exporters.
 use aya_ebpf::{
-    helpers::{bpf_ktime_get_ns, bpf_probe_read_kernel},
+    helpers::bpf_probe_read_kernel,
     macros::{fentry, fexit, kprobe, kretprobe, map},
     maps::HashMap,
     programs::{FEntryContext, FExitContext, ProbeContext, RetProbeContext},
 };
 use profiler_common::call::{
-    CallEvent, EVENT_EXPORTER, Pending, RW_FILE_BUF_LEN_OFFSET, RW_FILE_FLAGS_OFFSET, lost,
+    CallEvent, EVENT_EXPORTER, Pending, RW_FILE_BUF_LEN_OFFSET, RW_FILE_FLAGS_OFFSET,
 };
 
-use crate::threads::{add, counters, emit, lost_event, traced_current};
+use crate::threads::{add, begin, counters, emit, end, traced_current};
 
 #[map]
 static EXPORTER_PENDING: HashMap<u32, Pending> = HashMap::with_max_entries(4096, 0);
@@ -27,14 +27,7 @@ fn enter(arg: *const u8) {
         unsafe { bpf_probe_read_kernel(arg.add(RW_FILE_FLAGS_OFFSET) as *const u32) }.unwrap_or(0);
     let len: u64 = unsafe { bpf_probe_read_kernel(arg.add(RW_FILE_BUF_LEN_OFFSET) as *const u64) }
         .unwrap_or(0);
-    let p = Pending {
-        start_ns: unsafe { bpf_ktime_get_ns() },
-        what: flags as u64,
-        len,
-    };
-    if EXPORTER_PENDING.insert(&tid, &p, 0).is_err() {
-        lost_event(lost::PENDING_FULL);
-    }
+    begin(&EXPORTER_PENDING, tid, flags as u64, len);
 }
 
 #[inline(always)]
@@ -42,11 +35,9 @@ fn exit(ret: i64) {
     let Some((tgid, tid)) = traced_current() else {
         return;
     };
-    let Some(p) = (unsafe { EXPORTER_PENDING.get(&tid) }).copied() else {
+    let Some((p, duration_ns)) = end(&EXPORTER_PENDING, tid) else {
         return;
     };
-    let _ = EXPORTER_PENDING.remove(&tid);
-    let duration_ns = unsafe { bpf_ktime_get_ns() }.saturating_sub(p.start_ns);
     if let Some(c) = counters(tid) {
         unsafe {
             add(&raw mut (*c).exporter_calls, 1);

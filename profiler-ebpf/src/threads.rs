@@ -3,11 +3,11 @@
 use core::intrinsics::{AtomicOrdering, atomic_xadd};
 
 use aya_ebpf::{
-    helpers::bpf_get_current_pid_tgid,
+    helpers::{bpf_get_current_pid_tgid, bpf_ktime_get_ns},
     macros::map,
     maps::{HashMap, PerCpuArray, RingBuf},
 };
-use profiler_common::call::{CallEvent, ThreadCounters, lost};
+use profiler_common::call::{CallEvent, Pending, ThreadCounters, lost};
 
 /// Only this process is traced when non-zero (set by user space before load).
 #[unsafe(no_mangle)]
@@ -59,7 +59,7 @@ pub fn counters(tid: u32) -> Option<*mut ThreadCounters> {
 }
 
 #[inline(always)]
-pub fn lost_event(index: u32) {
+fn lost_event(index: u32) {
     if let Some(slot) = CALL_LOST.get_ptr_mut(index) {
         unsafe { *slot += 1 };
     }
@@ -70,4 +70,28 @@ pub fn emit(event: CallEvent) {
     if CALL_EVENTS.output::<CallEvent>(&event, 0).is_err() {
         lost_event(lost::RINGBUF_FULL);
     }
+}
+
+/// Entry probe: remembers when this thread's call started (and what it is).
+#[inline(always)]
+pub fn begin(pending: &HashMap<u32, Pending>, tid: u32, what: u64, len: u64) {
+    let p = Pending {
+        start_ns: unsafe { bpf_ktime_get_ns() },
+        what,
+        len,
+    };
+    if pending.insert(&tid, &p, 0).is_err() {
+        lost_event(lost::PENDING_FULL);
+    }
+}
+
+/// Exit probe: the call's entry record and its duration, the record
+/// removed; None when the entry was not seen (not traced, or started
+/// before the probes were attached).
+#[inline(always)]
+pub fn end(pending: &HashMap<u32, Pending>, tid: u32) -> Option<(Pending, u64)> {
+    let p = unsafe { pending.get(&tid) }.copied()?;
+    let _ = pending.remove(&tid);
+    let duration_ns = unsafe { bpf_ktime_get_ns() }.saturating_sub(p.start_ns);
+    Some((p, duration_ns))
 }
