@@ -577,9 +577,7 @@ fn run_workload(a: RunArgs, seed_table: bool) -> ExitCode {
     drop(probes); // detach before writing results
     // Exports first: whatever happened, the calls done so far are kept.
     // Exports first, then the dashboard waits for the user to quit.
-    if std::env::var_os("DMAPROF_ANNOUNCE_PHASES").is_some() {
-        eprintln!("dmaprof: phase export");
-    }
+    workload::announce(format_args!("export"));
     let export_error = write_exports(
         &a,
         cfg,
@@ -822,80 +820,9 @@ struct TraceArgs {
     json: Option<PathBuf>,
 }
 
-/// Where each traced call goes: the dashboard, the CSV, or a line on stdout.
-enum TraceSink {
-    Live(Arc<Mutex<LiveState>>),
-    Csv(AtomicFile),
-    Lines(std::io::BufWriter<std::io::Stdout>),
-}
-
-impl TraceSink {
-    /// Takes every event waiting in the ring; returns how many.
-    fn drain(
-        &mut self,
-        ring: &mut aya::maps::RingBuf<aya::maps::MapData>,
-        summary: &mut profiler::probes::events::TraceSummary,
-        start: std::time::Instant,
-    ) -> std::io::Result<u64> {
-        use profiler::probes::events;
-        use std::io::Write;
-        let before = summary.events;
-        match self {
-            TraceSink::Live(state) => {
-                // One lock per batch, not per event.
-                let mut s = state.lock().unwrap_or_else(|e| e.into_inner());
-                let end_ns = start.elapsed().as_nanos() as u64;
-                while let Some(e) = next_event(ring) {
-                    summary.count(&e);
-                    s.record_event(&events::name(&e), e.duration_ns, events::bytes(&e), end_ns);
-                }
-            }
-            TraceSink::Csv(f) => {
-                while let Some(e) = next_event(ring) {
-                    summary.count(&e);
-                    events::csv_row(f.writer(), &e)?;
-                }
-            }
-            TraceSink::Lines(out) => {
-                while let Some(e) = next_event(ring) {
-                    summary.count(&e);
-                    writeln!(
-                        out,
-                        "{:>12.3} {:>8} {:>8} {:<9} {:>#12x} {:>12} {:>10.1} {:>6}",
-                        start.elapsed().as_secs_f64() * 1e3,
-                        e.tgid,
-                        e.tid,
-                        events::kind(&e),
-                        e.what,
-                        e.len,
-                        e.duration_ns as f64 / 1e3,
-                        e.ret
-                    )?;
-                }
-                out.flush()?;
-            }
-        }
-        Ok(summary.events - before)
-    }
-}
-
-/// The next event of the ring, its space handed back to the producers at once.
-fn next_event(
-    ring: &mut aya::maps::RingBuf<aya::maps::MapData>,
-) -> Option<profiler_common::call::CallEvent> {
-    use profiler_common::call::CallEvent;
-    loop {
-        let item = ring.next()?;
-        if item.len() >= size_of::<CallEvent>() {
-            // SAFETY: the kernel side writes exactly one CallEvent per record.
-            return Some(unsafe { std::ptr::read_unaligned(item.as_ptr() as *const CallEvent) });
-        }
-    }
-}
-
 fn run_trace(a: TraceArgs) -> ExitCode {
     use profiler::probes::{
-        events::{self, TraceSummary},
+        events::{self, Sink, TraceSummary},
         session::{Families, Options, Session},
     };
     let TraceArgs {
@@ -993,14 +920,14 @@ fn run_trace(a: TraceArgs) -> ExitCode {
         None => None,
     };
     let mut sink = match (csv, &live, &ui) {
-        (Some(f), _, _) => TraceSink::Csv(f),
-        (None, Some(state), Some(_)) => TraceSink::Live(state.clone()),
+        (Some(f), _, _) => Sink::Csv(f),
+        (None, Some(state), Some(_)) => Sink::Live(state.clone()),
         _ => {
             println!(
                 "{:>12} {:>8} {:>8} {:<9} {:>12} {:>12} {:>10} {:>6}",
                 "t_ms", "pid", "tid", "kind", "cmd/fd", "bytes", "dur_us", "ret"
             );
-            TraceSink::Lines(std::io::BufWriter::new(std::io::stdout()))
+            Sink::Lines(std::io::BufWriter::new(std::io::stdout()))
         }
     };
     eprintln!(
@@ -1056,7 +983,7 @@ fn run_trace(a: TraceArgs) -> ExitCode {
     drop(ring);
     drop(session); // detach before writing results
     let mut failed = sink_error.map(|e| format!("writing calls: {e}"));
-    if let TraceSink::Csv(f) = sink {
+    if let Sink::Csv(f) = sink {
         let dest = f.dest().display().to_string();
         if let Err(e) = f.commit() {
             failed.get_or_insert(format!("--csv {dest}: {e}"));

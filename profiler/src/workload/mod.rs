@@ -221,13 +221,13 @@ pub fn run(
     out
 }
 
-/// Announces on stderr that a phase of a pass starts (`dmaprof: phase alloc
-/// pread 0`), only when `DMAPROF_ANNOUNCE_PHASES` is set. It exists so tests
-/// can aim signals at a phase (tests/signals.rs).
-pub fn announce(phase: &str, mode: Mode, iteration: u32) {
+/// Announces on stderr that a phase starts (`dmaprof: phase alloc pread 0`,
+/// `dmaprof: phase export`), only when `DMAPROF_ANNOUNCE_PHASES` is set. It
+/// exists so tests can aim signals at a phase (tests/signals.rs).
+pub fn announce(phase: std::fmt::Arguments) {
     static ON: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
     if *ON.get_or_init(|| std::env::var_os("DMAPROF_ANNOUNCE_PHASES").is_some()) {
-        eprintln!("dmaprof: phase {phase} {mode} {iteration}");
+        eprintln!("dmaprof: phase {phase}");
     }
 }
 
@@ -317,7 +317,7 @@ fn run_pass(
     let map_heap = matches!(mode, Mode::DmabufRead | Mode::DmabufWrite);
 
     // Allocate: what a user of this path pays before moving any data.
-    announce("alloc", mode, iteration);
+    announce(format_args!("alloc {mode} {iteration}"));
     let t = Instant::now();
     let mut bufs = Vec::with_capacity(count as usize);
     for i in 0..count {
@@ -338,7 +338,7 @@ fn run_pass(
     }
 
     // Transfer: one timed call per buffer.
-    announce("transfer", mode, iteration);
+    announce(format_args!("transfer {mode} {iteration}"));
     // SAFETY: gettid cannot fail.
     let tid = unsafe { libc::gettid() } as u32;
     let mut calls = Vec::with_capacity(count as usize);
@@ -388,7 +388,7 @@ fn run_pass(
     };
     let mut sync_ns = 0;
     if cfg.direction == Direction::Write {
-        announce("sync", mode, iteration);
+        announce(format_args!("sync {mode} {iteration}"));
         let t = Instant::now();
         file.sync_all().map_err(|e| failed(mode, "fsync", e))?;
         sync_ns = t.elapsed().as_nanos() as u64;
@@ -396,13 +396,13 @@ fn run_pass(
 
     let done = calls.len();
     let verified = if cfg.verify {
-        announce("verify", mode, iteration);
+        announce(format_args!("verify {mode} {iteration}"));
         verify(cfg, mode, &mut bufs[..done]).map_err(|e| failed(mode, "verification", e))?
     } else {
         Verification::Skipped
     };
 
-    announce("free", mode, iteration);
+    announce(format_args!("free {mode} {iteration}"));
     let t = Instant::now();
     drop(bufs);
     let free_ns = t.elapsed().as_nanos() as u64;

@@ -95,15 +95,24 @@ fn dmaprof_once(dmaprof: &std::path::Path, dir: &str, c: &Case) -> Result<[f64; 
     let d: Value = serde_json::from_str(&std::fs::read_to_string(&json)?)?;
     let s = &d["modes"][0]["summary"];
     let f = |k: &str| s[k].as_f64().unwrap_or(0.0);
-    // Elapsed window from the per-call CSV: start_ns (col 6) and wall_ns (col 7).
+    // Elapsed window from the per-call CSV, columns found by name.
     let text = std::fs::read_to_string(&csv)?;
+    let mut lines = text.lines();
+    let header: Vec<&str> = lines.next().context("empty CSV")?.split(',').collect();
+    let col = |name: &str| {
+        header
+            .iter()
+            .position(|h| *h == name)
+            .context(name.to_string())
+    };
+    let (c_bytes, c_start, c_wall) = (col("bytes")?, col("start_ns")?, col("wall_ns")?);
     let (mut first, mut last, mut bytes) = (u64::MAX, 0u64, 0u64);
-    for line in text.lines().skip(1) {
+    for line in lines {
         let v: Vec<&str> = line.split(',').collect();
         let n = |i: usize| v.get(i).and_then(|x| x.parse::<u64>().ok()).unwrap_or(0);
-        first = first.min(n(6));
-        last = last.max(n(6) + n(7));
-        bytes += n(5);
+        first = first.min(n(c_start));
+        last = last.max(n(c_start) + n(c_wall));
+        bytes += n(c_bytes);
     }
     let elapsed = mib(bytes as f64 / ((last.saturating_sub(first)).max(1) as f64 / 1e9));
     Ok([f("mib_per_s"), elapsed, f("lat_p50_us"), f("lat_p99_us")])
