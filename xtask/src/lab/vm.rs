@@ -221,9 +221,14 @@ fn qemu(kernel: &Kernel, initrd: &Path, disk_img: &Path, extra_cmdline: &str) ->
     let mut c = Command::new("qemu-system-x86_64");
     // la57=off: a guest with 5-level paging under TCG now and then reset in
     // early boot, before printing anything (seen as a silent exit).
+    // thread=single: with one host thread per vCPU, the guest's live code
+    // patching (ftrace and BPF trampolines as probes attach and detach,
+    // static keys) now and then crashed the other vCPU mid-instruction
+    // (int3 / bad jump oopses in __schedule, sched_clock_cpu). One thread
+    // runs both vCPUs round-robin: slower, but patching is atomic.
     c.args([
         "-accel",
-        "tcg,thread=multi",
+        "tcg,thread=single",
         "-cpu",
         "max,la57=off",
         "-smp",
