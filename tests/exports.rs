@@ -98,9 +98,11 @@ fn csv_and_json_have_the_documented_shape_and_agree() {
         assert_eq!(m.summary.calls, 12);
         assert_eq!(m.summary.bytes, 3 * (8 << 20));
         // The histogram is lossless: every call is in it, min and max match the summary.
-        let h = results::decode_histogram(&m.latency_histogram).unwrap();
+        let h = results::LatencyHistogram::decode(&m.latency_histogram).unwrap();
         assert_eq!(h.len(), 12);
-        assert!((h.max() as f64 / 1e3 - m.summary.lat_max_us).abs() / m.summary.lat_max_us < 0.01);
+        assert!(
+            (h.max_ns() as f64 / 1e3 - m.summary.lat_max_us).abs() / m.summary.lat_max_us < 0.01
+        );
         // The per-call CSV rows of this mode sum to the JSON's bytes.
         let csv_bytes: u64 = rows
             .iter()

@@ -88,7 +88,7 @@ fn direct_reads_join_block_bytes_to_each_call_exactly() {
         verify: true,
         force: false,
     };
-    let plan = plan::plan(&args).unwrap();
+    let plan = plan::plan(&args, &AtomicBool::new(false)).unwrap();
     let counters = Counters(&s, tid);
     let out = workload::run(
         &plan.config,

@@ -67,11 +67,10 @@ impl Observer for Collect {
 #[test]
 fn read_baselines_move_and_verify_every_byte() {
     let dir = disk_scratch_dir();
-    let plan = plan::plan(&args(
-        dir.path(),
-        &["pread", "pread-direct"],
-        Direction::Read,
-    ))
+    let plan = plan::plan(
+        &args(dir.path(), &["pread", "pread-direct"], Direction::Read),
+        &AtomicBool::new(false),
+    )
     .unwrap();
     let mut seen = Collect::default();
     let out = workload::run(&plan.config, &AtomicBool::new(false), &mut seen, None);
@@ -110,11 +109,10 @@ fn read_baselines_move_and_verify_every_byte() {
 #[test]
 fn write_baselines_save_verified_files() {
     let dir = disk_scratch_dir();
-    let plan = plan::plan(&args(
-        dir.path(),
-        &["pwrite", "pwrite-direct"],
-        Direction::Write,
-    ))
+    let plan = plan::plan(
+        &args(dir.path(), &["pwrite", "pwrite-direct"], Direction::Write),
+        &AtomicBool::new(false),
+    )
     .unwrap();
     let out = workload::run(
         &plan.config,
@@ -523,7 +521,7 @@ fn a_size_that_is_not_a_multiple_of_the_chunk_ends_with_a_short_call() {
     let mut a = args(dir.path(), &["pread"], Direction::Read);
     a.size = Some(10 * MIB);
     a.iterations = 1;
-    let plan = plan::plan(&a).unwrap();
+    let plan = plan::plan(&a, &AtomicBool::new(false)).unwrap();
     let out = workload::run(
         &plan.config,
         &AtomicBool::new(false),

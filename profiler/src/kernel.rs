@@ -49,7 +49,19 @@ impl Privileges {
     pub fn can_trace(&self) -> bool {
         self.cap_sys_admin || (self.cap_bpf && self.cap_perfmon)
     }
+
+    /// Ok, or "`what` needs root (or CAP_BPF + CAP_PERFMON)".
+    pub fn require_tracing(&self, what: &str) -> Result<(), String> {
+        if self.can_trace() {
+            Ok(())
+        } else {
+            Err(format!("{what} needs {TRACING_PRIVILEGES}"))
+        }
+    }
 }
+
+/// What loading and attaching tracing programs takes, in every message that says so.
+pub const TRACING_PRIVILEGES: &str = "root (or CAP_BPF + CAP_PERFMON)";
 
 /// Loads the smallest valid program (socket filter: `r0 = 0; exit`) through
 /// the raw bpf(2) syscall: the plainest answer to "is BPF usable here".

@@ -2,7 +2,7 @@
 //! or a per-call CSV (`--csv`). Either becomes per-pass samples per mode.
 use std::{collections::BTreeMap, path::Path};
 
-use crate::export::results;
+use crate::{export::results, metrics::CallTotals};
 
 /// Per-pass samples of one mode.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -17,7 +17,7 @@ pub type Samples = BTreeMap<String, ModeSamples>;
 
 /// Loads a results file; the error says what is wrong with it.
 pub fn load(path: &Path) -> Result<Samples, String> {
-    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let text = read_input(path).map_err(|e| format!("{}: {e}", path.display()))?;
     let samples = if text.trim_start().starts_with('{') {
         from_results(&text)
     } else {
@@ -44,6 +44,34 @@ pub fn load(path: &Path) -> Result<Samples, String> {
     Ok(samples)
 }
 
+impl ModeSamples {
+    fn push(&mut self, t: &CallTotals) {
+        self.mib_per_s.push(t.mib_per_s());
+        self.lat_p50_us.push(t.latency.quantile_us(0.5));
+        self.lat_p99_us.push(t.latency.quantile_us(0.99));
+        self.cpu_ns_per_mib.push(t.cpu_ns_per_mib());
+    }
+}
+
+/// Results files are read whole: only regular files (a FIFO would block,
+/// `/dev/zero` would never end), and at most `MAX_INPUT_BYTES`.
+const MAX_INPUT_BYTES: u64 = 4 << 30;
+
+fn read_input(path: &Path) -> Result<String, String> {
+    let meta = std::fs::metadata(path).map_err(|e| e.to_string())?;
+    if !meta.is_file() {
+        return Err("not a regular file (give a results JSON or a per-call CSV)".into());
+    }
+    if meta.len() > MAX_INPUT_BYTES {
+        return Err(format!(
+            "{} bytes is larger than any results file dmaprof writes (at most {} GiB read)",
+            meta.len(),
+            MAX_INPUT_BYTES >> 30
+        ));
+    }
+    std::fs::read_to_string(path).map_err(|e| e.to_string())
+}
+
 fn from_results(text: &str) -> Result<Samples, String> {
     let doc = results::parse(text)?;
     let mut out = Samples::new();
@@ -60,71 +88,62 @@ fn from_results(text: &str) -> Result<Samples, String> {
     Ok(out)
 }
 
-/// Groups call rows by (mode, iteration) into passes.
+/// Groups call rows by (mode, iteration) into passes, each summed with the
+/// same definitions the results JSON uses (`results::pass_totals`). The
+/// columns are found by name; the csv crate does the splitting and quoting.
 fn from_calls_csv(text: &str) -> Result<Samples, String> {
-    let mut lines = text.lines().filter(|l| !l.trim().is_empty());
-    let header: Vec<&str> = lines.next().ok_or("empty file")?.split(',').collect();
+    let mut reader = csv::ReaderBuilder::new()
+        .flexible(true)
+        .from_reader(text.as_bytes());
+    let header = reader.headers().map_err(one_line)?.clone();
+    if header.iter().all(|h| h.trim().is_empty()) {
+        return Err("empty file".into());
+    }
     let col = |name: &str| {
         header
             .iter()
-            .position(|h| *h == name)
+            .position(|h| h == name)
             .ok_or_else(|| format!("missing column `{name}`"))
     };
-    let (mode_c, iter_c, bytes_c, wall_c) = (
-        col("mode")?,
-        col("iteration")?,
-        col("bytes")?,
-        col("wall_ns")?,
-    );
-    let (user_c, sys_c) = (col("cpu_user_ns")?, col("cpu_sys_ns")?);
-    #[derive(Default)]
-    struct Pass {
-        bytes: f64,
-        wall: f64,
-        cpu: f64,
-        lat: Vec<f64>,
-    }
-    let mut passes: BTreeMap<(String, u64), Pass> = BTreeMap::new();
-    for (n, line) in lines.enumerate() {
-        let f: Vec<&str> = line.split(',').collect();
-        let num = |c: usize| -> Result<f64, String> {
-            let v = f
-                .get(c)
-                .ok_or_else(|| format!("line {}: too few columns", n + 2))?;
-            let x: f64 = v
-                .parse()
-                .map_err(|_| format!("line {}: `{v}` is not a number", n + 2))?;
-            if x.is_finite() {
-                Ok(x)
-            } else {
-                Err(format!("line {}: `{v}` is not a finite number", n + 2))
-            }
+    let [mode_c, iter_c, bytes_c, wall_c, user_c, sys_c] = [
+        "mode",
+        "iteration",
+        "bytes",
+        "wall_ns",
+        "cpu_user_ns",
+        "cpu_sys_ns",
+    ]
+    .map(col);
+    let (mode_c, iter_c, bytes_c, wall_c, user_c, sys_c) =
+        (mode_c?, iter_c?, bytes_c?, wall_c?, user_c?, sys_c?);
+    let mut passes: BTreeMap<(String, u64), CallTotals> = BTreeMap::new();
+    for record in reader.records() {
+        let r = record.map_err(one_line)?;
+        let line = r.position().map_or(0, |p| p.line());
+        let field = |c: usize| {
+            r.get(c)
+                .ok_or_else(|| format!("line {line}: too few columns"))
         };
-        let mode = f
-            .get(mode_c)
-            .ok_or_else(|| format!("line {}: too few columns", n + 2))?
-            .to_string();
-        let p = passes.entry((mode, num(iter_c)? as u64)).or_default();
-        p.bytes += num(bytes_c)?;
-        p.wall += num(wall_c)?;
-        p.cpu += num(user_c)? + num(sys_c)?;
-        p.lat.push(num(wall_c)? / 1e3);
+        let num = |c: usize| -> Result<u64, String> {
+            let v = field(c)?;
+            v.parse::<u64>().map_err(|_| match v.parse::<f64>() {
+                Ok(x) if !x.is_finite() => format!("line {line}: `{v}` is not a finite number"),
+                _ => format!("line {line}: `{v}` is not a number"),
+            })
+        };
+        passes
+            .entry((field(mode_c)?.to_string(), num(iter_c)?))
+            .or_default()
+            .add(num(bytes_c)?, num(wall_c)?, num(user_c)? + num(sys_c)?);
     }
     let mut out = Samples::new();
-    for ((mode, _), mut p) in passes {
-        if p.wall <= 0.0 {
-            continue;
-        }
-        p.lat.sort_by(f64::total_cmp);
-        let q =
-            |q: f64| p.lat[((p.lat.len() as f64 * q).ceil() as usize).clamp(1, p.lat.len()) - 1];
-        let mib = p.bytes / (1u64 << 20) as f64;
-        let s = out.entry(mode).or_default();
-        s.mib_per_s.push(mib / (p.wall / 1e9));
-        s.lat_p50_us.push(q(0.5));
-        s.lat_p99_us.push(q(0.99));
-        s.cpu_ns_per_mib
-            .push(if mib > 0.0 { p.cpu / mib } else { 0.0 });
+    for ((mode, _), t) in passes.into_iter().filter(|(_, t)| t.wall_ns > 0) {
+        out.entry(mode).or_default().push(&t);
     }
     Ok(out)
+}
+
+/// The csv crate's error on one line.
+fn one_line(e: csv::Error) -> String {
+    e.to_string().replace('\n', " ")
 }

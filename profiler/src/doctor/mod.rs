@@ -285,7 +285,10 @@ fn fs_check(path: &Path) -> FsCheck {
 fn limitations(r: &Report) -> Vec<String> {
     let mut out = Vec::new();
     if !r.privileges.can_trace() {
-        out.push("not root and no CAP_BPF+CAP_PERFMON: no kernel probes; runs measure userspace timing only".into());
+        out.push(format!(
+            "not root: kernel probes need {}; runs measure userspace timing only",
+            kernel::TRACING_PRIVILEGES
+        ));
     } else if !r.bpf.ok {
         out.push("BPF unusable: no kernel probes; runs measure userspace timing only".into());
     }

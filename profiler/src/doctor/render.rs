@@ -21,10 +21,9 @@ pub fn render_text(r: &Report) -> String {
         out,
         "privileges: euid {}{}",
         p.euid,
-        if p.can_trace() {
-            " (can load and attach tracing programs)"
-        } else {
-            " (cannot trace: need root or CAP_BPF+CAP_PERFMON)"
+        match p.require_tracing("tracing") {
+            Ok(()) => " (can load and attach tracing programs)".to_string(),
+            Err(why) => format!(" (cannot trace: {why})"),
         }
     );
     let _ = writeln!(out, "\nkernel facilities");

@@ -4,19 +4,14 @@
 //! what is written and what is read cannot drift apart.
 use std::io::{self, Write};
 
-use base64::Engine as _;
-use hdrhistogram::{
-    Histogram,
-    serialization::{Deserializer, Serializer, V2DeflateSerializer},
-};
+pub use crate::metrics::LatencyHistogram;
+
 use serde::{Deserialize, Serialize};
 
+use super::RunReport;
+use crate::metrics::CallTotals;
 use crate::probes::session::{Attached, Lost};
-use crate::workload::{
-    Config, Outcome, Pass, Verification,
-    mode::Mode,
-    summary::{self, ModeSummary},
-};
+use crate::workload::{CallRecord, Pass, Verification, mode::Mode, summary::ModeSummary};
 
 pub const SCHEMA: &str = "dmaprof.results/1";
 
@@ -89,91 +84,61 @@ pub struct PassResult {
     pub verified: Verification,
 }
 
-fn pass_result(p: &Pass) -> PassResult {
-    let mut hist = summary::latency_histogram();
-    let (mut cpu, mut bytes) = (0u64, 0u64);
-    for c in &p.calls {
-        hist.saturating_record(c.wall_ns.max(1));
-        cpu += c.cpu.user_ns + c.cpu.sys_ns;
-        bytes += c.bytes;
+/// One pass as `compare` samples it: the same definitions as a per-call
+/// CSV of the run gives (`compare::input`), so both read alike.
+pub fn pass_totals<'a>(calls: impl IntoIterator<Item = &'a CallRecord>) -> CallTotals {
+    let mut t = CallTotals::default();
+    for c in calls {
+        t.add(c.bytes, c.wall_ns, c.cpu.user_ns + c.cpu.sys_ns);
     }
-    let mib = bytes as f64 / (1u64 << 20) as f64;
-    let q = |q: f64| {
-        if p.calls.is_empty() {
-            0.0
-        } else {
-            hist.value_at_quantile(q) as f64 / 1e3
-        }
-    };
+    t
+}
+
+fn pass_result(p: &Pass) -> PassResult {
+    let t = pass_totals(&p.calls);
     PassResult {
         iteration: p.iteration,
-        calls: p.calls.len() as u64,
+        calls: t.calls,
         bytes: p.bytes,
         alloc_ns: p.alloc_ns,
         transfer_ns: p.transfer_ns,
         sync_ns: p.sync_ns,
         free_ns: p.free_ns,
-        mib_per_s: if p.transfer_ns > 0 {
-            mib / (p.transfer_ns as f64 / 1e9)
-        } else {
-            0.0
-        },
-        lat_p50_us: q(0.5),
-        lat_p99_us: q(0.99),
-        cpu_ns_per_mib: if mib > 0.0 { cpu as f64 / mib } else { 0.0 },
+        mib_per_s: t.mib_per_s(),
+        lat_p50_us: t.latency.quantile_us(0.5),
+        lat_p99_us: t.latency.quantile_us(0.99),
+        cpu_ns_per_mib: t.cpu_ns_per_mib(),
         cache: p.cache.clone(),
         verified: p.verified,
     }
 }
 
-pub fn encode_histogram(hist: &Histogram<u64>) -> String {
-    let mut bytes = Vec::new();
-    V2DeflateSerializer::new()
-        .serialize(hist, &mut bytes)
-        .expect("serializing to memory");
-    base64::engine::general_purpose::STANDARD.encode(bytes)
-}
-
-pub fn decode_histogram(text: &str) -> Result<Histogram<u64>, String> {
-    let bytes = base64::engine::general_purpose::STANDARD
-        .decode(text)
-        .map_err(|e| format!("latency_histogram is not base64: {e}"))?;
-    Deserializer::new()
-        .deserialize(&mut io::Cursor::new(bytes))
-        .map_err(|e| format!("latency_histogram is not an hdrhistogram: {e:?}"))
-}
-
-pub fn build(
-    cfg: &Config,
-    outcome: &Outcome,
-    skipped: &[(Mode, String)],
-    started_unix_s: u64,
-    probes: Option<(Vec<Attached>, Lost)>,
-) -> Results {
-    let (probes, lost_events) = match probes {
-        Some((a, l)) => (a, Some(l)),
+pub fn build(run: &RunReport) -> Results {
+    let (probes, lost_events) = match &run.probes {
+        Some((a, l)) => (a.clone(), Some(*l)),
         None => (Vec::new(), None),
     };
-    let modes = summary::summarize(&outcome.passes)
-        .into_iter()
+    let passes = &run.outcome.passes;
+    let modes = run
+        .summary
+        .iter()
         .map(|s| {
-            let mine: Vec<&Pass> = outcome.passes.iter().filter(|p| p.mode == s.mode).collect();
-            let mut hist = summary::latency_histogram();
-            for c in mine.iter().flat_map(|p| &p.calls) {
-                hist.saturating_record(c.wall_ns.max(1));
-            }
+            let mine: Vec<&Pass> = passes.iter().filter(|p| p.mode == s.mode).collect();
             ModeResult {
-                summary: s,
+                summary: s.clone(),
                 passes: mine.iter().map(|p| pass_result(p)).collect(),
-                latency_histogram: encode_histogram(&hist),
+                latency_histogram: pass_totals(mine.iter().flat_map(|p| &p.calls))
+                    .latency
+                    .encode(),
             }
         })
         .collect();
+    let cfg = run.config;
     Results {
         schema: SCHEMA.into(),
         dmaprof_version: env!("CARGO_PKG_VERSION").into(),
         kernel_release: crate::kernel::release(),
-        started_unix_s,
+        started_unix_s: run.started_unix_s,
         options: RunOptions {
             modes: cfg.modes.clone(),
             direction: cfg.direction.to_string(),
@@ -185,9 +150,10 @@ pub fn build(
             cache: format!("{:?}", cfg.cache).to_lowercase(),
             verify: cfg.verify,
         },
-        interrupted: outcome.interrupted,
-        error: outcome.error.as_ref().map(|e| e.to_string()),
-        skipped: skipped
+        interrupted: run.outcome.interrupted,
+        error: run.outcome.error.as_ref().map(|e| e.to_string()),
+        skipped: run
+            .skipped
             .iter()
             .map(|(m, r)| Skipped {
                 mode: *m,

@@ -4,28 +4,22 @@
 use std::collections::VecDeque;
 
 use dashboards::model::{self, Buckets, Snapshot};
-use hdrhistogram::Histogram;
 use profiler_common::block::LATENCY_SLOTS;
 
-use crate::{probes::block::BlockSnapshot, workload::CallRecord};
+use crate::{
+    metrics::{self, CallTotals, LatencyHistogram},
+    probes::block::BlockSnapshot,
+    workload::CallRecord,
+};
 
-/// Histogram range: 1 ns to 10 minutes; beyond is clamped and counted.
-const HIST_MAX_NS: u64 = 600_000_000_000;
 /// Seconds of bandwidth history kept per mode.
 const BANDWIDTH_SECONDS: usize = 600;
 
-fn histogram() -> Histogram<u64> {
-    Histogram::new_with_bounds(1, HIST_MAX_NS, 3).expect("valid bounds")
-}
-
 pub struct ModeState {
     pub name: String,
-    calls: u64,
-    bytes: u64,
-    transfer_ns: u64,
-    latency: Histogram<u64>,
-    clamped: u64,
-    cpu_hist: Histogram<u64>,
+    /// Calls, bytes, time in calls and the latency histogram.
+    totals: CallTotals,
+    cpu_hist: LatencyHistogram,
     user_ns: u64,
     sys_ns: u64,
     on_cpu_ns: Option<u64>,
@@ -38,12 +32,8 @@ impl ModeState {
     fn new(name: &str) -> ModeState {
         ModeState {
             name: name.to_string(),
-            calls: 0,
-            bytes: 0,
-            transfer_ns: 0,
-            latency: histogram(),
-            clamped: 0,
-            cpu_hist: histogram(),
+            totals: CallTotals::default(),
+            cpu_hist: LatencyHistogram::new(),
             user_ns: 0,
             sys_ns: 0,
             on_cpu_ns: None,
@@ -53,9 +43,9 @@ impl ModeState {
     }
 
     fn record(&mut self, c: &CallRecord) {
-        self.sample(c.wall_ns, c.bytes, c.start_ns + c.wall_ns);
         let cpu = c.cpu.user_ns + c.cpu.sys_ns;
-        self.cpu_hist.saturating_record(cpu.clamp(1, HIST_MAX_NS));
+        self.sample(c.wall_ns, c.bytes, cpu, c.start_ns + c.wall_ns);
+        self.cpu_hist.record(cpu);
         self.user_ns += c.cpu.user_ns;
         self.sys_ns += c.cpu.sys_ns;
         if let Some(k) = &c.kernel {
@@ -64,16 +54,9 @@ impl ModeState {
         }
     }
 
-    /// One call's duration and bytes, ending `end_ns` after the start.
-    fn sample(&mut self, wall_ns: u64, bytes: u64, end_ns: u64) {
-        self.calls += 1;
-        self.bytes += bytes;
-        self.transfer_ns += wall_ns;
-        if wall_ns > HIST_MAX_NS {
-            self.clamped += 1;
-        }
-        self.latency
-            .saturating_record(wall_ns.clamp(1, HIST_MAX_NS));
+    /// One call's duration, bytes and CPU, ending `end_ns` after the start.
+    fn sample(&mut self, wall_ns: u64, bytes: u64, cpu_ns: u64, end_ns: u64) {
+        self.totals.add(bytes, wall_ns, cpu_ns);
         // Bytes land in the second the call ended.
         let sec = end_ns / 1_000_000_000;
         match self.bandwidth.back_mut() {
@@ -92,50 +75,31 @@ impl ModeState {
         }
     }
 
-    fn mib_per_s(&self) -> f64 {
-        if self.transfer_ns == 0 {
-            0.0
-        } else {
-            self.bytes as f64 / (1u64 << 20) as f64 / (self.transfer_ns as f64 / 1e9)
-        }
-    }
-
     fn view(&self) -> model::ModeView {
-        let l = &self.latency;
-        let q = |x: f64| {
-            if self.calls == 0 {
-                0
-            } else {
-                l.value_at_quantile(x)
-            }
-        };
-        let mib = self.bytes as f64 / (1u64 << 20) as f64;
+        let t = &self.totals;
+        let l = &t.latency;
         model::ModeView {
             name: self.name.clone(),
-            calls: self.calls,
-            bytes: self.bytes,
-            mib_per_s: self.mib_per_s(),
+            calls: t.calls,
+            bytes: t.bytes,
+            mib_per_s: t.mib_per_s(),
             bandwidth: self.bandwidth.iter().map(|(_, b)| b >> 20).collect(),
             latency: model::Latency {
                 hist: log_buckets(l),
-                min_ns: if self.calls == 0 { 0 } else { l.min() },
-                p50_ns: q(0.5),
-                p90_ns: q(0.9),
-                p99_ns: q(0.99),
-                p999_ns: q(0.999),
-                max_ns: if self.calls == 0 { 0 } else { l.max() },
-                clamped: self.clamped,
+                min_ns: l.min_ns(),
+                p50_ns: l.quantile_ns(0.5),
+                p90_ns: l.quantile_ns(0.9),
+                p99_ns: l.quantile_ns(0.99),
+                p999_ns: l.quantile_ns(0.999),
+                max_ns: l.max_ns(),
+                clamped: l.clamped(),
             },
             cpu: model::Cpu {
                 user_ns: self.user_ns,
                 sys_ns: self.sys_ns,
                 on_cpu_ns: self.on_cpu_ns,
                 off_cpu_ns: self.off_cpu_ns,
-                cpu_ns_per_mib: if mib > 0.0 {
-                    (self.user_ns + self.sys_ns) as f64 / mib
-                } else {
-                    0.0
-                },
+                cpu_ns_per_mib: metrics::per_mib(self.user_ns + self.sys_ns, t.bytes),
                 per_call: log_buckets(&self.cpu_hist),
             },
             versus: Vec::new(),
@@ -143,16 +107,11 @@ impl ModeState {
     }
 }
 
-/// Log2 buckets (upper bound 2^(i+1)) from an hdrhistogram.
-fn log_buckets(h: &Histogram<u64>) -> Buckets {
-    let mut buckets = vec![0u64; 40];
-    for v in h.iter_recorded() {
-        let value = v.value_iterated_to().max(1);
-        let slot = (63 - value.leading_zeros()) as usize;
-        buckets[slot.min(39)] += v.count_at_value();
-    }
+/// Log2 buckets (upper bound 2^(i+1)), as the dashboard draws them.
+fn log_buckets(h: &LatencyHistogram) -> Buckets {
     Buckets {
-        buckets: buckets
+        buckets: h
+            .log2_counts(40)
             .into_iter()
             .enumerate()
             .map(|(i, n)| (1u64 << (i + 1), n))
@@ -207,7 +166,7 @@ impl LiveState {
                 self.modes.last_mut().expect("just pushed")
             }
         };
-        m.sample(duration_ns, bytes, end_ns);
+        m.sample(duration_ns, bytes, 0, end_ns);
     }
 
     /// 'r': a fresh window for histograms and bandwidth; totals restart too.
@@ -320,7 +279,12 @@ mod tests {
             ));
         }
         // An outlier beyond the histogram range is clamped and counted.
-        s.record(&call(Mode::Pread, 20_000_000_000, 700_000_000_000, 1));
+        s.record(&call(
+            Mode::Pread,
+            20_000_000_000,
+            2 * LatencyHistogram::MAX_NS,
+            1,
+        ));
         let snap = s.snapshot(1, model::Panel::Latency, false);
         let rw = &snap.modes[1];
         assert_eq!(rw.calls, 10);

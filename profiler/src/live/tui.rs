@@ -1,126 +1,124 @@
-//! The UI thread: draws at a steady rate, never blocks the workload (it
-//! only takes the state lock to copy a snapshot), handles keys, and always
-//! restores the terminal (ratatui's panic hook covers panics).
+//! The dashboard task on the agent's runtime: redraws on an interval, reads
+//! keys from crossterm's event stream, never blocks the workload (it only
+//! takes the state lock to copy a snapshot), and always gives the terminal
+//! back (ratatui's panic hook covers panics, `Drop` the rest).
 use std::{
     io,
-    sync::{
-        Arc, Mutex,
-        atomic::{AtomicBool, Ordering},
-    },
-    thread::JoinHandle,
-    time::{Duration, Instant},
+    sync::{Arc, Mutex},
+    time::Duration,
 };
 
-use dashboards::model::Panel;
-use ratatui::crossterm::event::{self, Event, KeyCode, KeyEventKind, KeyModifiers};
+use futures_util::StreamExt;
+use ratatui::{
+    DefaultTerminal,
+    crossterm::event::{Event, EventStream, KeyEventKind},
+};
+use tokio::{runtime::Runtime, task::JoinHandle, time::MissedTickBehavior};
 
-use super::state::LiveState;
+use super::{
+    keys::{self, Action, ViewState},
+    state::LiveState,
+};
+use crate::stop::Stop;
 
 pub struct Ui {
-    thread: Option<JoinHandle<io::Result<()>>>,
-    finished: Arc<AtomicBool>,
+    task: Option<JoinHandle<io::Result<()>>>,
+    finished: Stop,
+    rt: tokio::runtime::Handle,
 }
 
-/// Starts the dashboard. `stop` is set when the user quits: the workload
-/// then ends between two calls and the exports are written.
-pub fn start(state: Arc<Mutex<LiveState>>, stop: Arc<AtomicBool>, fps: f64) -> io::Result<Ui> {
-    let mut terminal = ratatui::try_init()?;
-    let finished = Arc::new(AtomicBool::new(false));
-    let done = finished.clone();
+/// Starts the dashboard. When the user quits, `stop` is raised: the
+/// workload then ends between two calls and the exports are written.
+pub fn start(rt: &Runtime, state: Arc<Mutex<LiveState>>, stop: Stop, fps: f64) -> io::Result<Ui> {
+    let terminal = ratatui::try_init()?;
+    let finished = Stop::default();
     let frame = Duration::from_secs_f64(1.0 / fps.clamp(0.5, 60.0));
-    let thread = std::thread::Builder::new()
-        .name("dmaprof-ui".into())
-        .spawn(move || {
-            let result = (|| -> io::Result<()> {
-                let (mut selected, mut panel, mut help, mut paused) =
-                    (0usize, Panel::Latency, false, false);
-                let mut next_frame = Instant::now();
-                loop {
+    let task = rt.spawn(run(terminal, state, stop, finished.clone(), frame));
+    Ok(Ui {
+        task: Some(task),
+        finished,
+        rt: rt.handle().clone(),
+    })
+}
+
+async fn run(
+    mut terminal: DefaultTerminal,
+    state: Arc<Mutex<LiveState>>,
+    stop: Stop,
+    finished: Stop,
+    frame: Duration,
+) -> io::Result<()> {
+    let result = async {
+        let mut events = EventStream::new();
+        let mut tick = tokio::time::interval(frame);
+        tick.set_missed_tick_behavior(MissedTickBehavior::Skip);
+        let mut view = ViewState::default();
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {
                     // Stopped by a signal, not by the user: once the run is
                     // over, give the terminal back instead of waiting for q.
-                    if done.load(Ordering::Relaxed) && stop.load(Ordering::Relaxed) {
-                        break;
+                    if finished.requested() && stop.requested() {
+                        return Ok(());
                     }
-                    let now = Instant::now();
-                    if now >= next_frame {
-                        if !paused {
-                            let snap = {
-                                let mut s = state.lock().unwrap_or_else(|e| e.into_inner());
-                                s.header.finished = done.load(Ordering::Relaxed);
-                                s.snapshot(selected, panel, help)
-                            };
-                            terminal.draw(|f| dashboards::render(f, &snap))?;
-                        }
-                        next_frame = now + frame;
-                    }
-                    if !event::poll(next_frame.saturating_duration_since(Instant::now()))? {
-                        continue;
-                    }
-                    match event::read()? {
-                        Event::Key(k) if k.kind == KeyEventKind::Press => {
-                            let ctrl_c = k.code == KeyCode::Char('c')
-                                && k.modifiers.contains(KeyModifiers::CONTROL);
-                            let modes = state
-                                .lock()
-                                .unwrap_or_else(|e| e.into_inner())
-                                .modes
-                                .len()
-                                .max(1);
-                            match k.code {
-                                KeyCode::Char('q') | KeyCode::Esc => break,
-                                _ if ctrl_c => break,
-                                KeyCode::Char('p') => {
-                                    paused = !paused;
-                                    state
-                                        .lock()
-                                        .unwrap_or_else(|e| e.into_inner())
-                                        .header
-                                        .paused = paused;
-                                    if paused {
-                                        // Show the paused marker once, then freeze.
-                                        let snap = state
-                                            .lock()
-                                            .unwrap_or_else(|e| e.into_inner())
-                                            .snapshot(selected, panel, help);
-                                        terminal.draw(|f| dashboards::render(f, &snap))?;
-                                    }
-                                }
-                                KeyCode::Char('r') => {
-                                    state.lock().unwrap_or_else(|e| e.into_inner()).reset()
-                                }
-                                KeyCode::Tab => panel = panel.next(),
-                                KeyCode::Char('?') => help = !help,
-                                KeyCode::Left | KeyCode::Up => {
-                                    selected = (selected + modes - 1) % modes
-                                }
-                                KeyCode::Right | KeyCode::Down => selected = (selected + 1) % modes,
-                                _ => {}
-                            }
-                            next_frame = Instant::now();
-                        }
-                        Event::Resize(..) => next_frame = Instant::now(),
-                        _ => {}
+                    if !view.paused {
+                        draw(&mut terminal, &state, &view, &finished)?;
                     }
                 }
-                Ok(())
-            })();
-            stop.store(true, Ordering::Relaxed);
-            ratatui::restore();
-            result
-        })?;
-    Ok(Ui {
-        thread: Some(thread),
-        finished,
-    })
+                event = events.next() => match event {
+                    Some(Ok(Event::Key(k))) if k.kind == KeyEventKind::Press => {
+                        if !on_key(keys::action(k), &mut view, &state) {
+                            return Ok(());
+                        }
+                        draw(&mut terminal, &state, &view, &finished)?;
+                    }
+                    Some(Ok(Event::Resize(..))) => draw(&mut terminal, &state, &view, &finished)?,
+                    Some(Ok(_)) => {}
+                    Some(Err(e)) => return Err(e),
+                    None => return Ok(()),
+                },
+            }
+        }
+    }
+    .await;
+    stop.request();
+    ratatui::restore();
+    result
+}
+
+/// Applies a key; false when it quits.
+fn on_key(a: Action, view: &mut ViewState, state: &Mutex<LiveState>) -> bool {
+    let mut s = state.lock().unwrap_or_else(|e| e.into_inner());
+    match a {
+        Action::Quit => return false,
+        Action::Reset => s.reset(),
+        _ => view.apply(a, s.modes.len()),
+    }
+    s.header.paused = view.paused;
+    true
+}
+
+fn draw(
+    terminal: &mut DefaultTerminal,
+    state: &Mutex<LiveState>,
+    view: &ViewState,
+    finished: &Stop,
+) -> io::Result<()> {
+    let snap = {
+        let mut s = state.lock().unwrap_or_else(|e| e.into_inner());
+        s.header.finished = finished.requested();
+        s.snapshot(view.selected, view.panel, view.help)
+    };
+    terminal.draw(|f| dashboards::render(f, &snap)).map(drop)
 }
 
 impl Ui {
     /// The run is over: show it as finished and wait for the user to quit.
     pub fn finish(mut self) -> io::Result<()> {
-        self.finished.store(true, Ordering::Relaxed);
-        match self.thread.take().map(|t| t.join()) {
+        self.finished.request();
+        match self.task.take().map(|t| self.rt.block_on(t)) {
             Some(Ok(r)) => r,
-            Some(Err(_)) => Err(io::Error::other("the dashboard thread panicked")),
+            Some(Err(_)) => Err(io::Error::other("the dashboard task panicked")),
             None => Ok(()),
         }
     }
@@ -129,7 +127,8 @@ impl Ui {
 impl Drop for Ui {
     /// Whatever happens, the terminal is given back.
     fn drop(&mut self) {
-        if self.thread.is_some() {
+        if let Some(t) = self.task.take() {
+            t.abort();
             ratatui::restore();
         }
     }

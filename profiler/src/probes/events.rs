@@ -129,11 +129,7 @@ impl TraceSummary {
             self.events_per_s,
             if kinds.is_empty() { "" } else { ": " },
             kinds.join(", "),
-            if self.lost == Default::default() {
-                "none".to_string()
-            } else {
-                format!("{:?}", self.lost)
-            },
+            self.lost,
             cpu,
             cpu / self.seconds.max(1e-9) * 100.0,
             match self.agent_cpu_per_million_events_s {

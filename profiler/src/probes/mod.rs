@@ -5,4 +5,5 @@ pub mod block;
 pub mod diagnostics;
 pub mod events;
 pub mod object;
+pub mod report;
 pub mod session;

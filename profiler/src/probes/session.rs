@@ -92,6 +92,37 @@ pub struct Lost {
     pub block_totals_map_full: u64,
 }
 
+impl Lost {
+    pub fn total(&self) -> u64 {
+        self.ringbuf_full
+            + self.pending_map_full
+            + self.block_inflight_map_full
+            + self.block_totals_map_full
+    }
+}
+
+impl std::fmt::Display for Lost {
+    /// "none", or each non-zero reason with its count.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let reasons = [
+            ("ring buffer full", self.ringbuf_full),
+            ("pending-call map full", self.pending_map_full),
+            ("block in-flight map full", self.block_inflight_map_full),
+            ("block totals map full", self.block_totals_map_full),
+        ];
+        let parts: Vec<String> = reasons
+            .iter()
+            .filter(|(_, n)| *n > 0)
+            .map(|(why, n)| format!("{n} ({why})"))
+            .collect();
+        if parts.is_empty() {
+            f.write_str("none")
+        } else {
+            f.write_str(&parts.join(", "))
+        }
+    }
+}
+
 fn sched_offsets(tracefs: &std::path::Path) -> Result<SchedOffsets> {
     let f = tracefs::event_fields(tracefs, "sched", "sched_switch")?;
     Ok(SchedOffsets {

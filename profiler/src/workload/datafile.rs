@@ -74,23 +74,15 @@ pub fn mark_as_ours(file: &File, path: &Path, seed: u64) -> io::Result<()> {
     std::fs::write(sidecar(path), value)
 }
 
-/// Raised by Ctrl-C / SIGTERM (the binary registers it): writing a test file
-/// stops, its partial file removed, instead of dying half way.
-static STOP: std::sync::OnceLock<std::sync::Arc<std::sync::atomic::AtomicBool>> =
-    std::sync::OnceLock::new();
-
-pub fn stop_on(flag: std::sync::Arc<std::sync::atomic::AtomicBool>) {
-    let _ = STOP.set(flag);
-}
-
-fn stop_requested() -> bool {
-    STOP.get()
-        .is_some_and(|f| f.load(std::sync::atomic::Ordering::Relaxed))
-}
-
 /// Creates (or reuses, when it is already dmaprof's, of this size and seed)
-/// a pattern file. Returns whether it had to be written.
-pub fn ensure_pattern_file(path: &Path, size: u64, seed: u64) -> io::Result<bool> {
+/// a pattern file. Returns whether it had to be written. `stop` (Ctrl-C)
+/// ends the writing between blocks and removes the partial file.
+pub fn ensure_pattern_file(
+    path: &Path,
+    size: u64,
+    seed: u64,
+    stop: &std::sync::atomic::AtomicBool,
+) -> io::Result<bool> {
     if let Ok(meta) = std::fs::metadata(path) {
         if owner_seed(path) == Some(seed) && meta.len() == size {
             return Ok(false);
@@ -110,7 +102,7 @@ pub fn ensure_pattern_file(path: &Path, size: u64, seed: u64) -> io::Result<bool
     let mut buf = vec![0u8; 4 << 20];
     let mut off = 0;
     while off < size {
-        if stop_requested() {
+        if stop.load(std::sync::atomic::Ordering::Relaxed) {
             drop(f);
             let _ = std::fs::remove_file(&tmp);
             let _ = std::fs::remove_file(sidecar(&tmp));

@@ -1,33 +1,66 @@
 //! From command-line arguments to a checked run configuration: the file,
 //! the modes that can run here (and why others cannot), and every bad input
 //! turned into one clear line before any data moves.
-use std::path::PathBuf;
+use std::{path::PathBuf, sync::atomic::AtomicBool};
 
 use super::{
     CacheMode, Config, RunError, datafile,
-    mode::{ALL_MODES, Direction, Mode},
+    mode::{ALL_MODES, Direction, Mode, parse_size},
 };
 use crate::capabilities::Facts;
 
 /// Direct I/O needs offsets and lengths aligned to this (page size, which
 /// also satisfies every logical block size dmaprof meets).
 pub const DIRECT_ALIGN: u64 = 4096;
+/// The seed's buffers: 32 MiB (the text is what `--help` shows).
 pub const DEFAULT_CHUNK: u64 = 32 << 20;
+pub const DEFAULT_CHUNK_TEXT: &str = "32M";
 pub const DEFAULT_SIZE: u64 = 256 << 20;
+pub const DEFAULT_HEAP: &str = "system";
 
-#[derive(Debug, Clone)]
+/// What to run: the command line's workload options and the planner's input.
+#[derive(Debug, Clone, clap::Args)]
 pub struct Args {
-    /// Mode names; empty or "all" means every mode the machine supports.
+    /// I/O path to measure; repeat for several. `all` (the default) runs
+    /// every mode this machine supports for the direction and lists the
+    /// others with the reason. Modes: pread, pread-direct, dmabuf-read,
+    /// rw-file, rw-file-direct, udmabuf-read, udmabuf-direct-read,
+    /// udmabuf-sendfile, udmabuf-direct-sendfile, pwrite, pwrite-direct, dmabuf-write.
+    #[arg(long = "mode", value_name = "MODE")]
     pub modes: Vec<String>,
+    /// read: file -> buffer (restore); write: buffer -> file (save).
+    #[arg(long, value_enum, default_value = "read")]
     pub direction: Direction,
+    /// Read: the source file (default: a dmaprof test file in --dir, made
+    /// once). Write: the destination (one mode only); never overwritten
+    /// unless dmaprof created it or --force is given.
+    #[arg(long, value_name = "PATH")]
     pub file: Option<PathBuf>,
+    /// Scratch directory for dmaprof's test and output files
+    /// [default: $DMAPROF_DIR or /var/tmp/dmaprof].
+    #[arg(long, value_name = "DIR")]
     pub dir: Option<PathBuf>,
+    /// Bytes to move per pass (K, M, G suffixes) [default: the file's size; 256M for dmaprof's files].
+    #[arg(long, value_parser = parse_size)]
     pub size: Option<u64>,
+    /// Bytes per buffer and per call, as in the seed (32 MiB buffers).
+    #[arg(long, value_parser = parse_size, default_value = DEFAULT_CHUNK_TEXT)]
     pub chunk: u64,
+    /// Passes per mode; modes are interleaved within each iteration.
+    #[arg(long, default_value_t = 1)]
     pub iterations: u32,
+    /// dma-heap to allocate dma-bufs from (/dev/dma_heap/NAME).
+    #[arg(long, default_value = DEFAULT_HEAP)]
     pub heap: String,
+    /// Page-cache state at the start of each read pass: cold drops the file's
+    /// pages (posix_fadvise DONTNEED), warm reads the file once first.
+    #[arg(long, value_enum, default_value = "cold")]
     pub cache: CacheMode,
+    /// Skip verifying the data moved (verification runs outside the timed calls).
+    #[arg(long = "no-verify", action = clap::ArgAction::SetFalse)]
     pub verify: bool,
+    /// Allow overwriting a write destination that dmaprof did not create.
+    #[arg(long)]
     pub force: bool,
 }
 
@@ -51,7 +84,8 @@ fn mib(n: u64) -> String {
     }
 }
 
-pub fn plan(args: &Args) -> Result<Plan, RunError> {
+/// `stop` ends the making of a test file early (Ctrl-C).
+pub fn plan(args: &Args, stop: &AtomicBool) -> Result<Plan, RunError> {
     if args.chunk == 0 {
         return Err(input("--chunk must be greater than 0"));
     }
@@ -66,7 +100,7 @@ pub fn plan(args: &Args) -> Result<Plan, RunError> {
 
     let (file, size, seed, write_to) = match args.direction {
         Direction::Read => {
-            let (file, size, seed) = read_source(args, &dir, &mut notes)?;
+            let (file, size, seed) = read_source(args, &dir, &mut notes, stop)?;
             (file, size, seed, Vec::new())
         }
         Direction::Write => {
@@ -191,6 +225,7 @@ fn read_source(
     args: &Args,
     dir: &std::path::Path,
     notes: &mut Vec<String>,
+    stop: &AtomicBool,
 ) -> Result<(PathBuf, u64, Option<u64>), RunError> {
     match &args.file {
         Some(f) => {
@@ -234,7 +269,7 @@ fn read_source(
         None => {
             let size = args.size.unwrap_or(DEFAULT_SIZE);
             let path = dir.join(format!("dmaprof-data-{}.bin", size_label(size)));
-            let created = datafile::ensure_pattern_file(&path, size, datafile::DEFAULT_SEED)
+            let created = datafile::ensure_pattern_file(&path, size, datafile::DEFAULT_SEED, stop)
                 .map_err(|e| input(format!("test file {}: {e}", path.display())))?;
             notes.push(format!(
                 "{} test file {} ({})",

@@ -3,10 +3,10 @@
 //! CPU cost.
 use std::fmt::Write;
 
-use hdrhistogram::Histogram;
 use serde::{Deserialize, Serialize};
 
 use super::{KernelCall, Pass, Verification, mode::Mode};
+use crate::metrics::{self, CallTotals};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -56,12 +56,6 @@ fn median(mut v: Vec<f64>) -> f64 {
     }
 }
 
-/// A latency histogram: 1 ns to 1 hour, 3 significant digits; values
-/// outside are clamped (and still counted).
-pub fn latency_histogram() -> Histogram<u64> {
-    Histogram::new_with_bounds(1, 3_600_000_000_000, 3).expect("valid bounds")
-}
-
 pub fn summarize(passes: &[Pass]) -> Vec<ModeSummary> {
     let mut modes: Vec<Mode> = passes.iter().map(|p| p.mode).collect();
     modes.sort();
@@ -70,81 +64,70 @@ pub fn summarize(passes: &[Pass]) -> Vec<ModeSummary> {
         .into_iter()
         .map(|mode| {
             let mine: Vec<&Pass> = passes.iter().filter(|p| p.mode == mode).collect();
-            let ms =
-                |f: &dyn Fn(&Pass) -> u64| median(mine.iter().map(|p| f(p) as f64 / 1e6).collect());
-            let kernel = kernel_totals(mine.iter().flat_map(|p| &p.calls).map(|c| c.kernel));
-            let mut hist = latency_histogram();
-            let (mut user, mut sys, mut vol, mut invol, mut calls, mut bytes) = (0, 0, 0, 0, 0, 0);
-            for c in mine.iter().flat_map(|p| &p.calls) {
-                hist.saturating_record(c.wall_ns.max(1));
-                user += c.cpu.user_ns;
-                sys += c.cpu.sys_ns;
-                vol += c.cpu.voluntary_switches;
-                invol += c.cpu.involuntary_switches;
-                calls += 1;
-                bytes += c.bytes;
-            }
-            let mib = bytes as f64 / (1u64 << 20) as f64;
-            let us = |q: f64| {
-                if calls == 0 {
-                    0.0
-                } else {
-                    hist.value_at_quantile(q) as f64 / 1e3
-                }
-            };
-            let verified = if mine.iter().all(|p| p.verified == Verification::Pattern) {
-                Verification::Pattern
-            } else if mine.iter().all(|p| p.verified != Verification::Skipped) {
-                Verification::Reference
-            } else {
-                Verification::Skipped
-            };
-            ModeSummary {
-                mode,
-                passes: mine.len(),
-                calls,
-                bytes,
-                alloc_ms: ms(&|p| p.alloc_ns),
-                transfer_ms: ms(&|p| p.transfer_ns),
-                sync_ms: ms(&|p| p.sync_ns),
-                free_ms: ms(&|p| p.free_ns),
-                total_ms: ms(&|p| p.total_ns()),
-                mib_per_s: median(
-                    mine.iter()
-                        .filter(|p| p.transfer_ns > 0)
-                        .map(|p| {
-                            p.bytes as f64 / (1u64 << 20) as f64 / (p.transfer_ns as f64 / 1e9)
-                        })
-                        .collect(),
-                ),
-                lat_min_us: if calls == 0 {
-                    0.0
-                } else {
-                    hist.min() as f64 / 1e3
-                },
-                lat_p50_us: us(0.5),
-                lat_p90_us: us(0.9),
-                lat_p99_us: us(0.99),
-                lat_p999_us: us(0.999),
-                lat_max_us: if calls == 0 {
-                    0.0
-                } else {
-                    hist.max() as f64 / 1e3
-                },
-                cpu_user_ns_per_mib: if mib > 0.0 { user as f64 / mib } else { 0.0 },
-                cpu_sys_ns_per_mib: if mib > 0.0 { sys as f64 / mib } else { 0.0 },
-                others_cpu_ns_per_mib: if mib > 0.0 {
-                    mine.iter().filter_map(|p| p.others_cpu_ns).sum::<u64>() as f64 / mib
-                } else {
-                    0.0
-                },
-                voluntary_switches: vol,
-                involuntary_switches: invol,
-                verified,
-                kernel,
-            }
+            summarize_mode(mode, &mine)
         })
         .collect()
+}
+
+fn summarize_mode(mode: Mode, mine: &[&Pass]) -> ModeSummary {
+    let ms = |f: &dyn Fn(&Pass) -> u64| median(mine.iter().map(|p| f(p) as f64 / 1e6).collect());
+    let calls = || mine.iter().flat_map(|p| &p.calls);
+    let kernel = kernel_totals(calls().map(|c| c.kernel));
+    let mut totals = CallTotals::default();
+    let (mut user, mut sys, mut vol, mut invol) = (0, 0, 0, 0);
+    for c in calls() {
+        totals.add(c.bytes, c.wall_ns, c.cpu.user_ns + c.cpu.sys_ns);
+        user += c.cpu.user_ns;
+        sys += c.cpu.sys_ns;
+        vol += c.cpu.voluntary_switches;
+        invol += c.cpu.involuntary_switches;
+    }
+    let lat = &totals.latency;
+    ModeSummary {
+        mode,
+        passes: mine.len(),
+        calls: totals.calls,
+        bytes: totals.bytes,
+        alloc_ms: ms(&|p| p.alloc_ns),
+        transfer_ms: ms(&|p| p.transfer_ns),
+        sync_ms: ms(&|p| p.sync_ns),
+        free_ms: ms(&|p| p.free_ns),
+        total_ms: ms(&|p| p.total_ns()),
+        mib_per_s: median(
+            mine.iter()
+                .filter(|p| p.transfer_ns > 0)
+                .map(|p| metrics::mib_per_s(p.bytes, p.transfer_ns))
+                .collect(),
+        ),
+        lat_min_us: lat.min_ns() as f64 / 1e3,
+        lat_p50_us: lat.quantile_us(0.5),
+        lat_p90_us: lat.quantile_us(0.9),
+        lat_p99_us: lat.quantile_us(0.99),
+        lat_p999_us: lat.quantile_us(0.999),
+        lat_max_us: lat.max_ns() as f64 / 1e3,
+        cpu_user_ns_per_mib: metrics::per_mib(user, totals.bytes),
+        cpu_sys_ns_per_mib: metrics::per_mib(sys, totals.bytes),
+        others_cpu_ns_per_mib: metrics::per_mib(
+            mine.iter().filter_map(|p| p.others_cpu_ns).sum(),
+            totals.bytes,
+        ),
+        voluntary_switches: vol,
+        involuntary_switches: invol,
+        verified: verified(mine),
+        kernel,
+    }
+}
+
+/// Pattern if every pass was checked against the pattern, reference if
+/// every pass was checked somehow, else skipped.
+fn verified(passes: &[&Pass]) -> Verification {
+    if passes.iter().all(|p| p.verified == Verification::Pattern) {
+        Verification::Pattern
+    } else if passes.iter().all(|p| p.verified != Verification::Skipped) {
+        Verification::Reference
+    } else {
+        Verification::Skipped
+    }
 }
 
 /// Sums the calls' kernel columns; None if any call ran without probes.
@@ -189,13 +172,7 @@ pub fn render_kernel_table(rows: &[ModeSummary]) -> String {
     );
     for r in rows {
         let Some(k) = &r.kernel else { continue };
-        let per = |ns: u64, n: u64| {
-            if n == 0 {
-                0.0
-            } else {
-                ns as f64 / n as f64 / 1e3
-            }
-        };
+        let per = |ns: u64, n: u64| metrics::per(ns, n) / 1e3;
         let _ = writeln!(
             s,
             "{:<24} {:>7} {:>10.0} {:>9} {:>12.0} {:>9} {:>9.1} {:>10.0} {:>10.1} {:>10.1}",
@@ -205,7 +182,7 @@ pub fn render_kernel_table(rows: &[ModeSummary]) -> String {
             k.exporter_calls,
             per(k.exporter_ns, k.exporter_calls),
             k.block_requests,
-            k.block_bytes as f64 / (1u64 << 20) as f64,
+            k.block_bytes as f64 / metrics::MIB,
             per(k.block_device_ns, k.block_requests),
             k.on_cpu_ns as f64 / 1e6,
             k.off_cpu_ns as f64 / 1e6

@@ -1,0 +1,233 @@
+//! The command line. The workload options are `plan::Args` itself (one
+//! definition, no mirror struct); the rest are small groups shared by the
+//! commands that take them.
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+use crate::{
+    compare::report::Format,
+    probes::attach::Method,
+    workload::{
+        CacheMode,
+        mode::{Direction, parse_size},
+        plan,
+    },
+};
+
+#[derive(Parser)]
+#[command(
+    name = "dmaprof",
+    version,
+    about = "Profile moving file data into and out of Linux dma-bufs (DMA_BUF_IOCTL_RW_FILE, pread, udmabuf) with eBPF"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand)]
+pub enum Command {
+    /// Report what this machine lets dmaprof measure: BPF, each probe's attach
+    /// method (tried for real), dma-heaps, udmabuf, RW_FILE support, O_DIRECT.
+    Doctor(DoctorArgs),
+    /// Drive real transfers between a file and buffers, mode by mode, and
+    /// report alloc / transfer / total time, throughput, per-call latency
+    /// and CPU cost (the seed's table). Every byte moved is verified.
+    Run(RunArgs),
+    /// The seed's benchmark: every read mode this kernel supports, 32 MiB
+    /// buffers, a 1 GiB file, cold cache, several iterations; prints the
+    /// seed's table (alloc / read / total ms per path) with MiB/s, CPU per
+    /// GiB and the ratio to pread-direct. Save it with --json and compare later.
+    Bench(BenchArgs),
+    /// Observe another process's dma-buf ioctls, exporter calls, pread64
+    /// calls and block I/O without driving a workload: one line (or CSV row)
+    /// per call, block totals and the agent's own cost at the end. Ends after
+    /// --duration, when the process exits, or on Ctrl-C.
+    Trace(TraceArgs),
+    /// Compare a candidate run against a baseline run (results JSON from
+    /// `run --json`, or per-call CSV from `run --csv`): per mode and metric,
+    /// medians with 95% CI, change, Mann-Whitney p-value (`~`: not
+    /// significant); and each mode against pread / pread-direct in the
+    /// candidate. Exit 1 on a significant regression beyond --threshold,
+    /// 2 on unusable input. With one file, only the pread comparison.
+    Compare(CompareArgs),
+}
+
+#[derive(clap::Args)]
+pub struct DoctorArgs {
+    /// Print the report as JSON.
+    #[arg(long)]
+    pub json: bool,
+    /// A file or directory whose block device, filesystem and O_DIRECT
+    /// support to check (default: the current directory).
+    #[arg(long, value_name = "PATH")]
+    pub path: Option<PathBuf>,
+}
+
+#[derive(clap::Args)]
+pub struct RunArgs {
+    #[command(flatten)]
+    pub plan: plan::Args,
+    #[command(flatten)]
+    pub outputs: OutputArgs,
+    #[command(flatten)]
+    pub probes: ProbeArgs,
+    #[command(flatten)]
+    pub view: ViewArgs,
+}
+
+/// The result files of a run; each is checked writable before any work.
+#[derive(clap::Args, Default)]
+pub struct OutputArgs {
+    /// Write one CSV row per call (every column, units in the names).
+    #[arg(long, value_name = "PATH")]
+    pub csv: Option<PathBuf>,
+    /// Write one CSV row per mode (calls, bytes, MiB/s, latency percentiles, CPU per MiB ...).
+    #[arg(long, value_name = "PATH")]
+    pub summary_csv: Option<PathBuf>,
+    /// Write the results document (schema dmaprof.results/1, docs/results.md):
+    /// what `dmaprof compare` reads.
+    #[arg(long, value_name = "PATH")]
+    pub json: Option<PathBuf>,
+}
+
+#[derive(clap::Args, Default)]
+pub struct ProbeArgs {
+    /// Run without kernel probes (userspace timing only).
+    #[arg(long, conflicts_with = "attach")]
+    pub no_probes: bool,
+    /// Force the mechanism for the dma_buf_ioctl and rw_file probes instead
+    /// of the best that works (fentry, then kprobe, then tracepoint).
+    #[arg(long, value_enum, value_name = "METHOD")]
+    pub attach: Option<Method>,
+    /// The exporter's rw_file function to probe (default: found in the
+    /// kernel's BTF by its prototype).
+    #[arg(long, value_name = "FUNCTION")]
+    pub exporter_fn: Option<String>,
+}
+
+#[derive(clap::Args)]
+pub struct ViewArgs {
+    /// No live dashboard: progress on stderr, tables on stdout (automatic
+    /// when stdin or stdout is not a terminal).
+    #[arg(long)]
+    pub headless: bool,
+    /// Dashboard redraws per second.
+    #[arg(long, default_value_t = 10.0)]
+    pub fps: f64,
+}
+
+#[derive(clap::Args)]
+pub struct BenchArgs {
+    /// Bytes per pass (the seed used a 1 GiB file).
+    #[arg(long, value_parser = parse_size, default_value = "1G")]
+    pub size: u64,
+    /// Bytes per buffer and per call (the seed: 32 MiB buffers).
+    #[arg(long, value_parser = parse_size, default_value = plan::DEFAULT_CHUNK_TEXT)]
+    pub chunk: u64,
+    /// Passes per mode (modes interleaved); at least 6 gives confidence intervals in `compare`.
+    #[arg(long, default_value_t = 3)]
+    pub iterations: u32,
+    /// Source file (default: a dmaprof test file of --size in --dir).
+    #[arg(long, value_name = "PATH")]
+    pub file: Option<PathBuf>,
+    /// Scratch directory [default: $DMAPROF_DIR or /var/tmp/dmaprof].
+    #[arg(long, value_name = "DIR")]
+    pub dir: Option<PathBuf>,
+    /// dma-heap to allocate dma-bufs from (/dev/dma_heap/NAME).
+    #[arg(long, default_value = plan::DEFAULT_HEAP)]
+    pub heap: String,
+    #[command(flatten)]
+    pub outputs: OutputArgs,
+    #[command(flatten)]
+    pub probes: ProbeArgs,
+}
+
+impl BenchArgs {
+    /// The seed's experiment: every read mode, cold cache, verified.
+    pub fn plan_args(&self) -> plan::Args {
+        plan::Args {
+            modes: vec!["all".into()],
+            direction: Direction::Read,
+            file: self.file.clone(),
+            dir: self.dir.clone(),
+            size: Some(self.size),
+            chunk: self.chunk,
+            iterations: self.iterations,
+            heap: self.heap.clone(),
+            cache: CacheMode::Cold,
+            verify: true,
+            force: false,
+        }
+    }
+}
+
+#[derive(clap::Args)]
+pub struct TraceArgs {
+    /// The process to trace (a process id, not a thread id).
+    #[arg(long, conflicts_with = "all", required_unless_present = "all")]
+    pub pid: Option<u32>,
+    /// Trace every process.
+    #[arg(long)]
+    pub all: bool,
+    /// Stop after this many seconds (default: until Ctrl-C).
+    #[arg(long, value_name = "SECONDS")]
+    pub duration: Option<f64>,
+    /// Force the mechanism for the ioctl and rw_file probes.
+    #[arg(long, value_enum, value_name = "METHOD")]
+    pub attach: Option<Method>,
+    /// No live dashboard: one line per call on stdout (automatic when
+    /// stdin or stdout is not a terminal).
+    #[arg(long)]
+    pub headless: bool,
+    /// Write one CSV row per call here (start_ns, pid, tid, kind, what,
+    /// bytes_asked, ret, duration_ns) instead of printing lines.
+    #[arg(long, value_name = "FILE")]
+    pub csv: Option<PathBuf>,
+    /// Write the session summary (events per kind and per second, lost
+    /// events, the agent's CPU) as JSON here.
+    #[arg(long, value_name = "FILE")]
+    pub json: Option<PathBuf>,
+}
+
+#[derive(clap::Args)]
+pub struct CompareArgs {
+    /// The baseline results file.
+    pub baseline: PathBuf,
+    /// The candidate results file.
+    pub candidate: Option<PathBuf>,
+    /// Percent: a significant change for the worse beyond this fails (exit 1).
+    #[arg(long, value_name = "PCT")]
+    pub threshold: Option<f64>,
+    #[arg(long, value_enum, default_value = "text")]
+    pub format: Format,
+}
+
+/// clap's errors span several lines; dmaprof's rule is one line naming the
+/// cause. Help and version output are printed as clap formats them.
+pub fn usage_error(e: clap::Error) -> crate::exit::Exit {
+    use crate::exit::Exit;
+    use clap::error::ErrorKind;
+    match e.kind() {
+        ErrorKind::DisplayHelp | ErrorKind::DisplayVersion => {
+            let _ = e.print();
+            Exit::Success
+        }
+        ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => {
+            let _ = e.print();
+            Exit::Input("a command is needed (see --help)".into())
+        }
+        _ => {
+            let text = e.render().to_string();
+            let first = text
+                .lines()
+                .find(|l| !l.trim().is_empty())
+                .unwrap_or("invalid arguments");
+            Exit::Input(format!(
+                "{} (see --help)",
+                first.trim_start_matches("error: ")
+            ))
+        }
+    }
+}

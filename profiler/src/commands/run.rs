@@ -1,0 +1,279 @@
+//! `dmaprof run` and `dmaprof bench`: plan, open the outputs (before any
+//! file is made), attach the probes, drive the workload on this thread while
+//! the dashboard or the progress bar watches, summarise once, write, print.
+use std::{
+    io::IsTerminal,
+    sync::{Arc, Mutex},
+};
+
+use indicatif::ProgressBar;
+use tokio::runtime::Runtime;
+
+use super::probes::{self, RunProbes};
+use crate::{
+    cli::{BenchArgs, OutputArgs, ProbeArgs, RunArgs, ViewArgs},
+    exit::Exit,
+    export::{
+        CallsCsv, Outputs, RunReport,
+        fanout::{self, Fanout, LiveFeed},
+    },
+    live::{self, state::LiveState, tui},
+    probes::{
+        report,
+        session::{Attached, Lost},
+    },
+    stop::Stop,
+    workload::{
+        self, CacheMode, KernelCounters, Outcome, RunError,
+        mode::Direction,
+        plan::{self, Plan},
+        summary::{self, ModeSummary},
+    },
+};
+
+#[derive(Clone, Copy, PartialEq)]
+enum Table {
+    /// dmaprof's own columns.
+    Run,
+    /// The seed's rows and columns, with the ratio to pread-direct.
+    Seed,
+}
+
+pub fn run(rt: &Runtime, a: RunArgs) -> Result<Exit, Exit> {
+    workload(
+        rt,
+        &a.plan,
+        &a.outputs,
+        &a.probes,
+        Some(&a.view),
+        Table::Run,
+    )
+}
+
+pub fn bench(rt: &Runtime, a: BenchArgs) -> Result<Exit, Exit> {
+    workload(rt, &a.plan_args(), &a.outputs, &a.probes, None, Table::Seed)
+}
+
+fn workload(
+    rt: &Runtime,
+    plan_args: &plan::Args,
+    output_args: &OutputArgs,
+    probe_args: &ProbeArgs,
+    view_args: Option<&ViewArgs>,
+    table: Table,
+) -> Result<Exit, Exit> {
+    // Signals first: from here on no signal leaves a temporary file behind.
+    let stop = Stop::on_signals(rt).map_err(|e| Exit::failed(format!("signals: {e}")))?;
+    let mut outputs = Outputs::open(output_args).map_err(Exit::Input)?;
+    let plan = make_plan(plan_args, &stop)?;
+    announce(&plan);
+    let probes = probes::start(probe_args)?;
+    let view = View::start(rt, view_args, &plan.config, probes.as_ref(), &stop);
+    let started_unix_s = unix_now();
+    let outcome = drive(&plan, &stop, &view, outputs.calls.as_mut(), probes.as_ref());
+    let probe_report = finish_probes(probes, &view);
+    let summary = summary::summarize(&outcome.passes);
+    workload::announce(format_args!("export"));
+    let export_error = outputs.write(&RunReport {
+        config: &plan.config,
+        skipped: &plan.skipped,
+        outcome: &outcome,
+        summary: &summary,
+        started_unix_s,
+        probes: probe_report.clone(),
+    });
+    view.finish();
+    print_tables(&plan, &outcome, &summary, table, probe_report.as_ref());
+    Ok(exit_for(&outcome, export_error))
+}
+
+fn make_plan(args: &plan::Args, stop: &Stop) -> Result<Plan, Exit> {
+    plan::plan(args, stop.flag()).map_err(|e| {
+        if stop.requested() {
+            Exit::Interrupted("interrupted before the run started".into())
+        } else {
+            Exit::input(e)
+        }
+    })
+}
+
+/// What will run, on stderr (stdout is for the tables).
+fn announce(plan: &Plan) {
+    let cfg = &plan.config;
+    for note in &plan.notes {
+        eprintln!("dmaprof: {note}");
+    }
+    let target = cfg.write_to.first().map_or(&cfg.file, |(_, d)| d).display();
+    let preposition = match cfg.direction {
+        Direction::Read => "of",
+        Direction::Write => "to",
+    };
+    eprintln!(
+        "dmaprof: {} {} bytes {preposition} {target} in {}-byte calls, {} iteration(s), cache {}, modes: {}",
+        cfg.direction,
+        cfg.size,
+        cfg.chunk,
+        cfg.iterations,
+        cache_label(cfg),
+        cfg.modes
+            .iter()
+            .map(|m| m.name())
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    for (mode, why) in &plan.skipped {
+        eprintln!("dmaprof: skipping {mode}: {why}");
+    }
+}
+
+fn cache_label(cfg: &workload::Config) -> &'static str {
+    match (cfg.direction, cfg.cache) {
+        (Direction::Write, _) => "n/a",
+        (_, CacheMode::Cold) => "cold",
+        (_, CacheMode::Warm) => "warm",
+    }
+}
+
+/// Runs every pass on this thread (the one the probes count).
+fn drive(
+    plan: &Plan,
+    stop: &Stop,
+    view: &View,
+    csv: Option<&mut CallsCsv>,
+    probes: Option<&RunProbes>,
+) -> Outcome {
+    let mut fanout = Fanout {
+        csv,
+        live: None,
+        progress: None,
+    };
+    match view {
+        View::Dashboard { state, .. } => {
+            fanout.live = Some(LiveFeed::new(state.clone(), probes.map(|p| &p.session)));
+        }
+        View::Headless(bar) => fanout.progress = Some(bar.clone()),
+    }
+    let counters = probes.map(|p| p as &dyn KernelCounters);
+    let outcome = workload::run(&plan.config, stop.flag(), &mut fanout, counters);
+    if let View::Dashboard { state, .. } = view {
+        live::mark_ended(state);
+    }
+    outcome
+}
+
+/// The last block and loss figures go to the dashboard, the eBPF side's
+/// messages to stderr; then every program and link is detached.
+fn finish_probes(probes: Option<RunProbes>, view: &View) -> Option<(Vec<Attached>, Lost)> {
+    let mut p = probes?;
+    let lost = p.session.lost().unwrap_or_default();
+    if let View::Dashboard { state, .. } = view {
+        let mut s = state.lock().unwrap_or_else(|e| e.into_inner());
+        s.block = p.session.block().ok();
+        s.header.lost_events = lost.total();
+    }
+    report::print_diagnostics(&mut p.session);
+    Some((p.session.attached.clone(), lost))
+}
+
+fn print_tables(
+    plan: &Plan,
+    outcome: &Outcome,
+    rows: &[ModeSummary],
+    table: Table,
+    probes: Option<&(Vec<Attached>, Lost)>,
+) {
+    if !rows.is_empty() {
+        if let Some(p) = outcome.passes.first()
+            && plan.config.direction == Direction::Read
+        {
+            println!("cache: {}", p.cache);
+        }
+        match table {
+            Table::Seed => print!("{}", summary::render_seed_table(rows)),
+            Table::Run => print!("{}", summary::render_table(rows)),
+        }
+        if probes.is_some() {
+            print!("{}", summary::render_kernel_table(rows));
+        }
+    }
+    if let Some((_, lost)) = probes
+        && lost.total() > 0
+    {
+        eprintln!("dmaprof: WARNING: the probes lost events: {lost}");
+    }
+}
+
+fn exit_for(outcome: &Outcome, export_error: Option<String>) -> Exit {
+    if let Some(e) = export_error {
+        return Exit::Failed(e);
+    }
+    match &outcome.error {
+        Some(RunError::Input(e)) => Exit::input(e),
+        Some(RunError::Failed(e)) => Exit::failed(e),
+        None if outcome.interrupted => Exit::Interrupted(format!(
+            "interrupted; {} pass(es) completed",
+            outcome.passes.len()
+        )),
+        None => Exit::Success,
+    }
+}
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+/// Who watches the run: the dashboard on a terminal, else a progress bar
+/// and a line per pass on stderr.
+enum View {
+    Dashboard {
+        state: Arc<Mutex<LiveState>>,
+        ui: tui::Ui,
+    },
+    Headless(ProgressBar),
+}
+
+impl View {
+    fn start(
+        rt: &Runtime,
+        args: Option<&ViewArgs>,
+        cfg: &workload::Config,
+        probes: Option<&RunProbes>,
+        stop: &Stop,
+    ) -> View {
+        let calls = cfg.size.div_ceil(cfg.chunk) * cfg.modes.len() as u64 * cfg.iterations as u64;
+        let headless = View::Headless(fanout::progress_bar(calls));
+        let Some(args) = args.filter(|a| !a.headless && on_terminal()) else {
+            return headless;
+        };
+        let attached = probes.map(|p| p.session.attached.as_slice()).unwrap_or(&[]);
+        let header = live::run_header(cfg, cache_label(cfg), &report::status(attached));
+        let modes: Vec<String> = cfg.modes.iter().map(|m| m.name().to_string()).collect();
+        let state = Arc::new(Mutex::new(LiveState::new(header, &modes)));
+        match tui::start(rt, state.clone(), stop.clone(), args.fps) {
+            Ok(ui) => View::Dashboard { state, ui },
+            Err(e) => {
+                eprintln!("dmaprof: no dashboard ({e}); running headless");
+                headless
+            }
+        }
+    }
+
+    /// The dashboard shows the run as finished and waits for `q`.
+    fn finish(self) {
+        match self {
+            View::Dashboard { ui, .. } => {
+                if let Err(e) = ui.finish() {
+                    eprintln!("dmaprof: dashboard: {e}");
+                }
+            }
+            View::Headless(bar) => bar.finish_and_clear(),
+        }
+    }
+}
+
+pub fn on_terminal() -> bool {
+    std::io::stdout().is_terminal() && std::io::stdin().is_terminal()
+}

@@ -1,0 +1,313 @@
+//! `dmaprof trace`: another process's dma-buf ioctls, exporter calls,
+//! preads and block I/O, without driving a workload. The loop runs on the
+//! agent's runtime and wakes for what happens: events ready in the ring, a
+//! signal, the traced process exiting (its pidfd), the deadline, the
+//! dashboard's block refresh.
+use std::{
+    collections::BTreeMap,
+    os::fd::{AsFd, BorrowedFd, FromRawFd, OwnedFd},
+    sync::{Arc, Mutex},
+    time::{Duration, Instant},
+};
+
+use aya::maps::{MapData, RingBuf};
+use tokio::{io::unix::AsyncFd, runtime::Runtime};
+
+use crate::{
+    cli::TraceArgs,
+    exit::Exit,
+    export::atomic::{self, AtomicFile},
+    kernel::Privileges,
+    live::{self, state::LiveState, tui},
+    probes::{
+        events::{self, Sink, TraceSummary},
+        report,
+        session::{Families, Options, Session},
+    },
+    stop::Stop,
+};
+
+/// Events are taken in batches: after a wake-up the loop drains the ring
+/// and waits this long before the next, since a wake-up per event costs
+/// ~6 us of CPU; the 8 MiB ring holds >100 ms of events at 1M/s.
+const BATCH: Duration = Duration::from_millis(10);
+/// How often the dashboard's block view is read from the kernel maps.
+const BLOCK_REFRESH: Duration = Duration::from_millis(250);
+
+pub fn trace(rt: &Runtime, a: TraceArgs) -> Result<Exit, Exit> {
+    // Signals first: the temporary CSV below is never left behind.
+    let stop = Stop::on_signals(rt).map_err(|e| Exit::failed(format!("signals: {e}")))?;
+    let target = Target::check(&a)?;
+    let (csv, json) = open_outputs(&a)?;
+    Privileges::current()
+        .require_tracing("trace")
+        .map_err(Exit::Input)?;
+    let mut session = Session::attach(&Options {
+        filter_tgid: a.pid,
+        force: a.attach,
+        exporter_fn: None,
+        families: Families::ALL,
+        inflight_capacity: None,
+    })
+    .map_err(|e| Exit::input(format!("attaching probes: {e:#}")))?;
+    let ring = session
+        .take_events()
+        .map_err(|e| Exit::failed(format!("reading events: {e:#}")))?;
+    report::print_attached(&session.attached, false);
+    let dashboard = start_dashboard(rt, &a, csv.is_some(), &session, &stop);
+    let mut sink = sink_for(csv, &dashboard);
+    eprintln!("dmaprof: tracing {} (Ctrl-C to stop)", target.label());
+    let mut summary = TraceSummary {
+        pid: a.pid,
+        ..Default::default()
+    };
+    let watched = rt.block_on(watch(
+        ring,
+        &mut sink,
+        &mut summary,
+        &session,
+        &target,
+        &stop,
+        dashboard.as_ref().map(|d| &d.0),
+    ));
+    summary.lost = session.lost().unwrap_or_default();
+    summary.probes = session.attached.clone();
+    if let Some((state, ui)) = dashboard {
+        state
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .header
+            .lost_events = summary.lost.total();
+        live::mark_ended(&state);
+        if let Err(e) = ui.finish() {
+            eprintln!("dmaprof: dashboard: {e}");
+        }
+    }
+    let block = session.block();
+    report::print_diagnostics(&mut session);
+    drop(session); // detach before writing results
+    let mut failed = watched.err().map(|e| format!("writing calls: {e}"));
+    if let Sink::Csv(f) = sink {
+        let dest = f.dest().display().to_string();
+        if let Err(e) = f.commit() {
+            failed.get_or_insert(format!("--csv {dest}: {e}"));
+        }
+    }
+    if let Ok(snap) = block {
+        print_block_table(&snap);
+    }
+    if let Some(j) = &json {
+        let text = serde_json::to_string_pretty(&summary).expect("summary serializes");
+        if let Err(e) = atomic::write(j, text.as_bytes()) {
+            failed.get_or_insert(format!("--json {}: {e}", j.display()));
+        }
+    }
+    eprintln!("dmaprof: {}", summary.line());
+    if summary.lost.total() > 0 {
+        eprintln!("dmaprof: WARNING: the probes lost events: {}", summary.lost);
+    }
+    Ok(failed.map_or(Exit::Success, Exit::Failed))
+}
+
+/// What is traced and when the trace ends on its own.
+struct Target {
+    pid: Option<u32>,
+    /// Readable once the traced process has exited.
+    pidfd: Option<OwnedFd>,
+    duration: Option<Duration>,
+}
+
+impl Target {
+    fn check(a: &TraceArgs) -> Result<Target, Exit> {
+        let duration = match a.duration {
+            Some(d) if !(d.is_finite() && d > 0.0) => {
+                return Err(Exit::input(
+                    "--duration must be a positive number of seconds",
+                ));
+            }
+            d => d.map(Duration::from_secs_f64),
+        };
+        let pidfd = a.pid.map(open_process).transpose()?;
+        Ok(Target {
+            pid: a.pid,
+            pidfd,
+            duration,
+        })
+    }
+
+    fn label(&self) -> String {
+        self.pid
+            .map(|p| format!("pid {p}"))
+            .unwrap_or_else(|| "every process".into())
+    }
+}
+
+/// A pidfd of process `pid`, refusing a thread id (its calls are filtered by
+/// process id, so tracing a thread id would silently see nothing).
+fn open_process(pid: u32) -> Result<OwnedFd, Exit> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .map_err(|_| Exit::input(format!("--pid {pid}: no such process")))?;
+    let tgid = status
+        .lines()
+        .find_map(|l| l.strip_prefix("Tgid:"))
+        .and_then(|v| v.trim().parse::<u32>().ok());
+    if let Some(tgid) = tgid.filter(|t| *t != pid) {
+        return Err(Exit::input(format!(
+            "--pid {pid} is a thread of process {tgid}: give the process id (--pid {tgid})"
+        )));
+    }
+    // SAFETY: pidfd_open takes a pid and flags and returns a new fd or -1.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid as libc::pid_t, 0) };
+    if fd < 0 {
+        return Err(Exit::input(format!(
+            "--pid {pid}: {}",
+            std::io::Error::last_os_error()
+        )));
+    }
+    // SAFETY: a fresh fd that nothing else owns.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd as i32) })
+}
+
+/// The per-call CSV (its header written) and the JSON path, checked before
+/// any probe is attached.
+fn open_outputs(a: &TraceArgs) -> Result<(Option<AtomicFile>, Option<std::path::PathBuf>), Exit> {
+    if let Some(j) = &a.json {
+        crate::export::check_writable("--json", j).map_err(Exit::Input)?;
+    }
+    let csv = a
+        .csv
+        .as_deref()
+        .map(|p| {
+            let mut f = AtomicFile::create(p)
+                .map_err(|e| Exit::input(format!("--csv {}: {e}", p.display())))?;
+            events::csv_header(f.writer())
+                .map_err(|e| Exit::input(format!("--csv {}: {e}", p.display())))?;
+            Ok::<_, Exit>(f)
+        })
+        .transpose()?;
+    Ok((csv, a.json.clone()))
+}
+
+type Dashboard = (Arc<Mutex<LiveState>>, tui::Ui);
+
+/// On a terminal (and without --csv): the dashboard, one row per kind of call.
+fn start_dashboard(
+    rt: &Runtime,
+    a: &TraceArgs,
+    has_csv: bool,
+    session: &Session,
+    stop: &Stop,
+) -> Option<Dashboard> {
+    if a.headless || has_csv || !super::run::on_terminal() {
+        return None;
+    }
+    let header = dashboards::model::Header {
+        kernel: crate::kernel::release(),
+        direction: "trace".into(),
+        file: a
+            .pid
+            .map(|p| format!("pid {p}"))
+            .unwrap_or_else(|| "every process".into()),
+        cache: "-".into(),
+        probes: report::status(&session.attached),
+        running: Some("tracing".into()),
+        ..Default::default()
+    };
+    let mut state = LiveState::new(header, &[]);
+    state.tgid = a.pid.unwrap_or(0);
+    let state = Arc::new(Mutex::new(state));
+    let ui = tui::start(rt, state.clone(), stop.clone(), 10.0).ok()?;
+    Some((state, ui))
+}
+
+fn sink_for(csv: Option<AtomicFile>, dashboard: &Option<Dashboard>) -> Sink {
+    match (csv, dashboard) {
+        (Some(f), _) => Sink::Csv(f),
+        (None, Some((state, _))) => Sink::Live(state.clone()),
+        (None, None) => {
+            println!(
+                "{:>12} {:>8} {:>8} {:<9} {:>12} {:>12} {:>10} {:>6}",
+                "t_ms", "pid", "tid", "kind", "cmd/fd", "bytes", "dur_us", "ret"
+            );
+            Sink::Lines(std::io::BufWriter::new(std::io::stdout()))
+        }
+    }
+}
+
+/// Drains the ring until the trace ends; a sink that cannot be written (a
+/// full disk, a closed pipe) ends it early with the error.
+async fn watch(
+    ring: RingBuf<MapData>,
+    sink: &mut Sink,
+    summary: &mut TraceSummary,
+    session: &Session,
+    target: &Target,
+    stop: &Stop,
+    live: Option<&Arc<Mutex<LiveState>>>,
+) -> std::io::Result<()> {
+    let start = Instant::now();
+    let cpu0 = events::own_cpu_s();
+    // SAFETY: the ring owns its map fd and keeps it open until the AsyncFd
+    // is dropped; the pidfd is borrowed from `target`, which outlives it.
+    let mut ring = unsafe { AsyncFd::register(ring) }.map_err(std::io::Error::from)?;
+    let exited = match &target.pidfd {
+        Some(fd) => Some(unsafe { AsyncFd::register(fd.as_fd()) }.map_err(std::io::Error::from)?),
+        None => None,
+    };
+    let deadline = tokio::time::sleep(target.duration.unwrap_or(Duration::MAX / 4));
+    tokio::pin!(deadline);
+    let mut block_tick = tokio::time::interval(BLOCK_REFRESH);
+    let result = loop {
+        tokio::select! {
+            _ = stop.wait() => break Ok(()),
+            _ = &mut deadline, if target.duration.is_some() => break Ok(()),
+            _ = readable(exited.as_ref()), if exited.is_some() => break Ok(()),
+            ready = ring.readable_mut() => {
+                let mut guard = ready?;
+                if let Err(e) = sink.drain(guard.get_inner_mut(), summary, start) {
+                    break Err(e);
+                }
+                guard.clear_ready();
+                tokio::time::sleep(BATCH).await;
+            }
+            _ = block_tick.tick(), if live.is_some() => {
+                if let (Some(state), Ok(block)) = (live, session.block()) {
+                    state.lock().unwrap_or_else(|e| e.into_inner()).block = Some(block);
+                }
+            }
+        }
+    };
+    // Whatever was emitted up to the end is taken.
+    let last = sink.drain(ring.get_mut(), summary, start);
+    summary.finish(start.elapsed().as_secs_f64(), cpu0);
+    result.and(last.map(drop))
+}
+
+async fn readable(fd: Option<&AsyncFd<BorrowedFd<'_>>>) {
+    if let Some(fd) = fd {
+        let _ = fd.readable().await;
+    }
+}
+
+/// Block totals per process, at the end of the trace.
+fn print_block_table(snap: &crate::probes::block::BlockSnapshot) {
+    let mut per_pid: BTreeMap<u32, profiler_common::block::BlockTotals> = BTreeMap::new();
+    for (k, t) in &snap.per_thread {
+        per_pid.entry(k.tgid).or_default().add(t);
+    }
+    println!("\nblock I/O (counted at completion, attributed to the submitting process)");
+    println!(
+        "{:>8} {:>10} {:>14} {:>14} {:>12}",
+        "pid", "requests", "read bytes", "write bytes", "dev us/req"
+    );
+    for (p, t) in per_pid {
+        println!(
+            "{:>8} {:>10} {:>14} {:>14} {:>12.1}",
+            p,
+            t.completions,
+            t.read_bytes,
+            t.write_bytes,
+            crate::metrics::per(t.device_ns, t.completions) / 1e3
+        );
+    }
+}
