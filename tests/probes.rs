@@ -465,6 +465,12 @@ fn a_full_map_is_counted_and_reported_never_silent() {
     }
     let lost = s.lost().unwrap();
     assert!(lost.block_inflight_map_full > 0, "{lost:?}");
+    // The dashboard is told: its feed reads the counters and the header warns.
+    let screen = dashboard_after_refresh(&s);
+    assert!(
+        screen.contains(&format!("WARNING: {} events lost", lost.total())),
+        "{screen}"
+    );
     let (messages, _) = s.diagnostics();
     assert!(
         messages.iter().any(|m| m.contains("in-flight map full")),
@@ -570,4 +576,33 @@ for i in range(200):
         .filter(|r| r[3] == "pread" && r[5] == "4096")
         .count();
     assert_eq!(preads, 200);
+}
+
+/// What the run dashboard shows once its feed has read the session's maps.
+fn dashboard_after_refresh(session: &Session) -> String {
+    use std::sync::{Arc, Mutex};
+
+    use profiler::{export::fanout::LiveFeed, live::state::LiveState};
+    use ratatui::{Terminal, backend::TestBackend};
+
+    let state = Arc::new(Mutex::new(LiveState::new(
+        dashboards::model::Header::default(),
+        &["pread".into()],
+    )));
+    LiveFeed::new(state.clone(), Some(session)).refresh_kernel();
+    let snap = state
+        .lock()
+        .unwrap()
+        .snapshot(0, dashboards::model::Panel::Latency, false);
+    let mut t = Terminal::new(TestBackend::new(160, 40)).unwrap();
+    t.draw(|f| dashboards::render(f, &snap)).unwrap();
+    let buf = t.backend().buffer();
+    (0..buf.area.height)
+        .map(|y| {
+            (0..buf.area.width)
+                .map(|x| buf[(x, y)].symbol().to_string())
+                .collect::<String>()
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
 }

@@ -482,7 +482,7 @@ fn check_exports(name: &str, dir: &Path, mode: &str, allowed: &[&str]) -> Export
     let mut lines = csv.lines();
     assert_eq!(
         lines.next(),
-        Some(calls_csv::COLUMNS.join(",").as_str()),
+        Some(calls_csv::columns().join(",").as_str()),
         "{name}: CSV header"
     );
     // Per iteration: rows, bytes, and indices in order from 0.
@@ -491,7 +491,7 @@ fn check_exports(name: &str, dir: &Path, mode: &str, allowed: &[&str]) -> Export
         let f: Vec<&str> = line.split(',').collect();
         assert_eq!(
             f.len(),
-            calls_csv::COLUMNS.len(),
+            calls_csv::columns().len(),
             "{name}: CSV row {n} is incomplete: {line}"
         );
         assert_eq!(f[0], mode, "{name}: row {n}: {line}");

@@ -3,30 +3,71 @@
 //! every call and takes the difference (counters only grow, so there is no
 //! reset race with events arriving from other CPUs).
 
-/// Cumulative kernel-side activity of one traced thread. Every field is
-/// updated with atomic adds (block completions arrive on other CPUs).
-#[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct ThreadCounters {
-    /// dma_buf_ioctl (or ioctl syscalls with a dma-buf command) calls and time.
-    pub ioctl_calls: u64,
-    pub ioctl_ns: u64,
-    /// Calls that returned an error.
-    pub ioctl_errors: u64,
-    /// The exporter's rw_file callback: calls, time, bytes requested.
-    pub exporter_calls: u64,
-    pub exporter_ns: u64,
-    pub exporter_bytes: u64,
-    pub exporter_errors: u64,
-    /// Block requests this thread started and the bytes it submitted
-    /// (requests started plus bios merged into others), counted in submit
-    /// context; device time is added at completion.
-    pub block_requests: u64,
-    pub block_bytes: u64,
-    pub block_device_ns: u64,
-    /// Time spent switched out (sleeping, waiting for I/O, preempted).
-    pub off_cpu_ns: u64,
-    pub switches: u64,
+/// Declares the per-thread counters once: the `#[repr(C)]` struct the eBPF
+/// programs add to, and the table user space derives everything from (the
+/// per-call difference, sums, CSV columns, JSON fields).
+macro_rules! thread_counters {
+    ($(#[$doc:meta])* pub struct $name:ident { $($(#[$fdoc:meta])* $field:ident,)* }) => {
+        $(#[$doc])*
+        #[repr(C)]
+        #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+        pub struct $name {
+            $($(#[$fdoc])* pub $field: u64,)*
+        }
+
+        impl $name {
+            /// The field names, in declaration order.
+            pub const FIELDS: &'static [&'static str] = &[$(stringify!($field)),*];
+
+            /// The values, in the order of `FIELDS`.
+            pub fn values(&self) -> [u64; { [$(stringify!($field)),*].len() }] {
+                [$(self.$field),*]
+            }
+
+            /// Builds the counters from values in the order of `FIELDS`.
+            pub fn from_values(v: [u64; { [$(stringify!($field)),*].len() }]) -> Self {
+                let mut it = v.into_iter();
+                $name { $($field: it.next().unwrap_or(0),)* }
+            }
+
+            /// What was added since `before` (counters only grow).
+            pub fn since(&self, before: &Self) -> Self {
+                $name { $($field: self.$field.saturating_sub(before.$field),)* }
+            }
+
+            pub fn add(&mut self, other: &Self) {
+                $(self.$field += other.$field;)*
+            }
+        }
+    };
+}
+
+thread_counters! {
+    /// Cumulative kernel-side activity of one traced thread. Every field is
+    /// updated with atomic adds (block completions arrive on other CPUs).
+    /// New fields go at the end: the per-call CSV columns follow this order.
+    pub struct ThreadCounters {
+        /// dma_buf_ioctl (or ioctl syscalls with a dma-buf command) calls and time.
+        ioctl_calls,
+        ioctl_ns,
+        /// Calls that returned an error.
+        ioctl_errors,
+        /// The exporter's rw_file callback: calls, time, bytes requested.
+        exporter_calls,
+        exporter_ns,
+        exporter_bytes,
+        /// Block requests this thread started and the bytes it submitted
+        /// (requests started plus bios merged into others), counted in submit
+        /// context; device time is added at completion.
+        block_requests,
+        block_bytes,
+        block_device_ns,
+        /// Time spent switched out (sleeping, waiting for I/O, preempted).
+        off_cpu_ns,
+        switches,
+        /// Exporter calls that returned an error.
+        exporter_errors,
+    }
 }
 
 /// An ioctl or exporter call in flight on a thread (entry -> exit).

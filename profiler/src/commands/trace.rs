@@ -271,8 +271,13 @@ async fn watch(
                 tokio::time::sleep(BATCH).await;
             }
             _ = block_tick.tick(), if live.is_some() => {
-                if let (Some(state), Ok(block)) = (live, session.block()) {
-                    state.lock().unwrap_or_else(|e| e.into_inner()).block = Some(block);
+                if let Some(state) = live {
+                    let (block, lost) = (session.block().ok(), session.lost().ok());
+                    let mut s = state.lock().unwrap_or_else(|e| e.into_inner());
+                    s.block = block.or(s.block.take());
+                    if let Some(l) = lost {
+                        s.header.lost_events = l.total();
+                    }
                 }
             }
         }

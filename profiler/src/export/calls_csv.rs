@@ -2,9 +2,10 @@
 //! dmaprof's contract: scripts select columns by name.
 use std::io::{self, Write};
 
-use crate::workload::CallRecord;
+use crate::workload::{CallRecord, KernelCall};
 
-pub const COLUMNS: &[&str] = &[
+/// The columns of the call itself; the kernel's follow (`KernelCall::columns`).
+const CALL_COLUMNS: &[&str] = &[
     "mode",
     "direction",
     "iteration",
@@ -18,23 +19,19 @@ pub const COLUMNS: &[&str] = &[
     "voluntary_switches",
     "involuntary_switches",
     "tid",
-    // Kernel probes (empty when dmaprof ran without them).
-    "ioctl_calls",
-    "ioctl_ns",
-    "ioctl_errors",
-    "exporter_calls",
-    "exporter_ns",
-    "exporter_bytes",
-    "block_requests",
-    "block_bytes",
-    "block_device_ns",
-    "on_cpu_ns",
-    "off_cpu_ns",
-    "switches",
 ];
 
+/// Every column, in order. Kernel columns are empty when dmaprof ran without probes.
+pub fn columns() -> Vec<&'static str> {
+    CALL_COLUMNS
+        .iter()
+        .copied()
+        .chain(KernelCall::columns())
+        .collect()
+}
+
 pub fn header(out: &mut impl Write) -> io::Result<()> {
-    writeln!(out, "{}", COLUMNS.join(","))
+    writeln!(out, "{}", columns().join(","))
 }
 
 pub fn row(out: &mut impl Write, c: &CallRecord) -> io::Result<()> {
@@ -56,22 +53,12 @@ pub fn row(out: &mut impl Write, c: &CallRecord) -> io::Result<()> {
         c.tid
     )?;
     match &c.kernel {
-        Some(k) => writeln!(
-            out,
-            ",{},{},{},{},{},{},{},{},{},{},{},{}",
-            k.ioctl_calls,
-            k.ioctl_ns,
-            k.ioctl_errors,
-            k.exporter_calls,
-            k.exporter_ns,
-            k.exporter_bytes,
-            k.block_requests,
-            k.block_bytes,
-            k.block_device_ns,
-            k.on_cpu_ns,
-            k.off_cpu_ns,
-            k.switches
-        ),
-        None => writeln!(out, ",,,,,,,,,,,,"),
+        Some(k) => {
+            for (_, v) in k.fields() {
+                write!(out, ",{v}")?;
+            }
+        }
+        None => write!(out, "{}", ",".repeat(KernelCall::COLUMN_COUNT))?,
     }
+    writeln!(out)
 }

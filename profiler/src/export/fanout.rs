@@ -37,20 +37,22 @@ impl<'a> LiveFeed<'a> {
     }
 
     fn record(&mut self, c: &CallRecord) {
-        // Block histograms come from kernel maps: a few reads a second at most.
-        let block = match self.block_source {
-            Some(s) if self.last_block_read.elapsed() > Duration::from_millis(250) => {
-                self.last_block_read = Instant::now();
-                s.block().ok()
-            }
-            _ => None,
+        // Kernel maps are read a few times a second at most.
+        if self.last_block_read.elapsed() > Duration::from_millis(250) {
+            self.refresh_kernel();
+        }
+        self.lock().record(c);
+    }
+
+    /// Reads the block histograms and the lost-event counters into the
+    /// dashboard's state, so a loss shows while the run goes.
+    pub fn refresh_kernel(&mut self) {
+        self.last_block_read = Instant::now();
+        let Some(session) = self.block_source else {
+            return;
         };
-        let lost = block
-            .as_ref()
-            .and(self.block_source)
-            .and_then(|s| s.lost().ok());
+        let (block, lost) = (session.block().ok(), session.lost().ok());
         let mut s = self.lock();
-        s.record(c);
         if let Some(b) = block {
             s.block = Some(b);
         }

@@ -4,6 +4,7 @@
 pub mod buffers;
 pub mod cputime;
 pub mod datafile;
+mod kernel;
 pub mod mode;
 mod paths;
 pub mod plan;
@@ -26,6 +27,7 @@ use cputime::ThreadCpu;
 use mode::{BufferKind, Direction, Mode};
 
 use crate::dma_buf;
+pub use kernel::KernelCall;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
@@ -74,46 +76,6 @@ pub struct CallRecord {
     pub tid: u32,
     /// What the kernel probes saw during the call (None: probes off).
     pub kernel: Option<KernelCall>,
-}
-
-/// Kernel activity of the calling thread during one call: the difference
-/// of its probe counters read before and after the call.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
-pub struct KernelCall {
-    pub ioctl_calls: u64,
-    pub ioctl_ns: u64,
-    pub ioctl_errors: u64,
-    pub exporter_calls: u64,
-    pub exporter_ns: u64,
-    pub exporter_bytes: u64,
-    pub block_requests: u64,
-    pub block_bytes: u64,
-    pub block_device_ns: u64,
-    /// Wall time minus time switched out.
-    pub on_cpu_ns: u64,
-    pub off_cpu_ns: u64,
-    pub switches: u64,
-}
-
-impl KernelCall {
-    fn between(before: &ThreadCounters, after: &ThreadCounters, wall_ns: u64) -> KernelCall {
-        let d = |a: u64, b: u64| a.saturating_sub(b);
-        let off_cpu_ns = d(after.off_cpu_ns, before.off_cpu_ns);
-        KernelCall {
-            ioctl_calls: d(after.ioctl_calls, before.ioctl_calls),
-            ioctl_ns: d(after.ioctl_ns, before.ioctl_ns),
-            ioctl_errors: d(after.ioctl_errors, before.ioctl_errors),
-            exporter_calls: d(after.exporter_calls, before.exporter_calls),
-            exporter_ns: d(after.exporter_ns, before.exporter_ns),
-            exporter_bytes: d(after.exporter_bytes, before.exporter_bytes),
-            block_requests: d(after.block_requests, before.block_requests),
-            block_bytes: d(after.block_bytes, before.block_bytes),
-            block_device_ns: d(after.block_device_ns, before.block_device_ns),
-            on_cpu_ns: wall_ns.saturating_sub(off_cpu_ns),
-            off_cpu_ns,
-            switches: d(after.switches, before.switches),
-        }
-    }
 }
 
 /// The kernel probes' counters of the thread running the workload.

@@ -135,20 +135,8 @@ fn kernel_totals(calls: impl Iterator<Item = Option<KernelCall>>) -> Option<Kern
     let mut t = KernelCall::default();
     let mut any = false;
     for k in calls {
-        let k = k?;
+        t.add(&k?);
         any = true;
-        t.ioctl_calls += k.ioctl_calls;
-        t.ioctl_ns += k.ioctl_ns;
-        t.ioctl_errors += k.ioctl_errors;
-        t.exporter_calls += k.exporter_calls;
-        t.exporter_ns += k.exporter_ns;
-        t.exporter_bytes += k.exporter_bytes;
-        t.block_requests += k.block_requests;
-        t.block_bytes += k.block_bytes;
-        t.block_device_ns += k.block_device_ns;
-        t.on_cpu_ns += k.on_cpu_ns;
-        t.off_cpu_ns += k.off_cpu_ns;
-        t.switches += k.switches;
     }
     any.then_some(t)
 }
