@@ -224,3 +224,88 @@ fn good_json(dir: &Path) -> std::path::PathBuf {
     );
     out
 }
+
+/// One run read as its per-call CSV and as its results JSON: the same
+/// samples, so every metric is unchanged and not significant.
+#[test]
+fn a_runs_csv_and_json_compare_as_identical() {
+    let dir = tempfile::tempdir().unwrap();
+    let (csv, json) = (dir.path().join("run.csv"), dir.path().join("run.json"));
+    let out = Command::new(dmaprof_bin())
+        .args(["run", "--mode", "pread", "--mode", "pread-direct"])
+        .args([
+            "--size",
+            "4M",
+            "--chunk",
+            "256K",
+            "--iterations",
+            "6",
+            "--no-probes",
+        ])
+        .arg("--dir")
+        .arg(dir.path())
+        .arg("--csv")
+        .arg(&csv)
+        .arg("--json")
+        .arg(&json)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let (c, j) = (csv.to_str().unwrap(), json.to_str().unwrap());
+    let (code, text, err) = compare(&[c, j, "--format", "json"]);
+    assert_eq!(code, 0, "{err}");
+    let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let rows = v["rows"].as_array().unwrap();
+    assert_eq!(rows.len(), 2 * 4, "two modes, four metrics");
+    for r in rows {
+        assert_eq!(r["delta_pct"].as_f64(), Some(0.0), "{r}");
+        assert_eq!(r["significant"], false, "{r}");
+        assert_eq!(r["baseline"]["median"], r["candidate"]["median"], "{r}");
+    }
+    let (_, text, _) = compare(&[c, j]);
+    let metric_lines: Vec<&str> = text.lines().filter(|l| l.contains(" n=")).collect();
+    assert_eq!(metric_lines.len(), 2 * 4, "{text}");
+    assert!(
+        metric_lines
+            .iter()
+            .all(|l| l.contains(" ~ ") && l.contains("p=1.000")),
+        "{text}"
+    );
+}
+
+/// compare reads whole files: a FIFO (which would block) and /dev/zero
+/// (which never ends) are refused at once.
+#[test]
+fn special_files_are_refused_not_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let fifo = dir.path().join("fifo");
+    let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+    for path in [fifo.to_str().unwrap(), "/dev/zero"] {
+        let mut child = Command::new(dmaprof_bin())
+            .args(["compare", path])
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        let status = loop {
+            if let Some(s) = child.try_wait().unwrap() {
+                break s;
+            }
+            if std::time::Instant::now() > deadline {
+                let _ = child.kill();
+                panic!("compare {path} did not return");
+            }
+            std::thread::yield_now();
+        };
+        let mut err = String::new();
+        std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut err).unwrap();
+        assert_eq!(status.code(), Some(2), "{path}: {err}");
+        assert_eq!(err.lines().count(), 1, "{err}");
+        assert!(err.contains("not a regular file"), "{err}");
+    }
+}

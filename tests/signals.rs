@@ -14,7 +14,7 @@
 //! (bpf(2) *_GET_FD_BY_ID: ENOENT) and absent from the kernel's lists.
 use std::{
     collections::{BTreeMap, BTreeSet},
-    io::Read,
+    io::{BufRead, BufReader, Read},
     os::fd::AsRawFd,
     os::unix::process::ExitStatusExt,
     path::{Path, PathBuf},
@@ -1190,4 +1190,52 @@ fn a_signalled_trace_commits_its_csv_and_detaches() {
     }
     let _ = reader.kill();
     let _ = reader.wait();
+}
+
+/// A signal while the probes attach (trace's temporary CSV already exists):
+/// the trace ends cleanly, its CSV committed, no temporary file left.
+#[test]
+fn a_signal_while_trace_attaches_leaves_no_temp_file() {
+    if !require_bpf("signals") {
+        return;
+    }
+    let _serial = probe_lock();
+    let dir = disk_scratch_dir();
+    let csv = dir.path().join("t.csv");
+    for sig in [libc::SIGINT, libc::SIGTERM] {
+        let mut tracer = Command::new(dmaprof_bin())
+            .args(["trace", "--all", "--csv"])
+            .arg(&csv)
+            .env("DMAPROF_ANNOUNCE_PHASES", "1")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut err = BufReader::new(tracer.stderr.take().unwrap());
+        let mut log = String::new();
+        let mut line = String::new();
+        while err.read_line(&mut line).unwrap() > 0 {
+            log.push_str(&line);
+            if line.trim() == "dmaprof: phase attach" {
+                break;
+            }
+            line.clear();
+        }
+        unsafe { libc::kill(tracer.id() as i32, sig) };
+        err.read_to_string(&mut log).unwrap();
+        let code = tracer.wait().unwrap().code();
+        let name = sig_name(sig);
+        assert_eq!(code, Some(0), "{name}: {log}");
+        assert!(!log.contains("panicked"), "{log}");
+        let names: Vec<String> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(names, ["t.csv"], "{name}: no temporary file\n{log}");
+        assert!(
+            std::fs::read_to_string(&csv)
+                .unwrap()
+                .starts_with("start_ns,")
+        );
+    }
 }

@@ -94,7 +94,18 @@ fn read_baselines_move_and_verify_every_byte() {
         let offsets: Vec<u64> = p.calls.iter().map(|c| c.file_offset).collect();
         assert_eq!(offsets, [0, 4 * MIB, 8 * MIB, 12 * MIB]);
         assert!(p.calls.iter().all(|c| c.bytes == 4 * MIB && c.wall_ns > 0));
-        assert!(p.transfer_ns >= p.calls.iter().map(|c| c.wall_ns).sum::<u64>());
+        // Start stamps and durations come from separate clock reads: calls
+        // run one after another, each ending before the next starts.
+        for w in p.calls.windows(2) {
+            assert!(
+                w[1].start_ns >= w[0].start_ns + w[0].wall_ns,
+                "call {} starts at {} before call {} ends at {}",
+                w[1].index,
+                w[1].start_ns,
+                w[0].index,
+                w[0].start_ns + w[0].wall_ns
+            );
+        }
     }
     assert_eq!(seen.0.len(), 16, "the observer saw every call");
     // The direct pass left the page cache alone; buffered reads populated it and
@@ -453,6 +464,26 @@ fn filesystem_limits_and_permissions() {
         ]);
         assert_clean_failure(&out, 1, "No space left on device");
 
+        // A test file larger than the free space is refused before a byte is
+        // written: no partial file is left behind.
+        let out = dmaprof(&[
+            "--dir",
+            small.to_str().unwrap(),
+            "--mode",
+            "pread",
+            "--size",
+            "16M",
+            "--chunk",
+            "1M",
+        ]);
+        assert_clean_failure(&out, 2, "free");
+        let left: Vec<_> = std::fs::read_dir(&small)
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .filter(|n| n.to_string_lossy().starts_with("dmaprof-data"))
+            .collect();
+        assert!(left.is_empty(), "{left:?}");
+
         let secret = ram.join("secret.bin");
         std::fs::write(&secret, vec![1u8; 4096]).unwrap();
         std::fs::set_permissions(&secret, std::os::unix::fs::PermissionsExt::from_mode(0o600))
@@ -585,4 +616,53 @@ fn a_file_that_shrinks_during_the_run_is_a_clear_error_and_the_calls_done_are_ke
         rows.lines().count() > 1 && rows.ends_with('\n'),
         "the calls done are in a complete CSV"
     );
+}
+
+/// A size no machine holds is refused before any file is made, naming the
+/// shortfall; so is an output in a missing directory.
+#[test]
+fn impossible_sizes_and_bad_outputs_fail_before_the_test_file() {
+    let dir = disk_scratch_dir();
+    let d = dir.path().to_str().unwrap();
+    let out = dmaprof(&["--dir", d, "--mode", "pread", "--size", "100T"]);
+    assert_clean_failure(&out, 2, "of memory available");
+    let out = dmaprof(&[
+        "--dir",
+        d,
+        "--mode",
+        "pread",
+        "--size",
+        "3M",
+        "--csv",
+        "/nonexistent/dir/calls.csv",
+    ]);
+    assert_clean_failure(&out, 2, "--csv /nonexistent/dir/calls.csv");
+    let made: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
+    assert!(made.is_empty(), "nothing written: {made:?}");
+}
+
+/// --force overwrites a regular file, never a device or a FIFO.
+#[test]
+fn write_destinations_must_be_regular_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let fifo = dir.path().join("fifo");
+    let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+    for dest in [fifo.to_str().unwrap(), "/dev/null", "/dev/loop0"] {
+        if !Path::new(dest).exists() {
+            continue;
+        }
+        let out = dmaprof(&[
+            "--direction",
+            "write",
+            "--mode",
+            "pwrite",
+            "--size",
+            "1M",
+            "--force",
+            "--file",
+            dest,
+        ]);
+        assert_clean_failure(&out, 2, "is not a regular file");
+    }
 }

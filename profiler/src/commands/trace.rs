@@ -42,6 +42,7 @@ pub fn trace(rt: &Runtime, a: TraceArgs) -> Result<Exit, Exit> {
     Privileges::current()
         .require_tracing("trace")
         .map_err(Exit::Input)?;
+    crate::workload::announce(format_args!("attach"));
     let mut session = Session::attach(&Options {
         filter_tgid: a.pid,
         force: a.attach,

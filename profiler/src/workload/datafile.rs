@@ -74,6 +74,11 @@ pub fn mark_as_ours(file: &File, path: &Path, seed: u64) -> io::Result<()> {
     std::fs::write(sidecar(path), value)
 }
 
+/// Whether `path` is already dmaprof's pattern file of this size and seed.
+pub fn is_pattern_file(path: &Path, size: u64, seed: u64) -> bool {
+    std::fs::metadata(path).is_ok_and(|m| m.len() == size) && owner_seed(path) == Some(seed)
+}
+
 /// Creates (or reuses, when it is already dmaprof's, of this size and seed)
 /// a pattern file. Returns whether it had to be written. `stop` (Ctrl-C)
 /// ends the writing between blocks and removes the partial file.
@@ -98,14 +103,32 @@ pub fn ensure_pattern_file(
         std::fs::create_dir_all(dir)?;
     }
     let tmp = path.with_extension("partial");
-    let mut f = File::create(&tmp)?;
+    let written = write_pattern(&tmp, size, seed, stop);
+    if written.is_err() {
+        // Interrupted, or the disk filled up: no partial file is left.
+        let _ = std::fs::remove_file(&tmp);
+        let _ = std::fs::remove_file(sidecar(&tmp));
+    }
+    written?;
+    std::fs::rename(&tmp, path)?;
+    let old = sidecar(&tmp);
+    if old.exists() {
+        std::fs::rename(old, sidecar(path))?;
+    }
+    Ok(true)
+}
+
+fn write_pattern(
+    tmp: &Path,
+    size: u64,
+    seed: u64,
+    stop: &std::sync::atomic::AtomicBool,
+) -> io::Result<()> {
+    let mut f = File::create(tmp)?;
     let mut buf = vec![0u8; 4 << 20];
     let mut off = 0;
     while off < size {
         if stop.load(std::sync::atomic::Ordering::Relaxed) {
-            drop(f);
-            let _ = std::fs::remove_file(&tmp);
-            let _ = std::fs::remove_file(sidecar(&tmp));
             return Err(io::Error::new(io::ErrorKind::Interrupted, "interrupted"));
         }
         let n = (size - off).min(buf.len() as u64) as usize;
@@ -114,13 +137,7 @@ pub fn ensure_pattern_file(
         off += n as u64;
     }
     f.sync_all()?;
-    mark_as_ours(&f, &tmp, seed)?;
-    std::fs::rename(&tmp, path)?;
-    let old = sidecar(&tmp);
-    if old.exists() {
-        std::fs::rename(old, sidecar(path))?;
-    }
-    Ok(true)
+    mark_as_ours(&f, tmp, seed)
 }
 
 /// Opens a write destination: creates it, or truncates it only if dmaprof made it

@@ -8,6 +8,7 @@ mod kernel;
 pub mod mode;
 mod paths;
 pub mod plan;
+pub mod resources;
 pub mod summary;
 pub mod syscpu;
 
@@ -253,6 +254,16 @@ fn chunk_len(cfg: &Config, index: u64) -> u64 {
     (cfg.size - index * cfg.chunk).min(cfg.chunk)
 }
 
+/// Where one pass stands: what it runs on and what it has timed so far.
+struct PassCtx<'a> {
+    cfg: &'a Config,
+    mode: Mode,
+    iteration: u32,
+    epoch: Instant,
+    stop: &'a AtomicBool,
+    kernel: Option<&'a dyn KernelCounters>,
+}
+
 fn run_pass(
     cfg: &Config,
     mode: Mode,
@@ -262,6 +273,14 @@ fn run_pass(
     obs: &mut dyn Observer,
     kernel: Option<&dyn KernelCounters>,
 ) -> Result<Pass, RunError> {
+    let ctx = PassCtx {
+        cfg,
+        mode,
+        iteration,
+        epoch,
+        stop,
+        kernel,
+    };
     let file = open_file(cfg, mode)?;
     let cache = match cfg.direction {
         Direction::Read => {
@@ -269,81 +288,17 @@ fn run_pass(
         }
         Direction::Write => "n/a (write)".to_string(),
     };
-    let heap = match mode.buffer() {
-        BufferKind::Heap => Some(File::open(dma_buf::heap_path(&cfg.heap)).map_err(|e| {
-            RunError::Input(format!("{}: {e}", dma_buf::heap_path(&cfg.heap).display()))
-        })?),
-        _ => None,
-    };
-    let count = cfg.size.div_ceil(cfg.chunk);
-    let map_heap = matches!(mode, Mode::DmabufRead | Mode::DmabufWrite);
-
-    // Allocate: what a user of this path pays before moving any data.
     announce(format_args!("alloc {mode} {iteration}"));
     let t = Instant::now();
-    let mut bufs = Vec::with_capacity(count as usize);
-    for i in 0..count {
-        let b = Buffer::alloc(mode.buffer(), chunk_len(cfg, i), heap.as_ref(), map_heap)
-            .map_err(|e| failed(mode, &format!("allocating buffer {i}"), e))?;
-        bufs.push(b);
-    }
+    let mut bufs = allocate(cfg, mode)?;
     let alloc_ns = t.elapsed().as_nanos() as u64;
-
     if cfg.direction == Direction::Write {
-        for (i, b) in bufs.iter_mut().enumerate() {
-            let off = i as u64 * cfg.chunk;
-            b.with_bytes(true, |bytes| {
-                pattern::fill(datafile::DEFAULT_SEED, off, bytes)
-            })
-            .map_err(|e| failed(mode, "filling the source buffers", e))?;
-        }
+        fill_sources(mode, cfg.chunk, &mut bufs)?;
     }
 
-    // Transfer: one timed call per buffer.
     announce(format_args!("transfer {mode} {iteration}"));
-    // SAFETY: gettid cannot fail.
-    let tid = unsafe { libc::gettid() } as u32;
-    let mut calls = Vec::with_capacity(count as usize);
-    let mut transfer_ns = 0;
-    let mut counters = kernel.and_then(|k| k.read());
     let sys_before = syscpu::sample();
-    for (i, buf) in bufs.iter_mut().enumerate() {
-        if stop.load(Ordering::Relaxed) {
-            break;
-        }
-        let off = i as u64 * cfg.chunk;
-        let len = chunk_len(cfg, i as u64);
-        let cpu0 = ThreadCpu::now();
-        let t = Instant::now();
-        let r = paths::transfer(mode, cfg.direction, &file, buf, off, len);
-        let wall_ns = t.elapsed().as_nanos() as u64;
-        let cpu = ThreadCpu::now().since(cpu0);
-        // Outside the timed region: one map lookup per call.
-        let after = kernel.and_then(|k| k.read());
-        let kernel_call = match (&counters, &after) {
-            (Some(b), Some(a)) => Some(KernelCall::between(b, a, wall_ns)),
-            _ => None,
-        };
-        counters = after;
-        r.map_err(|e| failed(mode, &format!("call {i} at file offset {off}"), e))?;
-        transfer_ns += wall_ns;
-        let rec = CallRecord {
-            mode,
-            direction: cfg.direction,
-            iteration,
-            index: i as u32,
-            file_offset: off,
-            bytes: len,
-            start_ns: (t - epoch).as_nanos() as u64,
-            wall_ns,
-            cpu,
-            tid,
-            kernel: kernel_call,
-        };
-        obs.on_call(&rec);
-        calls.push(rec);
-    }
-
+    let calls = transfer_all(&ctx, &file, &mut bufs, obs)?;
     let others_cpu_ns = match (sys_before, syscpu::sample()) {
         (Some(a), Some(b)) => Some(syscpu::others_ns(a, b)),
         _ => None,
@@ -355,11 +310,9 @@ fn run_pass(
         file.sync_all().map_err(|e| failed(mode, "fsync", e))?;
         sync_ns = t.elapsed().as_nanos() as u64;
     }
-
-    let done = calls.len();
     let verified = if cfg.verify {
         announce(format_args!("verify {mode} {iteration}"));
-        verify(cfg, mode, &mut bufs[..done]).map_err(|e| failed(mode, "verification", e))?
+        verify(cfg, mode, &mut bufs[..calls.len()]).map_err(|e| failed(mode, "verification", e))?
     } else {
         Verification::Skipped
     };
@@ -375,7 +328,7 @@ fn run_pass(
         iteration,
         bytes: calls.iter().map(|c| c.bytes).sum(),
         alloc_ns,
-        transfer_ns,
+        transfer_ns: calls.iter().map(|c| c.wall_ns).sum(),
         sync_ns,
         free_ns,
         others_cpu_ns,
@@ -383,6 +336,85 @@ fn run_pass(
         verified,
         calls,
     })
+}
+
+/// Allocate: what a user of this path pays before moving any data.
+fn allocate(cfg: &Config, mode: Mode) -> Result<Vec<Buffer>, RunError> {
+    let heap = match mode.buffer() {
+        BufferKind::Heap => Some(File::open(dma_buf::heap_path(&cfg.heap)).map_err(|e| {
+            RunError::Input(format!("{}: {e}", dma_buf::heap_path(&cfg.heap).display()))
+        })?),
+        _ => None,
+    };
+    let map_heap = matches!(mode, Mode::DmabufRead | Mode::DmabufWrite);
+    (0..cfg.size.div_ceil(cfg.chunk))
+        .map(|i| {
+            Buffer::alloc(mode.buffer(), chunk_len(cfg, i), heap.as_ref(), map_heap)
+                .map_err(|e| failed(mode, &format!("allocating buffer {i}"), e))
+        })
+        .collect()
+}
+
+/// Write passes: the buffers hold the pattern the destination is checked against.
+fn fill_sources(mode: Mode, chunk: u64, bufs: &mut [Buffer]) -> Result<(), RunError> {
+    for (i, b) in bufs.iter_mut().enumerate() {
+        let off = i as u64 * chunk;
+        b.with_bytes(true, |bytes| {
+            pattern::fill(datafile::DEFAULT_SEED, off, bytes)
+        })
+        .map_err(|e| failed(mode, "filling the source buffers", e))?;
+    }
+    Ok(())
+}
+
+/// One timed call per buffer, until done or stopped.
+fn transfer_all(
+    ctx: &PassCtx,
+    file: &File,
+    bufs: &mut [Buffer],
+    obs: &mut dyn Observer,
+) -> Result<Vec<CallRecord>, RunError> {
+    let (cfg, mode) = (ctx.cfg, ctx.mode);
+    // SAFETY: gettid cannot fail.
+    let tid = unsafe { libc::gettid() } as u32;
+    let mut calls = Vec::with_capacity(bufs.len());
+    let mut counters = ctx.kernel.and_then(|k| k.read());
+    for (i, buf) in bufs.iter_mut().enumerate() {
+        if ctx.stop.load(Ordering::Relaxed) {
+            break;
+        }
+        let off = i as u64 * cfg.chunk;
+        let len = chunk_len(cfg, i as u64);
+        let cpu0 = ThreadCpu::now();
+        let t = Instant::now();
+        let r = paths::transfer(mode, cfg.direction, file, buf, off, len);
+        let wall_ns = t.elapsed().as_nanos() as u64;
+        let cpu = ThreadCpu::now().since(cpu0);
+        // Outside the timed region: one map lookup per call.
+        let after = ctx.kernel.and_then(|k| k.read());
+        let kernel = match (&counters, &after) {
+            (Some(b), Some(a)) => Some(KernelCall::between(b, a, wall_ns)),
+            _ => None,
+        };
+        counters = after;
+        r.map_err(|e| failed(mode, &format!("call {i} at file offset {off}"), e))?;
+        let rec = CallRecord {
+            mode,
+            direction: cfg.direction,
+            iteration: ctx.iteration,
+            index: i as u32,
+            file_offset: off,
+            bytes: len,
+            start_ns: (t - ctx.epoch).as_nanos() as u64,
+            wall_ns,
+            cpu,
+            tid,
+            kernel,
+        };
+        obs.on_call(&rec);
+        calls.push(rec);
+    }
+    Ok(calls)
 }
 
 /// Checks the bytes moved, outside the timed region.

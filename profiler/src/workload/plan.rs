@@ -6,6 +6,7 @@ use std::{path::PathBuf, sync::atomic::AtomicBool};
 use super::{
     CacheMode, Config, RunError, datafile,
     mode::{ALL_MODES, Direction, Mode, parse_size},
+    resources,
 };
 use crate::capabilities::Facts;
 
@@ -86,6 +87,56 @@ fn mib(n: u64) -> String {
 
 /// `stop` ends the making of a test file early (Ctrl-C).
 pub fn plan(args: &Args, stop: &AtomicBool) -> Result<Plan, RunError> {
+    check_numbers(args)?;
+    if let Some(size) = args.size {
+        // Before anything is written: a pass holds all its buffers at once.
+        resources::check_memory(size, resources::available_memory()).map_err(input)?;
+    }
+    let mut notes = Vec::new();
+    let dir = args.dir.clone().unwrap_or_else(datafile::default_dir);
+    let (file, size, seed, write_to) = match args.direction {
+        Direction::Read => {
+            let (file, size, seed) = read_source(args, &dir, &mut notes, stop)?;
+            (file, size, seed, Vec::new())
+        }
+        Direction::Write => {
+            let (dir, dest) = write_target(args, &dir)?;
+            (dir, args.size.unwrap_or(DEFAULT_SIZE), None, dest)
+        }
+    };
+    let (modes, skipped) = choose_modes(args, &Facts::gather(&args.heap, &file), size)?;
+    if args.size.is_none() {
+        resources::check_memory(size, resources::available_memory()).map_err(input)?;
+    }
+    resources::check_fds(&modes, size.div_ceil(args.chunk), resources::fd_limit())
+        .map_err(input)?;
+    if write_to.len() == 1 && modes.len() > 1 {
+        return Err(input(
+            "--file with --direction write names one destination: give exactly one --mode",
+        ));
+    }
+    let write_to = write_to.into_iter().map(|p| (modes[0], p)).collect();
+    Ok(Plan {
+        config: Config {
+            modes,
+            direction: args.direction,
+            file,
+            write_to,
+            size,
+            chunk: args.chunk,
+            iterations: args.iterations,
+            heap: args.heap.clone(),
+            cache: args.cache,
+            verify: args.verify,
+            force: args.force,
+            seed,
+        },
+        skipped,
+        notes,
+    })
+}
+
+fn check_numbers(args: &Args) -> Result<(), RunError> {
     if args.chunk == 0 {
         return Err(input("--chunk must be greater than 0"));
     }
@@ -95,47 +146,56 @@ pub fn plan(args: &Args, stop: &AtomicBool) -> Result<Plan, RunError> {
     if args.iterations == 0 {
         return Err(input("--iterations must be at least 1"));
     }
-    let mut notes = Vec::new();
-    let dir = args.dir.clone().unwrap_or_else(datafile::default_dir);
+    Ok(())
+}
 
-    let (file, size, seed, write_to) = match args.direction {
-        Direction::Read => {
-            let (file, size, seed) = read_source(args, &dir, &mut notes, stop)?;
-            (file, size, seed, Vec::new())
-        }
-        Direction::Write => {
-            let size = args.size.unwrap_or(DEFAULT_SIZE);
-            if let Some(f) = &args.file {
-                if f.is_dir() {
-                    return Err(input(format!("--file {} is a directory", f.display())));
-                }
-                let parent = f
-                    .parent()
-                    .filter(|p| !p.as_os_str().is_empty())
-                    .unwrap_or(std::path::Path::new("."));
-                if !parent.is_dir() {
-                    return Err(input(format!(
-                        "--file {}: directory {} does not exist",
-                        f.display(),
-                        parent.display()
-                    )));
-                }
-                if f.exists() && datafile::owner_seed(f).is_none() && !args.force {
-                    return Err(input(format!(
-                        "--file {} exists and was not created by dmaprof (use --force to overwrite it)",
-                        f.display()
-                    )));
-                }
-                (parent.to_path_buf(), size, None, vec![f.clone()])
-            } else {
-                std::fs::create_dir_all(&dir)
-                    .map_err(|e| input(format!("--dir {}: {e}", dir.display())))?;
-                (dir.clone(), size, None, Vec::new())
-            }
-        }
+/// Write passes: the directory the destinations go to, and the one
+/// destination named with --file (checked: a regular file dmaprof made,
+/// or --force).
+fn write_target(args: &Args, dir: &std::path::Path) -> Result<(PathBuf, Vec<PathBuf>), RunError> {
+    let Some(f) = &args.file else {
+        std::fs::create_dir_all(dir).map_err(|e| input(format!("--dir {}: {e}", dir.display())))?;
+        return Ok((dir.to_path_buf(), Vec::new()));
     };
+    if f.is_dir() {
+        return Err(input(format!("--file {} is a directory", f.display())));
+    }
+    let parent = f
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(std::path::Path::new("."));
+    if !parent.is_dir() {
+        return Err(input(format!(
+            "--file {}: directory {} does not exist",
+            f.display(),
+            parent.display()
+        )));
+    }
+    if let Ok(meta) = std::fs::metadata(f)
+        && !meta.is_file()
+    {
+        return Err(input(format!(
+            "--file {} is not a regular file (a device, FIFO or socket); dmaprof writes only regular files, even with --force",
+            f.display()
+        )));
+    }
+    if f.exists() && datafile::owner_seed(f).is_none() && !args.force {
+        return Err(input(format!(
+            "--file {} exists and was not created by dmaprof (use --force to overwrite it)",
+            f.display()
+        )));
+    }
+    Ok((parent.to_path_buf(), vec![f.clone()]))
+}
 
-    let facts = Facts::gather(&args.heap, &file);
+/// The modes asked for (or every mode of the direction), each checked
+/// against this machine: an explicit mode that cannot run is an error, one
+/// of `all` is skipped with the reason.
+fn choose_modes(
+    args: &Args,
+    facts: &Facts,
+    size: u64,
+) -> Result<(Vec<Mode>, Vec<(Mode, String)>), RunError> {
     let explicit = !(args.modes.is_empty() || args.modes.iter().any(|m| m == "all"));
     let wanted: Vec<Mode> = if explicit {
         args.modes
@@ -156,7 +216,6 @@ pub fn plan(args: &Args, stop: &AtomicBool) -> Result<Plan, RunError> {
             .filter(|m| m.directions().contains(&args.direction))
             .collect()
     };
-
     let mut modes = Vec::new();
     let mut skipped = Vec::new();
     for mode in wanted {
@@ -175,31 +234,7 @@ pub fn plan(args: &Args, stop: &AtomicBool) -> Result<Plan, RunError> {
     if modes.is_empty() {
         return Err(input("no mode can run here (see `dmaprof doctor`)"));
     }
-    if write_to.len() == 1 && modes.len() > 1 {
-        return Err(input(
-            "--file with --direction write names one destination: give exactly one --mode",
-        ));
-    }
-    let write_to = write_to.into_iter().map(|p| (modes[0], p)).collect();
-
-    Ok(Plan {
-        config: Config {
-            modes,
-            direction: args.direction,
-            file,
-            write_to,
-            size,
-            chunk: args.chunk,
-            iterations: args.iterations,
-            heap: args.heap.clone(),
-            cache: args.cache,
-            verify: args.verify,
-            force: args.force,
-            seed,
-        },
-        skipped,
-        notes,
-    })
+    Ok((modes, skipped))
 }
 
 fn aligned_for(mode: Mode, size: u64, chunk: u64) -> Result<(), String> {
@@ -269,6 +304,11 @@ fn read_source(
         None => {
             let size = args.size.unwrap_or(DEFAULT_SIZE);
             let path = dir.join(format!("dmaprof-data-{}.bin", size_label(size)));
+            if !datafile::is_pattern_file(&path, size, datafile::DEFAULT_SEED) {
+                std::fs::create_dir_all(dir)
+                    .map_err(|e| input(format!("--dir {}: {e}", dir.display())))?;
+                resources::check_space(dir, size).map_err(input)?;
+            }
             let created = datafile::ensure_pattern_file(&path, size, datafile::DEFAULT_SEED, stop)
                 .map_err(|e| input(format!("test file {}: {e}", path.display())))?;
             notes.push(format!(
