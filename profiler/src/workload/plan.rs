@@ -65,10 +65,13 @@ pub struct Args {
     pub force: bool,
 }
 
+/// Modes that cannot run here, with the reason.
+pub type Skipped = Vec<(Mode, String)>;
+
 #[derive(Debug)]
 pub struct Plan {
     pub config: Config,
-    pub skipped: Vec<(Mode, String)>,
+    pub skipped: Skipped,
     /// Things the user should know (file created, reused ...).
     pub notes: Vec<String>,
 }
@@ -195,7 +198,7 @@ fn choose_modes(
     args: &Args,
     facts: &Facts,
     size: u64,
-) -> Result<(Vec<Mode>, Vec<(Mode, String)>), RunError> {
+) -> Result<(Vec<Mode>, Skipped), RunError> {
     let explicit = !(args.modes.is_empty() || args.modes.iter().any(|m| m == "all"));
     let wanted: Vec<Mode> = if explicit {
         args.modes
