@@ -119,12 +119,6 @@ impl SchedOffsets {
     };
 }
 
-/// Offsets inside the UAPI `struct dma_buf_rw_file` (fixed by the ABI).
-pub const RW_FILE_FLAGS_OFFSET: usize = 0;
-pub const RW_FILE_BUF_LEN_OFFSET: usize = 24;
-/// `_IOC_TYPE` of dma-buf ioctls.
-pub const DMA_BUF_IOCTL_TYPE: u32 = b'b' as u32;
-
 /// Per-CPU counters of events the call probes could not record.
 pub mod lost {
     /// Ring buffer full: a CallEvent was dropped.

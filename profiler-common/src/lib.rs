@@ -7,6 +7,7 @@
 pub mod block;
 pub mod call;
 pub mod pattern;
+pub mod uapi;
 
 /// Names of the programs in the eBPF object, so both sides spell them once.
 pub mod programs {

@@ -81,7 +81,7 @@ pub fn block_io_start(ctx: TracePointContext) -> u32 {
         start_ns: unsafe { bpf_ktime_get_ns() },
         issue_ns: 0,
     };
-    if BLOCK_INFLIGHT.insert(&key, &entry, 0).is_err() {
+    if BLOCK_INFLIGHT.insert(key, entry, 0).is_err() {
         bump(counter::INFLIGHT_FULL);
         // Diagnostics through aya-log: only on this failure path, never per event.
         aya_log_ebpf::warn!(
@@ -124,7 +124,7 @@ pub fn block_rq_issue(ctx: TracePointContext) -> u32 {
     let Some(key) = request_key(&ctx, &off) else {
         return 0;
     };
-    if let Some(entry) = BLOCK_INFLIGHT.get_ptr_mut(&key) {
+    if let Some(entry) = BLOCK_INFLIGHT.get_ptr_mut(key) {
         // A requeued request is issued again: the device time starts over.
         unsafe { (*entry).issue_ns = bpf_ktime_get_ns() };
     }
@@ -145,11 +145,11 @@ pub fn block_bio_frontmerge(ctx: TracePointContext) -> u32 {
         sector: bio_key.sector + nr_sector as u64,
         ..bio_key
     };
-    if let Some(entry) = unsafe { BLOCK_INFLIGHT.get(&old_key) } {
+    if let Some(entry) = unsafe { BLOCK_INFLIGHT.get(old_key) } {
         let mut moved = *entry;
         moved.remaining_bytes += (nr_sector as u64) << 9;
-        let _ = BLOCK_INFLIGHT.remove(&old_key);
-        if BLOCK_INFLIGHT.insert(&bio_key, &moved, 0).is_err() {
+        let _ = BLOCK_INFLIGHT.remove(old_key);
+        if BLOCK_INFLIGHT.insert(bio_key, moved, 0).is_err() {
             bump(counter::INFLIGHT_FULL);
         }
     }
@@ -163,7 +163,7 @@ pub fn block_rq_complete(ctx: TracePointContext) -> u32 {
     let Some(key) = request_key(&ctx, &off) else {
         return 0;
     };
-    let Some(found) = (unsafe { BLOCK_INFLIGHT.get(&key) }) else {
+    let Some(found) = (unsafe { BLOCK_INFLIGHT.get(key) }) else {
         if filter_tgid() == 0 {
             bump(counter::UNMATCHED_COMPLETE);
         }
@@ -176,7 +176,7 @@ pub fn block_rq_complete(ctx: TracePointContext) -> u32 {
     let bytes = (nr_sector as u64) << 9;
 
     // Partial completion: the rest of the request continues at the next sector.
-    let _ = BLOCK_INFLIGHT.remove(&key);
+    let _ = BLOCK_INFLIGHT.remove(key);
     if bytes < entry.remaining_bytes && bytes > 0 {
         let rest = Inflight {
             remaining_bytes: entry.remaining_bytes - bytes,
@@ -186,7 +186,7 @@ pub fn block_rq_complete(ctx: TracePointContext) -> u32 {
             sector: key.sector + nr_sector as u64,
             ..key
         };
-        if BLOCK_INFLIGHT.insert(&rest_key, &rest, 0).is_err() {
+        if BLOCK_INFLIGHT.insert(rest_key, rest, 0).is_err() {
             bump(counter::INFLIGHT_FULL);
         }
     }
@@ -196,26 +196,22 @@ pub fn block_rq_complete(ctx: TracePointContext) -> u32 {
     } else {
         0
     };
-    let queue_ns = if entry.issue_ns > entry.start_ns {
-        entry.issue_ns - entry.start_ns
-    } else {
-        0
-    };
+    let queue_ns = entry.issue_ns.saturating_sub(entry.start_ns);
     let totals_key = BlockKey {
         tgid: entry.tgid,
         tid: entry.tid,
         dev: key.dev,
         _pad: 0,
     };
-    let totals = match BLOCK_TOTALS.get_ptr_mut(&totals_key) {
+    let totals = match BLOCK_TOTALS.get_ptr_mut(totals_key) {
         Some(t) => t,
         None => {
             let zero = BlockTotals::default();
-            if BLOCK_TOTALS.insert(&totals_key, &zero, 0).is_err() {
+            if BLOCK_TOTALS.insert(totals_key, zero, 0).is_err() {
                 bump(counter::TOTALS_FULL);
                 return 0;
             }
-            match BLOCK_TOTALS.get_ptr_mut(&totals_key) {
+            match BLOCK_TOTALS.get_ptr_mut(totals_key) {
                 Some(t) => t,
                 None => return 0,
             }
@@ -243,11 +239,11 @@ pub fn block_rq_complete(ctx: TracePointContext) -> u32 {
             tgid: entry.tgid,
             slot: log2(bytes).min(LATENCY_SLOTS - 1),
         };
-        match BLOCK_SIZES.get_ptr_mut(&size_key) {
+        match BLOCK_SIZES.get_ptr_mut(size_key) {
             Some(n) => unsafe { *n += 1 },
             None => {
                 let one: u64 = 1;
-                if BLOCK_SIZES.insert(&size_key, &one, 0).is_err() {
+                if BLOCK_SIZES.insert(size_key, one, 0).is_err() {
                     bump(counter::TOTALS_FULL);
                 }
             }
@@ -259,10 +255,10 @@ pub fn block_rq_complete(ctx: TracePointContext) -> u32 {
             tgid: entry.tgid,
             slot,
         };
-        match BLOCK_LATENCY.get_ptr_mut(&slot_key) {
+        match BLOCK_LATENCY.get_ptr_mut(slot_key) {
             Some(n) => unsafe { *n += 1 },
             None => {
-                let _ = BLOCK_LATENCY.insert(&slot_key, &1, 0);
+                let _ = BLOCK_LATENCY.insert(slot_key, 1, 0);
             }
         }
     }

@@ -7,7 +7,10 @@ use aya_ebpf::{
     maps::HashMap,
     programs::{FEntryContext, FExitContext, ProbeContext, RetProbeContext, TracePointContext},
 };
-use profiler_common::call::{CallEvent, DMA_BUF_IOCTL_TYPE, EVENT_IOCTL, Pending};
+use profiler_common::{
+    call::{CallEvent, EVENT_IOCTL, Pending},
+    uapi::DMA_BUF_IOCTL_TYPE,
+};
 
 use crate::threads::{add, begin, counters, emit, end, traced_current};
 

@@ -8,8 +8,9 @@ use aya_ebpf::{
     maps::HashMap,
     programs::{FEntryContext, FExitContext, ProbeContext, RetProbeContext},
 };
-use profiler_common::call::{
-    CallEvent, EVENT_EXPORTER, Pending, RW_FILE_BUF_LEN_OFFSET, RW_FILE_FLAGS_OFFSET,
+use profiler_common::{
+    call::{CallEvent, EVENT_EXPORTER, Pending},
+    uapi::{RW_FILE_BUF_LEN_OFFSET, RW_FILE_FLAGS_OFFSET},
 };
 
 use crate::threads::{add, begin, counters, emit, end, traced_current};

@@ -29,13 +29,13 @@ pub fn sched_switch(ctx: TracePointContext) -> u32 {
     let now = unsafe { bpf_ktime_get_ns() };
     let prev = prev as u32;
     let next = next as u32;
-    if unsafe { THREAD_COUNTERS.get(&prev) }.is_some() {
-        let _ = SWITCHED_OUT.insert(&prev, &now, 0);
+    if unsafe { THREAD_COUNTERS.get(prev) }.is_some() {
+        let _ = SWITCHED_OUT.insert(prev, now, 0);
     }
     if let Some(c) = counters(next)
-        && let Some(out) = unsafe { SWITCHED_OUT.get(&next) }.copied()
+        && let Some(out) = unsafe { SWITCHED_OUT.get(next) }.copied()
     {
-        let _ = SWITCHED_OUT.remove(&next);
+        let _ = SWITCHED_OUT.remove(next);
         unsafe {
             add(&raw mut (*c).off_cpu_ns, now.saturating_sub(out));
             add(&raw mut (*c).switches, 1);

@@ -55,7 +55,7 @@ pub fn add(field: *mut u64, v: u64) {
 
 #[inline(always)]
 pub fn counters(tid: u32) -> Option<*mut ThreadCounters> {
-    THREAD_COUNTERS.get_ptr_mut(&tid)
+    THREAD_COUNTERS.get_ptr_mut(tid)
 }
 
 #[inline(always)]
@@ -80,7 +80,7 @@ pub fn begin(pending: &HashMap<u32, Pending>, tid: u32, what: u64, len: u64) {
         what,
         len,
     };
-    if pending.insert(&tid, &p, 0).is_err() {
+    if pending.insert(tid, p, 0).is_err() {
         lost_event(lost::PENDING_FULL);
     }
 }
@@ -90,8 +90,8 @@ pub fn begin(pending: &HashMap<u32, Pending>, tid: u32, what: u64, len: u64) {
 /// before the probes were attached).
 #[inline(always)]
 pub fn end(pending: &HashMap<u32, Pending>, tid: u32) -> Option<(Pending, u64)> {
-    let p = unsafe { pending.get(&tid) }.copied()?;
-    let _ = pending.remove(&tid);
+    let p = unsafe { pending.get(tid) }.copied()?;
+    let _ = pending.remove(tid);
     let duration_ns = unsafe { bpf_ktime_get_ns() }.saturating_sub(p.start_ns);
     Some((p, duration_ns))
 }

@@ -1,6 +1,6 @@
 //! Which modes this machine can run, and why not. `dmaprof doctor` and
 //! `dmaprof run --mode all` use these same checks.
-use std::{fs::OpenOptions, os::unix::fs::OpenOptionsExt, path::Path};
+use std::path::Path;
 
 use crate::{
     dma_buf::{self, RwFileSupport},
@@ -38,7 +38,7 @@ impl Facts {
             udmabuf: Path::new(dma_buf::UDMABUF_DEV).exists(),
             rw_file,
             rw_file_detail,
-            o_direct: o_direct_works(path),
+            o_direct: crate::fsinfo::o_direct(path).map(drop),
         }
     }
 
@@ -90,28 +90,5 @@ impl Facts {
             return Err(format!("O_DIRECT does not work here: {why}"));
         }
         Ok(())
-    }
-}
-
-/// Opens the file (or a scratch file in the directory) with O_DIRECT.
-pub fn o_direct_works(path: &Path) -> Result<(), String> {
-    if path.is_dir() {
-        let probe = path.join(format!(".dmaprof-odirect-{}", std::process::id()));
-        let r = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .custom_flags(libc::O_DIRECT)
-            .open(&probe)
-            .map(drop)
-            .map_err(|e| format!("open(O_DIRECT) in {}: {e}", path.display()));
-        let _ = std::fs::remove_file(&probe);
-        r
-    } else {
-        OpenOptions::new()
-            .read(true)
-            .custom_flags(libc::O_DIRECT)
-            .open(path)
-            .map(drop)
-            .map_err(|e| format!("open(O_DIRECT) {}: {e}", path.display()))
     }
 }

@@ -1,6 +1,6 @@
-//! The dma-buf UAPI dmaprof drives: the seed patch's `DMA_BUF_IOCTL_RW_FILE`,
-//! dma-heap allocation and udmabuf. Numbers are spelled out from the kernel
-//! headers (and the seed patch) because libc does not carry them.
+//! Driving the dma-buf UAPI (`profiler_common::uapi`, re-exported here): the
+//! seed patch's `DMA_BUF_IOCTL_RW_FILE`, dma-heap allocation, CPU-access
+//! syncs and udmabuf.
 use std::{
     fs::{File, OpenOptions},
     io,
@@ -8,66 +8,10 @@ use std::{
     path::{Path, PathBuf},
 };
 
-/// `struct dma_buf_rw_file` from the seed patch (32 bytes).
-#[repr(C)]
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct RwFileArgs {
-    pub flags: u32,
-    pub fd: i32,
-    pub file_offset: u64,
-    pub buf_offset: u64,
-    pub buf_len: u64,
-}
-
-pub const RW_FLAGS_OP_MASK: u32 = 0xff;
-/// file -> dma-buf ("restore").
-pub const RW_FLAGS_READ: u32 = 1;
-/// dma-buf -> file ("save").
-pub const RW_FLAGS_WRITE: u32 = 2;
-/// O_DIRECT-style transfer, bypassing the page cache.
-pub const RW_FLAGS_DIRECT: u32 = 1 << 31;
-
-// _IOC(dir, type, nr, size) = dir << 30 | size << 16 | type << 8 | nr
-const fn ioc(dir: u32, ty: u8, nr: u8, size: usize) -> u32 {
-    (dir << 30) | ((size as u32) << 16) | ((ty as u32) << 8) | nr as u32
-}
-const IOC_WRITE: u32 = 1;
-const IOC_READ: u32 = 2;
-
-/// The ioctl "type" byte of every dma-buf command.
-pub const DMA_BUF_BASE: u8 = b'b';
-/// `_IOW('b', 4, struct dma_buf_rw_file)`.
-pub const DMA_BUF_IOCTL_RW_FILE: u32 = ioc(IOC_WRITE, DMA_BUF_BASE, 4, size_of::<RwFileArgs>());
-/// `_IOW('b', 0, struct dma_buf_sync)`.
-pub const DMA_BUF_IOCTL_SYNC: u32 = ioc(IOC_WRITE, DMA_BUF_BASE, 0, 8);
-pub const DMA_BUF_SYNC_READ: u64 = 1;
-pub const DMA_BUF_SYNC_WRITE: u64 = 2;
-pub const DMA_BUF_SYNC_START: u64 = 0;
-pub const DMA_BUF_SYNC_END: u64 = 4;
-
-#[repr(C)]
-#[derive(Debug, Default)]
-struct HeapAllocationData {
-    len: u64,
-    fd: u32,
-    fd_flags: u32,
-    heap_flags: u64,
-}
-/// `_IOWR('H', 0, struct dma_heap_allocation_data)`.
-pub const DMA_HEAP_IOCTL_ALLOC: u32 = ioc(
-    IOC_READ | IOC_WRITE,
-    b'H',
-    0,
-    size_of::<HeapAllocationData>(),
-);
+pub use profiler_common::uapi::*;
 
 pub const DMA_HEAP_DIR: &str = "/dev/dma_heap";
 pub const UDMABUF_DEV: &str = "/dev/udmabuf";
-
-/// The ioctl type byte of a command (`_IOC_TYPE`).
-pub const fn ioc_type(cmd: u32) -> u8 {
-    (cmd >> 8) as u8
-}
 
 /// dma-heaps present on this system (names under /dev/dma_heap), sorted.
 pub fn heaps() -> Vec<String> {
@@ -142,17 +86,6 @@ pub fn with_cpu_access<R>(
     Ok(r)
 }
 
-#[repr(C)]
-struct UdmabufCreate {
-    memfd: u32,
-    flags: u32,
-    offset: u64,
-    size: u64,
-}
-/// `_IOW('u', 0x42, struct udmabuf_create)`.
-pub const UDMABUF_CREATE: u32 = ioc(IOC_WRITE, b'u', 0x42, size_of::<UdmabufCreate>());
-const UDMABUF_FLAGS_CLOEXEC: u32 = 1;
-
 /// Wraps `len` bytes of a sealed memfd into a dma-buf through /dev/udmabuf.
 pub fn udmabuf_create(memfd: &impl AsRawFd, len: u64) -> io::Result<OwnedFd> {
     let dev = OpenOptions::new()
@@ -217,23 +150,5 @@ pub fn probe_rw_file(heap: &Path) -> Result<(RwFileSupport, String), String> {
             _ => Err(format!("{how}: unexpected {e}")),
         },
         Ok(()) => Err(format!("{how}: unexpectedly succeeded")),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn uapi_matches_the_seed_patch() {
-        assert_eq!(size_of::<RwFileArgs>(), 32);
-        assert_eq!(std::mem::offset_of!(RwFileArgs, file_offset), 8);
-        assert_eq!(std::mem::offset_of!(RwFileArgs, buf_len), 24);
-        assert_eq!(DMA_BUF_IOCTL_RW_FILE, 0x4020_6204);
-        assert_eq!(DMA_BUF_IOCTL_SYNC, 0x4008_6200);
-        assert_eq!(DMA_HEAP_IOCTL_ALLOC, 0xc018_4800);
-        assert_eq!(ioc_type(DMA_BUF_IOCTL_RW_FILE), b'b');
-        assert_eq!(RW_FLAGS_DIRECT, 0x8000_0000);
-        assert_eq!(UDMABUF_CREATE, 0x4018_7542);
     }
 }

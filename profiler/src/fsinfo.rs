@@ -32,10 +32,9 @@ pub fn inspect(path: &Path) -> Result<FsInfo> {
         .ok()
         .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()));
     let (mount_point, fs_type) = mount_of(&device).unzip();
-    let (o_direct, o_direct_detail) = if meta.is_dir() {
-        check_direct_in_dir(path)
-    } else {
-        check_direct_on_file(path, meta.len())
+    let (o_direct, o_direct_detail) = match o_direct(path) {
+        Ok(how) => (true, how),
+        Err(why) => (false, why),
     };
     Ok(FsInfo {
         path: path.to_path_buf(),
@@ -46,6 +45,19 @@ pub fn inspect(path: &Path) -> Result<FsInfo> {
         o_direct,
         o_direct_detail,
     })
+}
+
+/// Whether O_DIRECT works at `path`, found by doing it: an aligned 4 KiB
+/// read of a file, or a scratch file written and read back in a directory.
+/// Ok says how it was checked, Err why it does not work.
+pub fn o_direct(path: &Path) -> Result<String, String> {
+    let meta = std::fs::metadata(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let (ok, detail) = if meta.is_dir() {
+        check_direct_in_dir(path)
+    } else {
+        check_direct_on_file(path, meta.len())
+    };
+    if ok { Ok(detail) } else { Err(detail) }
 }
 
 /// The mount point and filesystem type of a device, from /proc/self/mountinfo.

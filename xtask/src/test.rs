@@ -31,6 +31,9 @@ pub fn run(with_lab: bool) -> Result<ExitCode> {
                     .current_dir(&root),
             )
         })?;
+        phases.run("cargo clippy -D warnings (eBPF crate)", || {
+            cmd::run(&mut ebpf_clippy(&root))
+        })?;
         phases.run("host tests (cargo test)", || {
             cmd::run(
                 Command::new("cargo")
@@ -45,4 +48,39 @@ pub fn run(with_lab: bool) -> Result<ExitCode> {
     })();
     eprint!("{}", phases.summary());
     result.map(|()| ExitCode::SUCCESS)
+}
+
+/// Clippy for the eBPF crate, which the workspace's clippy never sees (it
+/// builds only for the bpf target): the same target, flags and toolchain
+/// aya-build uses, checked, not linked.
+fn ebpf_clippy(root: &std::path::Path) -> Command {
+    let mut c = Command::new("cargo");
+    c.args([
+        "+nightly",
+        "clippy",
+        "--package",
+        "profiler-ebpf",
+        "--bins",
+        "--release",
+        "--target",
+        "bpfel-unknown-none",
+        "-Z",
+        "build-std=core",
+        "--target-dir",
+        "target/ebpf-clippy",
+        "--",
+        "-D",
+        "warnings",
+    ])
+    .env(
+        "CARGO_ENCODED_RUSTFLAGS",
+        format!(
+            "--cfg=bpf_target_arch=\"{}\"\x1f-Cdebuginfo=2",
+            std::env::consts::ARCH
+        ),
+    )
+    .env_remove("RUSTC")
+    .env_remove("RUSTC_WORKSPACE_WRAPPER")
+    .current_dir(root);
+    c
 }

@@ -16,11 +16,14 @@ use tokio::{io::unix::AsyncFd, runtime::Runtime};
 use crate::{
     cli::TraceArgs,
     exit::Exit,
-    export::atomic::{self, AtomicFile},
+    export::{
+        atomic::{self, AtomicFile},
+        trace_sink::Sink,
+    },
     kernel::Privileges,
     live::{self, state::LiveState, tui},
     probes::{
-        events::{self, Sink, TraceSummary},
+        events::{self, TraceSummary},
         report,
         session::{Families, Options, Session},
     },

@@ -11,11 +11,13 @@ pub use render::render_text;
 
 use crate::{
     btf::Btf,
+    capabilities::Facts,
     dma_buf::{self, RwFileSupport},
     fsinfo::{self, FsInfo},
     kernel::{self, Privileges},
     probes::attach::{self, Method, Rung},
     tracefs,
+    workload::mode::{ALL_MODES, Direction, Mode},
 };
 
 #[derive(Debug, Clone, Serialize)]
@@ -29,6 +31,8 @@ pub struct Report {
     pub probe_targets: Vec<ProbeTarget>,
     pub dma_buf: DmaBuf,
     pub filesystem: Option<FsCheck>,
+    /// Each mode and direction, checked as `dmaprof run` checks it.
+    pub modes: Vec<ModeSupport>,
     /// Features lost on this machine, in plain words.
     pub limitations: Vec<String>,
 }
@@ -68,6 +72,14 @@ pub struct FsCheck {
     pub ok: bool,
     pub info: Option<FsInfo>,
     pub error: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ModeSupport {
+    pub mode: Mode,
+    pub direction: Direction,
+    /// None: runs here; else why not.
+    pub unavailable: Option<String>,
 }
 
 /// What doctor inspects besides the kernel.
@@ -151,6 +163,7 @@ pub fn run(opts: &Options) -> Report {
 
     let dma_buf = dma_buf_check(rw_file_in_btf, callbacks);
     let filesystem = opts.path.as_deref().map(fs_check);
+    let modes = mode_support(opts.path.as_deref().unwrap_or(Path::new(".")));
 
     let mut report = Report {
         dmaprof_version: env!("CARGO_PKG_VERSION"),
@@ -162,6 +175,7 @@ pub fn run(opts: &Options) -> Report {
         probe_targets,
         dma_buf,
         filesystem,
+        modes,
         limitations: Vec::new(),
     };
     report.limitations = limitations(&report);
@@ -222,16 +236,18 @@ fn probe_targets(btf: Option<&aya::Btf>, callbacks: &[String]) -> Vec<ProbeTarge
 /// The best method is the first that works, in ladder order; a method with
 /// several rungs (e.g. enter + exit tracepoints) works only if all of them do.
 fn ladder(name: &str, what: &str, rungs: Vec<Rung>) -> ProbeTarget {
-    let best = [Method::Fentry, Method::Kprobe, Method::Tracepoint]
-        .into_iter()
-        .find(|m| {
-            let mine: Vec<&Rung> = rungs.iter().filter(|r| r.method == *m).collect();
-            !mine.is_empty() && mine.iter().all(|r| r.works)
-        });
+    let (best, _) = attach::climb(&attach::LADDER, |m| {
+        let mine: Vec<&Rung> = rungs.iter().filter(|r| r.method == m).collect();
+        if !mine.is_empty() && mine.iter().all(|r| r.works) {
+            Ok(())
+        } else {
+            Err(String::new())
+        }
+    });
     ProbeTarget {
         name: name.into(),
         what: what.into(),
-        best,
+        best: best.map(|(m, ())| m),
         rungs,
     }
 }
@@ -265,6 +281,20 @@ fn dma_buf_check(rw_file_in_btf: Option<bool>, callbacks: Vec<String>) -> DmaBuf
         rw_file_in_btf,
         rw_file_callbacks: callbacks,
     }
+}
+
+/// Every mode in each of its directions, with `run`'s own check.
+fn mode_support(path: &Path) -> Vec<ModeSupport> {
+    let facts = Facts::gather(crate::workload::plan::DEFAULT_HEAP, path);
+    ALL_MODES
+        .iter()
+        .flat_map(|&mode| mode.directions().iter().map(move |&d| (mode, d)))
+        .map(|(mode, direction)| ModeSupport {
+            mode,
+            direction,
+            unavailable: facts.check(mode, direction).err(),
+        })
+        .collect()
 }
 
 fn fs_check(path: &Path) -> FsCheck {
@@ -308,25 +338,21 @@ fn limitations(r: &Report) -> Vec<String> {
             _ => {}
         }
     }
-    if r.dma_buf.heaps.is_empty() {
-        out.push(format!(
-            "no dma-heap under {}: dmabuf-* and rw-file* modes unavailable",
-            dma_buf::DMA_HEAP_DIR
-        ));
+    // Modes that cannot run, grouped by the reason `run` would give.
+    let mut why_not: Vec<(&str, Vec<String>)> = Vec::new();
+    for m in &r.modes {
+        let Some(why) = m.unavailable.as_deref() else {
+            continue;
+        };
+        let name = m.mode.name().to_string();
+        match why_not.iter_mut().find(|(w, _)| *w == why) {
+            Some((_, modes)) if !modes.contains(&name) => modes.push(name),
+            Some(_) => {}
+            None => why_not.push((why, vec![name])),
+        }
     }
-    if !r.dma_buf.udmabuf {
-        out.push(format!(
-            "no {}: udmabuf-* modes unavailable",
-            dma_buf::UDMABUF_DEV
-        ));
-    }
-    if !r.dma_buf.heaps.is_empty() && r.dma_buf.rw_file != RwFileSupport::Supported {
-        out.push("DMA_BUF_IOCTL_RW_FILE not usable: rw-file* modes unavailable".into());
-    }
-    if r.filesystem.as_ref().is_some_and(|fs| !fs.ok) {
-        out.push(
-            "O_DIRECT unavailable on the inspected path: *-direct modes unavailable there".into(),
-        );
+    for (why, modes) in why_not {
+        out.push(format!("{} unavailable: {why}", modes.join(", ")));
     }
     out
 }

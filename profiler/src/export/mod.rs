@@ -6,6 +6,7 @@ pub mod atomic;
 pub mod calls_csv;
 pub mod fanout;
 pub mod results;
+pub mod trace_sink;
 
 use std::path::PathBuf;
 

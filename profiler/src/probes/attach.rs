@@ -31,6 +31,35 @@ impl fmt::Display for Method {
     }
 }
 
+/// The ladder, best first: fentry (BTF trampolines, cheapest, typed
+/// arguments), kprobe (any function, an int3), tracepoint (stable, but only
+/// at the syscall boundary for the dma-buf ioctl).
+pub const LADDER: [Method; 3] = [Method::Fentry, Method::Kprobe, Method::Tracepoint];
+
+/// The rungs to try: the whole ladder, or only the method forced with --attach.
+pub fn rungs(force: Option<Method>) -> Vec<Method> {
+    match force {
+        Some(m) => vec![m],
+        None => LADDER.to_vec(),
+    }
+}
+
+/// Climbs `rungs` in order until `attempt` succeeds: the method that worked
+/// (with what the attempt gave), and why each rung before it did not.
+pub fn climb<T>(
+    rungs: &[Method],
+    mut attempt: impl FnMut(Method) -> Result<T, String>,
+) -> (Option<(Method, T)>, Vec<String>) {
+    let mut not_used = Vec::new();
+    for &m in rungs {
+        match attempt(m) {
+            Ok(t) => return (Some((m, t)), not_used),
+            Err(why) => not_used.push(format!("{m}: {why}")),
+        }
+    }
+    (None, not_used)
+}
+
 /// The outcome of trying one mechanism on one target.
 #[derive(Debug, Clone, Serialize)]
 pub struct Rung {

@@ -14,7 +14,10 @@ use profiler_common::{
 };
 use serde::Serialize;
 
-use super::{attach::Method, block};
+use super::{
+    attach::{self, Method},
+    block,
+};
 use crate::tracefs;
 
 /// Which families to attach.
@@ -355,21 +358,13 @@ fn try_kprobe_pair(ebpf: &mut Ebpf, entry: &str, exit: &str, function: &str) -> 
     result
 }
 
-fn rungs(force: Option<Method>) -> Vec<Method> {
-    match force {
-        Some(m) => vec![m],
-        None => vec![Method::Fentry, Method::Kprobe, Method::Tracepoint],
-    }
-}
-
 fn ioctl_ladder(
     ebpf: &mut Ebpf,
     btf: Option<&Btf>,
     force: Option<Method>,
     tracefs: &std::path::Path,
 ) -> Result<Attached> {
-    let mut not_used = Vec::new();
-    for m in rungs(force) {
+    let (found, not_used) = attach::climb(&attach::rungs(force), |m| {
         let r = match m {
             Method::Fentry => try_fentry_pair(
                 ebpf,
@@ -397,22 +392,20 @@ fn ioctl_ladder(
                 Ok("syscalls:sys_enter_ioctl+sys_exit_ioctl (cmd type 'b')".to_string())
             }),
         };
-        match r {
-            Ok(target) => {
-                return Ok(Attached {
-                    probe: "dma_buf_ioctl".into(),
-                    method: Some(m),
-                    target,
-                    not_used,
-                });
-            }
-            Err(e) => not_used.push(format!("{m}: {}", super::attach::describe(&e, m))),
-        }
+        r.map_err(|e| attach::describe(&e, m))
+    });
+    match found {
+        Some((m, target)) => Ok(Attached {
+            probe: "dma_buf_ioctl".into(),
+            method: Some(m),
+            target,
+            not_used,
+        }),
+        None => bail!(
+            "dma_buf_ioctl: no attach method works: {}",
+            not_used.join("; ")
+        ),
     }
-    bail!(
-        "dma_buf_ioctl: no attach method works: {}",
-        not_used.join("; ")
-    )
 }
 
 fn exporter_ladder(ebpf: &mut Ebpf, btf: Option<&Btf>, opts: &Options) -> Result<Attached> {
@@ -434,8 +427,7 @@ fn exporter_ladder(ebpf: &mut Ebpf, btf: Option<&Btf>, opts: &Options) -> Result
             ],
         });
     };
-    let mut not_used = Vec::new();
-    for m in rungs(opts.force) {
+    let (found, not_used) = attach::climb(&attach::rungs(opts.force), |m| {
         let r = match m {
             Method::Fentry => try_fentry_pair(
                 ebpf,
@@ -454,21 +446,11 @@ fn exporter_ladder(ebpf: &mut Ebpf, btf: Option<&Btf>, opts: &Options) -> Result
                 "exporters have no tracepoint; the ioctl probe covers the call"
             )),
         };
-        match r {
-            Ok(()) => {
-                return Ok(Attached {
-                    probe: "rw_file callback".into(),
-                    method: Some(m),
-                    target: function,
-                    not_used,
-                });
-            }
-            Err(e) => not_used.push(format!("{m}: {}", super::attach::describe(&e, m))),
-        }
-    }
+        r.map_err(|e| attach::describe(&e, m))
+    });
     Ok(Attached {
         probe: "rw_file callback".into(),
-        method: None,
+        method: found.map(|(m, ())| m),
         target: function,
         not_used,
     })

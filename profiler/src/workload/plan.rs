@@ -194,11 +194,7 @@ fn write_target(args: &Args, dir: &std::path::Path) -> Result<(PathBuf, Vec<Path
 /// The modes asked for (or every mode of the direction), each checked
 /// against this machine: an explicit mode that cannot run is an error, one
 /// of `all` is skipped with the reason.
-fn choose_modes(
-    args: &Args,
-    facts: &Facts,
-    size: u64,
-) -> Result<(Vec<Mode>, Skipped), RunError> {
+fn choose_modes(args: &Args, facts: &Facts, size: u64) -> Result<(Vec<Mode>, Skipped), RunError> {
     let explicit = !(args.modes.is_empty() || args.modes.iter().any(|m| m == "all"));
     let wanted: Vec<Mode> = if explicit {
         args.modes

@@ -92,10 +92,9 @@ pub fn test_suite(phases: &mut Phases) -> Result<()> {
                 "{test} failed in the guest (exit {})",
                 out.status
             );
-            ensure!(
-                out.output.contains("test result: ok"),
-                "{test}: no test result line"
-            );
+            let passed = tests_passed(&out.output)
+                .with_context(|| format!("{test}: no `test result: ok` line"))?;
+            ensure!(passed > 0, "{test}: the guest ran 0 tests");
             Ok(())
         })?;
     }
@@ -183,6 +182,15 @@ const WRITE_MODES: &[&str] = &[
     "rw-file",
     "rw-file-direct",
 ];
+
+/// How many tests libtest says passed (`test result: ok. N passed; ...`).
+fn tests_passed(output: &str) -> Option<u64> {
+    output
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("test result: ok. "))
+        .filter_map(|rest| rest.split_once(" passed")?.0.parse().ok())
+        .reduce(|a, b| a + b)
+}
 
 fn check_table(output: &str, modes: &[&str]) -> Result<()> {
     ensure!(
@@ -375,4 +383,16 @@ fn check_doctor(r: &Value) -> Result<()> {
         r["filesystem"]
     );
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn zero_tests_is_not_a_pass() {
+        let ok = "test a ... ok\ntest result: ok. 5 passed; 0 failed; 1 ignored\n";
+        assert_eq!(super::tests_passed(ok), Some(5));
+        let none = "running 0 tests\ntest result: ok. 0 passed; 0 failed; 0 ignored\n";
+        assert_eq!(super::tests_passed(none), Some(0));
+        assert_eq!(super::tests_passed("error: no such test\n"), None);
+    }
 }

@@ -1,0 +1,63 @@
+//! Where each call `dmaprof trace` sees goes: the dashboard's live state,
+//! the per-call CSV, or a line on stdout. Counted into the trace summary.
+use crate::{
+    export::atomic::AtomicFile,
+    live::state::LiveState,
+    probes::events::{TraceSummary, bytes, csv_row, kind, name, next_event},
+};
+
+/// Where each traced call goes: the dashboard, the CSV, or a line on stdout.
+pub enum Sink {
+    Live(std::sync::Arc<std::sync::Mutex<LiveState>>),
+    Csv(AtomicFile),
+    Lines(std::io::BufWriter<std::io::Stdout>),
+}
+
+impl Sink {
+    /// Takes every event waiting in the ring; returns how many.
+    pub fn drain(
+        &mut self,
+        ring: &mut aya::maps::RingBuf<aya::maps::MapData>,
+        summary: &mut TraceSummary,
+        start: std::time::Instant,
+    ) -> std::io::Result<u64> {
+        use std::io::Write;
+        let before = summary.events;
+        match self {
+            Sink::Live(state) => {
+                // One lock per batch, not per event.
+                let mut s = state.lock().unwrap_or_else(|e| e.into_inner());
+                let end_ns = start.elapsed().as_nanos() as u64;
+                while let Some(e) = next_event(ring) {
+                    summary.count(&e);
+                    s.record_event(&name(&e), e.duration_ns, bytes(&e), end_ns);
+                }
+            }
+            Sink::Csv(f) => {
+                while let Some(e) = next_event(ring) {
+                    summary.count(&e);
+                    csv_row(f.writer(), &e)?;
+                }
+            }
+            Sink::Lines(out) => {
+                while let Some(e) = next_event(ring) {
+                    summary.count(&e);
+                    writeln!(
+                        out,
+                        "{:>12.3} {:>8} {:>8} {:<9} {:>#12x} {:>12} {:>10.1} {:>6}",
+                        start.elapsed().as_secs_f64() * 1e3,
+                        e.tgid,
+                        e.tid,
+                        kind(&e),
+                        e.what,
+                        e.len,
+                        e.duration_ns as f64 / 1e3,
+                        e.ret
+                    )?;
+                }
+                out.flush()?;
+            }
+        }
+        Ok(summary.events - before)
+    }
+}
