@@ -4,7 +4,11 @@
 //! in BTF), does a struct have a member (`dma_buf_ops.rw_file` tells whether
 //! the kernel carries the RW_FILE patch), and which functions have a given
 //! prototype (how the exporter's `rw_file` callback is found without knowing
-//! its name). aya's own BTF type does not expose these lookups.
+//! its name). Why hand-written: aya's BTF type (aya-obj) keeps its type
+//! iteration and lookup by id crate-private, and btf-rs, the maintained
+//! reader that has them, is LGPL-2.1, which a statically linked MIT/Apache
+//! binary cannot take in lightly. The format is small and stable
+//! (include/uapi/linux/btf.h); this reads only what the three questions need.
 use std::{collections::HashMap, path::Path};
 
 use anyhow::{Context, Result, bail};
@@ -42,6 +46,72 @@ struct Type {
     members: Vec<(u32, u32, u32)>,
 }
 
+/// Little-endian reads with bounds checks.
+struct Reader<'a>(&'a [u8]);
+
+impl Reader<'_> {
+    fn u16(&self, o: usize) -> Result<u16> {
+        Ok(u16::from_le_bytes(
+            self.0.get(o..o + 2).context("truncated")?.try_into()?,
+        ))
+    }
+
+    fn u32(&self, o: usize) -> Result<u32> {
+        Ok(u32::from_le_bytes(
+            self.0.get(o..o + 4).context("truncated")?.try_into()?,
+        ))
+    }
+
+    /// The type record at `pos` and where the next one starts.
+    fn type_at(&self, pos: usize) -> Result<(Type, usize)> {
+        let name_off = self.u32(pos)?;
+        let info = self.u32(pos + 4)?;
+        let size_or_type = self.u32(pos + 8)?;
+        let pos = pos + 12;
+        let kind = (info >> 24) & 0x1f;
+        let vlen = (info & 0xffff) as usize;
+        let kflag = info >> 31;
+        let mut members = Vec::new();
+        let next = match kind {
+            KIND_INT | KIND_VAR | KIND_DECL_TAG => pos + 4,
+            KIND_ARRAY => pos + 12,
+            KIND_STRUCT | KIND_UNION => {
+                for i in 0..vlen {
+                    let m = pos + i * 12;
+                    let raw_off = self.u32(m + 8)?;
+                    // With kflag set the offset holds bitfield size in the top 8 bits.
+                    let bit_off = if kflag == 1 {
+                        raw_off & 0x00ff_ffff
+                    } else {
+                        raw_off
+                    };
+                    members.push((self.u32(m)?, self.u32(m + 4)?, bit_off));
+                }
+                pos + vlen * 12
+            }
+            KIND_ENUM => pos + vlen * 8,
+            KIND_FUNC_PROTO => {
+                for i in 0..vlen {
+                    let p = pos + i * 8;
+                    members.push((self.u32(p)?, self.u32(p + 4)?, 0));
+                }
+                pos + vlen * 8
+            }
+            KIND_DATASEC | KIND_ENUM64 => pos + vlen * 12,
+            KIND_PTR | 7 | KIND_TYPEDEF | KIND_VOLATILE | KIND_CONST | KIND_RESTRICT
+            | KIND_FUNC | 16 | KIND_TYPE_TAG => pos,
+            other => bail!("unknown BTF kind {other}"),
+        };
+        let t = Type {
+            name_off,
+            kind,
+            size_or_type,
+            members,
+        };
+        Ok((t, next))
+    }
+}
+
 /// Parsed BTF. Type ids start at 1; `types[0]` stands for `void`.
 pub struct Btf {
     types: Vec<Type>,
@@ -68,29 +138,19 @@ impl Btf {
     }
 
     pub fn parse(data: &[u8]) -> Result<Btf> {
-        let u16_at = |o: usize| -> Result<u16> {
-            Ok(u16::from_le_bytes(
-                data.get(o..o + 2).context("truncated")?.try_into()?,
-            ))
-        };
-        let u32_at = |o: usize| -> Result<u32> {
-            Ok(u32::from_le_bytes(
-                data.get(o..o + 4).context("truncated")?.try_into()?,
-            ))
-        };
-        if u16_at(0)? != MAGIC {
+        let r = Reader(data);
+        if r.u16(0)? != MAGIC {
             bail!("not little-endian BTF (bad magic)");
         }
-        let hdr_len = u32_at(4)? as usize;
-        let type_off = u32_at(8)? as usize;
-        let type_len = u32_at(12)? as usize;
-        let str_off = u32_at(16)? as usize;
-        let str_len = u32_at(20)? as usize;
+        let hdr_len = r.u32(4)? as usize;
+        let type_off = r.u32(8)? as usize;
+        let type_len = r.u32(12)? as usize;
+        let str_off = r.u32(16)? as usize;
+        let str_len = r.u32(20)? as usize;
         let strings = data
             .get(hdr_len + str_off..hdr_len + str_off + str_len)
             .context("string section out of bounds")?
             .to_vec();
-
         let mut types = vec![Type {
             name_off: 0,
             kind: 0,
@@ -100,52 +160,10 @@ impl Btf {
         let mut pos = hdr_len + type_off;
         let end = pos + type_len;
         while pos < end {
-            let name_off = u32_at(pos)?;
-            let info = u32_at(pos + 4)?;
-            let size_or_type = u32_at(pos + 8)?;
-            pos += 12;
-            let kind = (info >> 24) & 0x1f;
-            let vlen = (info & 0xffff) as usize;
-            let kflag = info >> 31;
-            let mut members = Vec::new();
-            match kind {
-                KIND_INT | KIND_VAR | KIND_DECL_TAG => pos += 4,
-                KIND_ARRAY => pos += 12,
-                KIND_STRUCT | KIND_UNION => {
-                    for i in 0..vlen {
-                        let m = pos + i * 12;
-                        let raw_off = u32_at(m + 8)?;
-                        // With kflag set the offset holds bitfield size in the top 8 bits.
-                        let bit_off = if kflag == 1 {
-                            raw_off & 0x00ff_ffff
-                        } else {
-                            raw_off
-                        };
-                        members.push((u32_at(m)?, u32_at(m + 4)?, bit_off));
-                    }
-                    pos += vlen * 12;
-                }
-                KIND_ENUM => pos += vlen * 8,
-                KIND_FUNC_PROTO => {
-                    for i in 0..vlen {
-                        let p = pos + i * 8;
-                        members.push((u32_at(p)?, u32_at(p + 4)?, 0));
-                    }
-                    pos += vlen * 8;
-                }
-                KIND_DATASEC | KIND_ENUM64 => pos += vlen * 12,
-                KIND_PTR | 7 | KIND_TYPEDEF | KIND_VOLATILE | KIND_CONST | KIND_RESTRICT
-                | KIND_FUNC | 16 | KIND_TYPE_TAG => {}
-                other => bail!("unknown BTF kind {other}"),
-            }
-            types.push(Type {
-                name_off,
-                kind,
-                size_or_type,
-                members,
-            });
+            let (t, next) = r.type_at(pos)?;
+            types.push(t);
+            pos = next;
         }
-
         let mut btf = Btf {
             types,
             strings,

@@ -107,45 +107,8 @@ pub fn run(opts: &Options) -> Report {
         ),
     };
     let aya_btf = aya::Btf::from_sys_fs().ok();
-
-    let bpf = match kernel::bpf_load_trivial() {
-        Ok(()) => Check {
-            ok: true,
-            detail: "loaded a 2-instruction socket filter via bpf(2)".into(),
-        },
-        Err(e) => Check {
-            ok: false,
-            detail: format!("BPF_PROG_LOAD of a trivial program: {e}"),
-        },
-    };
-    let tracefs_check = if privileges.euid == 0 {
-        match tracefs::ensure_mounted() {
-            Ok(t) => Check {
-                ok: true,
-                detail: if t.mounted_by_dmaprof {
-                    format!("mounted by dmaprof at {}", t.path.display())
-                } else {
-                    format!("at {}", t.path.display())
-                },
-            },
-            Err(e) => Check {
-                ok: false,
-                detail: format!("{e:#}"),
-            },
-        }
-    } else {
-        match tracefs::find() {
-            Some(p) => Check {
-                ok: true,
-                detail: format!("at {}", p.display()),
-            },
-            None => Check {
-                ok: false,
-                detail: "not mounted (root can mount it)".into(),
-            },
-        }
-    };
-
+    let bpf = bpf_check();
+    let tracefs_check = tracefs_check(&privileges);
     let callbacks = btf
         .as_ref()
         .map(|b| b.functions_taking(&["dma_buf", "dma_buf_rw_file"]))
@@ -180,6 +143,49 @@ pub fn run(opts: &Options) -> Report {
     };
     report.limitations = limitations(&report);
     report
+}
+
+fn bpf_check() -> Check {
+    match kernel::bpf_load_trivial() {
+        Ok(()) => Check {
+            ok: true,
+            detail: "loaded a 2-instruction socket filter via bpf(2)".into(),
+        },
+        Err(e) => Check {
+            ok: false,
+            detail: format!("BPF_PROG_LOAD of a trivial program: {e}"),
+        },
+    }
+}
+
+/// Root mounts tracefs when it is missing (aya attaches tracepoints through it).
+fn tracefs_check(privileges: &Privileges) -> Check {
+    if privileges.euid != 0 {
+        return match tracefs::find() {
+            Some(p) => Check {
+                ok: true,
+                detail: format!("at {}", p.display()),
+            },
+            None => Check {
+                ok: false,
+                detail: "not mounted (root can mount it)".into(),
+            },
+        };
+    }
+    match tracefs::ensure_mounted() {
+        Ok(t) => Check {
+            ok: true,
+            detail: if t.mounted_by_dmaprof {
+                format!("mounted by dmaprof at {}", t.path.display())
+            } else {
+                format!("at {}", t.path.display())
+            },
+        },
+        Err(e) => Check {
+            ok: false,
+            detail: format!("{e:#}"),
+        },
+    }
 }
 
 fn probe_targets(btf: Option<&aya::Btf>, callbacks: &[String]) -> Vec<ProbeTarget> {

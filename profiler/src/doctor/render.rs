@@ -30,7 +30,22 @@ pub fn render_text(r: &Report) -> String {
     line(&mut out, "BTF", &r.btf);
     line(&mut out, "BPF", &r.bpf);
     line(&mut out, "tracefs", &r.tracefs);
+    probe_targets(&mut out, r);
+    dma_buf(&mut out, &r.dma_buf);
+    if let Some(fs) = &r.filesystem {
+        filesystem(&mut out, fs);
+    }
+    let _ = writeln!(out, "\nlimitations on this machine");
+    if r.limitations.is_empty() {
+        let _ = writeln!(out, "  none: every mode and probe is available");
+    }
+    for l in &r.limitations {
+        let _ = writeln!(out, "  - {l}");
+    }
+    out
+}
 
+fn probe_targets(out: &mut String, r: &Report) {
     let _ = writeln!(
         out,
         "\nprobe targets (fentry > kprobe > tracepoint, each tried for real)"
@@ -55,8 +70,9 @@ pub fn render_text(r: &Report) -> String {
             );
         }
     }
+}
 
-    let d = &r.dma_buf;
+fn dma_buf(out: &mut String, d: &super::DmaBuf) {
     let _ = writeln!(out, "\ndma-buf");
     let _ = writeln!(
         out,
@@ -92,40 +108,31 @@ pub fn render_text(r: &Report) -> String {
             d.rw_file_callbacks.join(", ")
         );
     }
+}
 
-    if let Some(fs) = &r.filesystem {
-        let _ = writeln!(out, "\nfilesystem");
-        match (&fs.info, &fs.error) {
-            (Some(i), _) => {
-                let _ = writeln!(
-                    out,
-                    "      {} on {} ({}), {} mounted at {}",
-                    i.path.display(),
-                    i.block_device.as_deref().unwrap_or("no block device"),
-                    i.device,
-                    i.fs_type.as_deref().unwrap_or("?"),
-                    i.mount_point.as_deref().unwrap_or("?")
-                );
-                let _ = writeln!(
-                    out,
-                    "  {}O_DIRECT              {}",
-                    mark(i.o_direct),
-                    i.o_direct_detail
-                );
-            }
-            (None, Some(e)) => {
-                let _ = writeln!(out, "  NO  {e}");
-            }
-            (None, None) => {}
+fn filesystem(out: &mut String, fs: &super::FsCheck) {
+    let _ = writeln!(out, "\nfilesystem");
+    match (&fs.info, &fs.error) {
+        (Some(i), _) => {
+            let _ = writeln!(
+                out,
+                "      {} on {} ({}), {} mounted at {}",
+                i.path.display(),
+                i.block_device.as_deref().unwrap_or("no block device"),
+                i.device,
+                i.fs_type.as_deref().unwrap_or("?"),
+                i.mount_point.as_deref().unwrap_or("?")
+            );
+            let _ = writeln!(
+                out,
+                "  {}O_DIRECT              {}",
+                mark(i.o_direct),
+                i.o_direct_detail
+            );
         }
+        (None, Some(e)) => {
+            let _ = writeln!(out, "  NO  {e}");
+        }
+        (None, None) => {}
     }
-
-    let _ = writeln!(out, "\nlimitations on this machine");
-    if r.limitations.is_empty() {
-        let _ = writeln!(out, "  none: every mode and probe is available");
-    }
-    for l in &r.limitations {
-        let _ = writeln!(out, "  - {l}");
-    }
-    out
 }

@@ -1,18 +1,20 @@
-//! Output files written atomically: rows go to a temporary file created
-//! next to the destination (O_EXCL | O_NOFOLLOW: a planted symlink is never
-//! followed), which is renamed over the destination when the run ends, so
-//! readers see either the old file or a complete new one.
+//! Output files written atomically, on tempfile's `NamedTempFile`: rows go
+//! to a temporary file created next to the destination (O_CREAT | O_EXCL
+//! with a random name, so a planted symlink is never followed), renamed over
+//! the destination when the run ends (`persist`), so readers see either the
+//! old file or a complete new one. Dropped uncommitted, it is removed.
 use std::{
-    fs::{File, OpenOptions},
+    fs::Permissions,
     io::{self, BufWriter, Write},
-    os::unix::fs::OpenOptionsExt,
+    os::unix::fs::PermissionsExt,
     path::{Path, PathBuf},
 };
 
+use tempfile::NamedTempFile;
+
 pub struct AtomicFile {
     dest: PathBuf,
-    tmp: PathBuf,
-    out: Option<BufWriter<File>>,
+    out: BufWriter<NamedTempFile>,
 }
 
 impl AtomicFile {
@@ -37,43 +39,31 @@ impl AtomicFile {
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default();
-        let tmp = dir.join(format!(".{name}.dmaprof-{}.tmp", std::process::id()));
-        let file = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
-            .open(&tmp)?;
+        let tmp = tempfile::Builder::new()
+            .prefix(&format!(".{name}.dmaprof-"))
+            .suffix(".tmp")
+            // What a plain create gives (umask applies), not tempfile's 0600.
+            .permissions(Permissions::from_mode(0o666))
+            .tempfile_in(&dir)?;
         Ok(AtomicFile {
             dest: dest.to_path_buf(),
-            tmp,
-            out: Some(BufWriter::new(file)),
+            out: BufWriter::new(tmp),
         })
     }
 
-    pub fn writer(&mut self) -> &mut BufWriter<File> {
-        self.out.as_mut().expect("not committed")
+    pub fn writer(&mut self) -> &mut BufWriter<NamedTempFile> {
+        &mut self.out
     }
 
     /// Flushes, fsyncs and renames into place.
-    pub fn commit(mut self) -> io::Result<()> {
-        let mut out = self.out.take().expect("not committed");
-        out.flush()?;
-        out.get_ref().sync_all()?;
-        drop(out);
-        std::fs::rename(&self.tmp, &self.dest)
+    pub fn commit(self) -> io::Result<()> {
+        let tmp = self.out.into_inner().map_err(|e| e.into_error())?;
+        tmp.as_file().sync_all()?;
+        tmp.persist(&self.dest).map(drop).map_err(|e| e.error)
     }
 
     pub fn dest(&self) -> &Path {
         &self.dest
-    }
-}
-
-impl Drop for AtomicFile {
-    /// Not committed (a failure before the end): leave no stray temp file.
-    fn drop(&mut self) {
-        if self.out.is_some() {
-            let _ = std::fs::remove_file(&self.tmp);
-        }
     }
 }
 
@@ -117,6 +107,19 @@ mod tests {
         }
         assert_eq!(std::fs::read(&dest).unwrap(), b"old");
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn committed_files_have_the_usual_permissions() {
+        let dir = tempfile::tempdir().unwrap();
+        let dest = dir.path().join("out.csv");
+        write(&dest, b"x\n").unwrap();
+        let mode = std::fs::metadata(&dest).unwrap().permissions().mode();
+        // Readable by others as a plain create is under the usual umask
+        // (tempfile alone would make it 0600).
+        let umask = unsafe { libc::umask(0o022) };
+        unsafe { libc::umask(umask) };
+        assert_eq!(mode & 0o777, 0o666 & !umask, "{mode:o}");
     }
 
     #[test]

@@ -202,25 +202,7 @@ impl Session {
             });
         }
         if opts.families.preads {
-            check_pread_layout(&tracefs)?;
-            tracepoint(
-                &mut ebpf,
-                programs::PREAD_SYS_ENTER,
-                "syscalls",
-                "sys_enter_pread64",
-            )?;
-            tracepoint(
-                &mut ebpf,
-                programs::PREAD_SYS_EXIT,
-                "syscalls",
-                "sys_exit_pread64",
-            )?;
-            attached.push(Attached {
-                probe: "pread64 syscall".into(),
-                method: Some(Method::Tracepoint),
-                target: "syscalls:sys_enter_pread64+sys_exit_pread64".into(),
-                not_used: Vec::new(),
-            });
+            attached.push(attach_preads(&mut ebpf, &tracefs)?);
         }
         if opts.families.sched {
             tracepoint(&mut ebpf, programs::SCHED_SWITCH, "sched", "sched_switch")?;
@@ -297,6 +279,29 @@ impl Session {
             self.ebpf.take_map("CALL_EVENTS").context("CALL_EVENTS")?,
         )?)
     }
+}
+
+/// pread64 enter and exit: one ring event per call of the traced process.
+fn attach_preads(ebpf: &mut Ebpf, tracefs: &std::path::Path) -> Result<Attached> {
+    check_pread_layout(tracefs)?;
+    tracepoint(
+        ebpf,
+        programs::PREAD_SYS_ENTER,
+        "syscalls",
+        "sys_enter_pread64",
+    )?;
+    tracepoint(
+        ebpf,
+        programs::PREAD_SYS_EXIT,
+        "syscalls",
+        "sys_exit_pread64",
+    )?;
+    Ok(Attached {
+        probe: "pread64 syscall".into(),
+        method: Some(Method::Tracepoint),
+        target: "syscalls:sys_enter_pread64+sys_exit_pread64".into(),
+        not_used: Vec::new(),
+    })
 }
 
 fn tracepoint(ebpf: &mut Ebpf, program: &str, category: &str, name: &str) -> Result<()> {

@@ -329,3 +329,14 @@ fn size_label(size: u64) -> String {
         size.to_string()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The default `--help` shows and the value the planner uses are one.
+    #[test]
+    fn default_chunk_text_is_the_default_chunk() {
+        assert_eq!(parse_size(DEFAULT_CHUNK_TEXT), Ok(DEFAULT_CHUNK));
+    }
+}
