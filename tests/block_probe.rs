@@ -71,6 +71,39 @@ fn direct_overwrite_all(path: &Path, len: usize, chunk: usize) -> u64 {
     total
 }
 
+/// A loop device over a file in /dev/shm, detached and removed on drop.
+struct LoopDevice {
+    path: String,
+    backing: std::path::PathBuf,
+}
+
+impl LoopDevice {
+    fn new(len: usize) -> LoopDevice {
+        let backing =
+            std::path::PathBuf::from(format!("/dev/shm/dmaprof-noise-{}", std::process::id()));
+        File::create(&backing).unwrap().set_len(len as u64).unwrap();
+        let out = Command::new("losetup")
+            .args(["-f", "--show"])
+            .arg(&backing)
+            .output()
+            .expect("losetup (util-linux)");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let path = String::from_utf8(out.stdout).unwrap().trim().to_string();
+        LoopDevice { path, backing }
+    }
+}
+
+impl Drop for LoopDevice {
+    fn drop(&mut self) {
+        let _ = Command::new("losetup").args(["-d", &self.path]).status();
+        let _ = std::fs::remove_file(&self.backing);
+    }
+}
+
 fn block_only(filter_tgid: Option<u32>) -> Session {
     Session::attach(&Options {
         filter_tgid,
@@ -90,17 +123,17 @@ fn direct_io_bytes_are_attributed_to_the_thread_that_did_them() {
     let dir = disk_scratch_dir();
     let read_path = dir.path().join("read.bin");
     let write_path = dir.path().join("write.bin");
-    let noise_path = dir.path().join("noise.bin");
     const READ_LEN: usize = 16 * MIB;
     const WRITE_LEN: usize = 8 * MIB;
-    // dd overwrites a file laid out first, so no file dd writes ends right
-    // where the writer's file starts: completion totals attribute a request
-    // to the thread that started it, and a bio of ours merged into a request
-    // of dd's would count for dd (the per-call join, counting at submit,
-    // is exact either way).
-    write_pattern_file(&noise_path, 32 * MIB);
     write_pattern_file(&read_path, READ_LEN);
     write_pattern_file(&write_path, WRITE_LEN);
+    // Another process doing direct block I/O at the same time, which the
+    // tgid filter must keep out. It writes to a device of its own (a loop
+    // device over /dev/shm): on the same device a bio of ours could merge
+    // into one of its requests whenever ext4 lays our file out next to its
+    // file, and completion totals credit a request to the thread that
+    // started it (the per-call join counts at submit and is exact anyway).
+    let noise_dev = LoopDevice::new(32 * MIB);
 
     let _serial = dmaprof_e2e::probe_lock();
     let probe = block_only(Some(std::process::id()));
@@ -109,19 +142,10 @@ fn direct_io_bytes_are_attributed_to_the_thread_that_did_them() {
         "{:?}",
         probe.attached
     );
-
-    // Another process doing direct I/O on the same device at the same time:
-    // the tgid filter must keep it out.
     let mut noise = Command::new("dd")
         .arg("if=/dev/zero")
-        .arg(format!("of={}", noise_path.display()))
-        .args([
-            "bs=1M",
-            "count=32",
-            "oflag=direct",
-            "conv=notrunc",
-            "status=none",
-        ])
+        .arg(format!("of={}", noise_dev.path))
+        .args(["bs=1M", "count=32", "oflag=direct", "status=none"])
         .spawn()
         .expect("spawn dd");
 
