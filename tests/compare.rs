@@ -283,8 +283,7 @@ fn a_runs_csv_and_json_compare_as_identical() {
 fn special_files_are_refused_not_read() {
     let dir = tempfile::tempdir().unwrap();
     let fifo = dir.path().join("fifo");
-    let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
-    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+    dmaprof_e2e::mkfifo(&fifo);
     for path in [fifo.to_str().unwrap(), "/dev/zero"] {
         let mut child = Command::new(dmaprof_bin())
             .args(["compare", path])

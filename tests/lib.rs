@@ -294,3 +294,15 @@ pub fn wait_until_tracing(tracer: &mut std::process::Child) -> std::thread::Join
         log
     })
 }
+
+/// Makes a FIFO at `path` (for the tests that feed dmaprof one).
+pub fn mkfifo(path: &std::path::Path) {
+    let c = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()).unwrap();
+    // SAFETY: a valid C string.
+    assert_eq!(
+        unsafe { libc::mkfifo(c.as_ptr(), 0o600) },
+        0,
+        "mkfifo {}",
+        path.display()
+    );
+}

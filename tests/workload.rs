@@ -646,8 +646,7 @@ fn impossible_sizes_and_bad_outputs_fail_before_the_test_file() {
 fn write_destinations_must_be_regular_files() {
     let dir = tempfile::tempdir().unwrap();
     let fifo = dir.path().join("fifo");
-    let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
-    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+    dmaprof_e2e::mkfifo(&fifo);
     for dest in [fifo.to_str().unwrap(), "/dev/null", "/dev/loop0"] {
         if !Path::new(dest).exists() {
             continue;
