@@ -647,3 +647,96 @@ fn dashboard_after_refresh(session: &Session) -> String {
         .collect::<Vec<_>>()
         .join("\n")
 }
+
+/// Whether BPF run-time statistics are on anywhere on this machine: a no-op
+/// program of this test on sys_enter_getpid, 100 getpid calls, and its run
+/// count, which the kernel advances only while statistics are on.
+/// (`kernel.bpf_stats_enabled` shows only the sysctl's own setting, not the
+/// statistics held on by a BPF_ENABLE_STATS fd.)
+fn bpf_stats_enabled() -> bool {
+    use aya::programs::TracePoint;
+    let mut ebpf = profiler::probes::object::load_with(|_| {}).expect("load the object");
+    let prog: &mut TracePoint = ebpf
+        .program_mut(profiler_common::programs::PROBE_TRACEPOINT)
+        .unwrap()
+        .try_into()
+        .unwrap();
+    prog.load().unwrap();
+    prog.attach("syscalls", "sys_enter_getpid").unwrap();
+    for _ in 0..100 {
+        unsafe { libc::getpid() };
+    }
+    prog.info().unwrap().run_count() > 0
+}
+
+/// The probes' own cost comes from the kernel's BPF run-time statistics,
+/// which dmaprof holds on only while it runs: off again after a normal exit
+/// and after SIGKILL (the kernel closes the fd that holds them).
+#[test]
+fn probe_costs_are_measured_and_statistics_end_with_the_process() {
+    if !require_bpf("probes") {
+        return;
+    }
+    let _serial = probe_lock();
+    assert!(!bpf_stats_enabled(), "statistics on before the test");
+    let dir = disk_scratch_dir();
+    let json = dir.path().join("r.json");
+    let out = Command::new(dmaprof_bin())
+        .args([
+            "run",
+            "--mode",
+            "pread-direct",
+            "--size",
+            "8M",
+            "--chunk",
+            "1M",
+        ])
+        .arg("--dir")
+        .arg(dir.path())
+        .arg("--json")
+        .arg(&json)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        !bpf_stats_enabled(),
+        "statistics left on after a normal exit"
+    );
+    let v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    let costs = v["probe_costs"].as_array().expect("probe_costs");
+    let complete = costs
+        .iter()
+        .find(|c| c["program"] == "block_rq_complete")
+        .expect("the block completion program");
+    // 8 O_DIRECT reads of 1 MiB: at least one completion each.
+    assert!(complete["runs"].as_u64().unwrap() >= 8, "{complete}");
+    assert!(complete["run_ns"].as_u64().unwrap() > 0, "{complete}");
+    let summary = &v["modes"][0]["summary"];
+    assert!(
+        summary["probe_ns_per_call"].as_f64().unwrap() > 0.0,
+        "{summary}"
+    );
+    let pct = summary["probe_pct_of_call_time"].as_f64().unwrap();
+    assert!(pct > 0.0 && pct < 100.0, "{summary}");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("probe program (BPF stats)"), "{text}");
+
+    let mut tracer = Command::new(dmaprof_bin())
+        .args(["trace", "--all", "--headless"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let log = dmaprof_e2e::wait_until_tracing(&mut tracer);
+    let while_tracing = bpf_stats_enabled();
+    unsafe { libc::kill(tracer.id() as i32, libc::SIGKILL) };
+    let _ = tracer.wait();
+    let log = log.join().unwrap_or_default();
+    assert!(while_tracing, "on while the tracer runs\n{log}");
+    assert!(!bpf_stats_enabled(), "statistics left on after SIGKILL");
+}

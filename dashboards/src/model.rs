@@ -21,6 +21,9 @@ pub struct Header {
     pub cache: String,
     pub probes: Vec<ProbeStatus>,
     pub lost_events: u64,
+    /// The probes' own run time as a share of the time inside the calls, %
+    /// (None: unknown, or no probes).
+    pub probe_cost_pct: Option<f64>,
     pub elapsed_s: f64,
     pub passes_done: u32,
     pub passes_planned: u32,

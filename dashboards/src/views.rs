@@ -117,6 +117,9 @@ fn render_header(frame: &mut Frame, area: Rect, s: &Snapshot) {
         };
         probes.push(Span::styled(text, style));
     }
+    if let Some(pct) = h.probe_cost_pct {
+        probes.push(Span::raw(format!("  probes cost {pct:.2}% of call time")));
+    }
     if h.lost_events > 0 {
         probes.push(Span::styled(
             format!("  WARNING: {} events lost", h.lost_events),
@@ -423,6 +426,7 @@ mod tests {
                     },
                 ],
                 lost_events: 0,
+                probe_cost_pct: None,
                 elapsed_s: 12.5,
                 passes_done: 3,
                 passes_planned: 9,
@@ -576,5 +580,7 @@ mod tests {
         assert!(screen(&s, 100, 30).contains("pause / resume the display"));
         s.header.lost_events = 7;
         assert!(screen(&s, 120, 30).contains("WARNING: 7 events lost"));
+        s.header.probe_cost_pct = Some(0.34);
+        assert!(screen(&s, 160, 30).contains("probes cost 0.34% of call time"));
     }
 }

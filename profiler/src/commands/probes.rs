@@ -22,6 +22,10 @@ impl KernelCounters for RunProbes {
     fn read(&self) -> Option<profiler_common::call::ThreadCounters> {
         self.session.thread_counters(self.tid).ok()
     }
+
+    fn probe_ns(&self) -> Option<u64> {
+        self.session.probe_ns()
+    }
 }
 
 /// Attaches for the calling thread, which must be the one that runs the workload.

@@ -18,10 +18,7 @@ use crate::{
         fanout::{self, Fanout, LiveFeed},
     },
     live::{self, state::LiveState, tui},
-    probes::{
-        report,
-        session::{Attached, Lost},
-    },
+    probes::{report, session::ProbeReport},
     stop::Stop,
     workload::{
         self, CacheMode, KernelCounters, Outcome, RunError,
@@ -161,18 +158,18 @@ fn drive(
     outcome
 }
 
-/// The last block and loss figures go to the dashboard, the eBPF side's
-/// messages to stderr; then every program and link is detached.
-fn finish_probes(probes: Option<RunProbes>, view: &View) -> Option<(Vec<Attached>, Lost)> {
+/// The last block, loss and cost figures go to the dashboard, the eBPF
+/// side's messages to stderr; then every program and link is detached.
+fn finish_probes(probes: Option<RunProbes>, view: &View) -> Option<ProbeReport> {
     let mut p = probes?;
-    let lost = p.session.lost().unwrap_or_default();
     if let View::Dashboard { state, .. } = view {
-        let mut s = state.lock().unwrap_or_else(|e| e.into_inner());
-        s.block = p.session.block().ok();
-        s.header.lost_events = lost.total();
+        LiveFeed::new(state.clone(), Some(&p.session)).refresh_kernel();
     }
     report::print_diagnostics(&mut p.session);
-    Some((p.session.attached.clone(), lost))
+    if let Some(why) = p.session.stats_unavailable() {
+        eprintln!("dmaprof: {why}");
+    }
+    Some(p.session.report())
 }
 
 fn print_tables(
@@ -180,7 +177,7 @@ fn print_tables(
     outcome: &Outcome,
     rows: &[ModeSummary],
     table: Table,
-    probes: Option<&(Vec<Attached>, Lost)>,
+    probes: Option<&ProbeReport>,
 ) {
     if !rows.is_empty() {
         if let Some(p) = outcome.passes.first()
@@ -196,10 +193,13 @@ fn print_tables(
             print!("{}", summary::render_kernel_table(rows));
         }
     }
-    if let Some((_, lost)) = probes
-        && lost.total() > 0
+    if let Some(costs) = probes.and_then(|p| p.costs.as_deref()) {
+        print!("{}", report::render_costs(costs));
+    }
+    if let Some(p) = probes
+        && p.lost.total() > 0
     {
-        eprintln!("dmaprof: WARNING: the probes lost events: {lost}");
+        eprintln!("dmaprof: WARNING: the probes lost events: {}", p.lost);
     }
 }
 

@@ -76,6 +76,7 @@ pub fn trace(rt: &Runtime, a: TraceArgs) -> Result<Exit, Exit> {
     ));
     summary.lost = session.lost().unwrap_or_default();
     summary.probes = session.attached.clone();
+    summary.set_probe_costs(session.program_costs());
     if let Some((state, ui)) = dashboard {
         state
             .lock()
@@ -89,7 +90,29 @@ pub fn trace(rt: &Runtime, a: TraceArgs) -> Result<Exit, Exit> {
     }
     let block = session.block();
     report::print_diagnostics(&mut session);
+    if let Some(why) = session.stats_unavailable() {
+        eprintln!("dmaprof: {why}");
+    }
     drop(session); // detach before writing results
+    if let Ok(snap) = block {
+        print_block_table(&snap);
+    }
+    let failed = write_results(watched, sink, &summary, json.as_deref());
+    eprintln!("dmaprof: {}", summary.line());
+    if summary.lost.total() > 0 {
+        eprintln!("dmaprof: WARNING: the probes lost events: {}", summary.lost);
+    }
+    Ok(failed.map_or(Exit::Success, Exit::Failed))
+}
+
+/// Commits the CSV, prints the probes' costs and writes the JSON summary;
+/// the first failure (the sink's own first) is returned.
+fn write_results(
+    watched: std::io::Result<()>,
+    sink: Sink,
+    summary: &TraceSummary,
+    json: Option<&std::path::Path>,
+) -> Option<String> {
     let mut failed = watched.err().map(|e| format!("writing calls: {e}"));
     if let Sink::Csv(f) = sink {
         let dest = f.dest().display().to_string();
@@ -97,20 +120,16 @@ pub fn trace(rt: &Runtime, a: TraceArgs) -> Result<Exit, Exit> {
             failed.get_or_insert(format!("--csv {dest}: {e}"));
         }
     }
-    if let Ok(snap) = block {
-        print_block_table(&snap);
+    if let Some(costs) = &summary.probe_costs {
+        print!("{}", report::render_costs(costs));
     }
-    if let Some(j) = &json {
-        let text = serde_json::to_string_pretty(&summary).expect("summary serializes");
+    if let Some(j) = json {
+        let text = serde_json::to_string_pretty(summary).expect("summary serializes");
         if let Err(e) = atomic::write(j, text.as_bytes()) {
             failed.get_or_insert(format!("--json {}: {e}", j.display()));
         }
     }
-    eprintln!("dmaprof: {}", summary.line());
-    if summary.lost.total() > 0 {
-        eprintln!("dmaprof: WARNING: the probes lost events: {}", summary.lost);
-    }
-    Ok(failed.map_or(Exit::Success, Exit::Failed))
+    failed
 }
 
 /// What is traced and when the trace ends on its own.
@@ -277,11 +296,13 @@ async fn watch(
             _ = block_tick.tick(), if live.is_some() => {
                 if let Some(state) = live {
                     let (block, lost) = (session.block().ok(), session.lost().ok());
+                    let probe_ns = session.probe_ns();
                     let mut s = state.lock().unwrap_or_else(|e| e.into_inner());
                     s.block = block.or(s.block.take());
                     if let Some(l) = lost {
                         s.header.lost_events = l.total();
                     }
+                    s.set_probe_cost(probe_ns);
                 }
             }
         }

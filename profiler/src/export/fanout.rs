@@ -52,6 +52,7 @@ impl<'a> LiveFeed<'a> {
             return;
         };
         let (block, lost) = (session.block().ok(), session.lost().ok());
+        let probe_ns = session.probe_ns();
         let mut s = self.lock();
         if let Some(b) = block {
             s.block = Some(b);
@@ -59,6 +60,7 @@ impl<'a> LiveFeed<'a> {
         if let Some(l) = lost {
             s.header.lost_events = l.total();
         }
+        s.set_probe_cost(probe_ns);
     }
 }
 

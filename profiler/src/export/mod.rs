@@ -14,7 +14,7 @@ use atomic::AtomicFile;
 
 use crate::{
     cli::OutputArgs,
-    probes::session::{Attached, Lost},
+    probes::session::ProbeReport,
     workload::{Config, Outcome, mode::Mode, summary::ModeSummary},
 };
 
@@ -49,8 +49,8 @@ pub struct RunReport<'a> {
     pub outcome: &'a Outcome,
     pub summary: &'a [ModeSummary],
     pub started_unix_s: u64,
-    /// How the probes attached and what they lost (None: probes off).
-    pub probes: Option<(Vec<Attached>, Lost)>,
+    /// How the probes attached, what they lost and cost (None: probes off).
+    pub probes: Option<ProbeReport>,
 }
 
 /// Checks a path can be written (creates and removes its temporary file).

@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use super::RunReport;
 use crate::metrics::CallTotals;
-use crate::probes::session::{Attached, Lost};
+use crate::probes::session::{Attached, Lost, ProgramCost};
 use crate::workload::{CallRecord, Pass, Verification, mode::Mode, summary::ModeSummary};
 
 pub const SCHEMA: &str = "dmaprof.results/1";
@@ -31,6 +31,10 @@ pub struct Results {
     pub probes: Vec<Attached>,
     /// Events the probes lost (None: probes off).
     pub lost_events: Option<Lost>,
+    /// Each probe program's runs and run time over the run (BPF run-time
+    /// statistics; None: probes off or statistics unavailable).
+    #[serde(default)]
+    pub probe_costs: Option<Vec<ProgramCost>>,
     pub modes: Vec<ModeResult>,
 }
 
@@ -114,9 +118,9 @@ fn pass_result(p: &Pass) -> PassResult {
 }
 
 pub fn build(run: &RunReport) -> Results {
-    let (probes, lost_events) = match &run.probes {
-        Some((a, l)) => (a.clone(), Some(*l)),
-        None => (Vec::new(), None),
+    let (probes, lost_events, probe_costs) = match &run.probes {
+        Some(p) => (p.attached.clone(), Some(p.lost), p.costs.clone()),
+        None => (Vec::new(), None, None),
     };
     let passes = &run.outcome.passes;
     let modes = run
@@ -162,6 +166,7 @@ pub fn build(run: &RunReport) -> Results {
             .collect(),
         probes,
         lost_events,
+        probe_costs,
         modes,
     }
 }
@@ -199,6 +204,8 @@ pub const SUMMARY_COLUMNS: &[&str] = &[
     "voluntary_switches",
     "involuntary_switches",
     "verified",
+    "probe_ns_per_call",
+    "probe_pct_of_call_time",
 ];
 
 pub fn write_summary_csv(out: &mut impl Write, rows: &[ModeSummary]) -> io::Result<()> {
@@ -206,7 +213,7 @@ pub fn write_summary_csv(out: &mut impl Write, rows: &[ModeSummary]) -> io::Resu
     for r in rows {
         writeln!(
             out,
-            "{},{},{},{},{:.3},{:.3},{:.3},{:.3},{:.3},{:.1},{:.1},{:.1},{:.1},{:.1},{:.1},{:.1},{:.0},{:.0},{:.0},{},{},{}",
+            "{},{},{},{},{:.3},{:.3},{:.3},{:.3},{:.3},{:.1},{:.1},{:.1},{:.1},{:.1},{:.1},{:.1},{:.0},{:.0},{:.0},{},{},{},{},{}",
             r.mode.name(),
             r.passes,
             r.calls,
@@ -231,7 +238,11 @@ pub fn write_summary_csv(out: &mut impl Write, rows: &[ModeSummary]) -> io::Resu
             serde_json::to_value(r.verified)
                 .ok()
                 .and_then(|v| v.as_str().map(str::to_string))
-                .unwrap_or_default()
+                .unwrap_or_default(),
+            r.probe_ns_per_call
+                .map_or(String::new(), |v| format!("{v:.1}")),
+            r.probe_pct_of_call_time
+                .map_or(String::new(), |v| format!("{v:.4}"))
         )?;
     }
     Ok(())

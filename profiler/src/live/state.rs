@@ -136,6 +136,8 @@ pub struct LiveState {
     pub modes: Vec<ModeState>,
     pub block: Option<BlockSnapshot>,
     pub tgid: u32,
+    /// Call time of the windows reset away (the probe cost spans the session).
+    reset_call_ns: u64,
 }
 
 impl LiveState {
@@ -147,6 +149,7 @@ impl LiveState {
             modes: modes.iter().map(|m| ModeState::new(m)).collect(),
             block: None,
             tgid: std::process::id(),
+            reset_call_ns: 0,
         }
     }
 
@@ -169,8 +172,19 @@ impl LiveState {
         m.sample(duration_ns, bytes, 0, end_ns);
     }
 
+    /// The probes' run time as a share of the time inside the calls seen so
+    /// far (over the whole session: a reset does not restart it).
+    pub fn set_probe_cost(&mut self, probe_ns: Option<u64>) {
+        let call_ns: u64 =
+            self.modes.iter().map(|m| m.totals.wall_ns).sum::<u64>() + self.reset_call_ns;
+        self.header.probe_cost_pct = probe_ns
+            .filter(|_| call_ns > 0)
+            .map(|ns| metrics::per(ns, call_ns) * 100.0);
+    }
+
     /// 'r': a fresh window for histograms and bandwidth; totals restart too.
     pub fn reset(&mut self) {
+        self.reset_call_ns += self.modes.iter().map(|m| m.totals.wall_ns).sum::<u64>();
         for m in &mut self.modes {
             *m = ModeState::new(&m.name);
         }

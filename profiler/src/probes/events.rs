@@ -96,11 +96,21 @@ pub struct TraceSummary {
     pub agent_sys_s: f64,
     pub agent_cpu_per_million_events_s: Option<f64>,
     pub probes: Vec<super::session::Attached>,
+    /// Each probe program's runs and run time (BPF run-time statistics;
+    /// None when they could not be enabled).
+    pub probe_costs: Option<Vec<super::session::ProgramCost>>,
+    /// The probes' run time per traced call, ns, and as a share of the
+    /// traced calls' own time, %.
+    pub probe_ns_per_event: Option<f64>,
+    pub probe_pct_of_call_time: Option<f64>,
+    /// Sum of the traced calls' durations, ns.
+    pub call_ns: u64,
 }
 
 impl TraceSummary {
     pub fn count(&mut self, e: &CallEvent) {
         self.events += 1;
+        self.call_ns += e.duration_ns;
         *self.by_kind.entry(kind(e).to_string()).or_default() += 1;
     }
 
@@ -115,6 +125,16 @@ impl TraceSummary {
             .then(|| (self.agent_user_s + self.agent_sys_s) / self.events as f64 * 1e6);
     }
 
+    /// Closes the probes' books with their per-program costs.
+    pub fn set_probe_costs(&mut self, costs: Option<Vec<super::session::ProgramCost>>) {
+        let total: Option<u64> = costs.as_ref().map(|c| c.iter().map(|c| c.run_ns).sum());
+        self.probe_ns_per_event = total.map(|ns| crate::metrics::per(ns, self.events));
+        self.probe_pct_of_call_time = total
+            .filter(|_| self.call_ns > 0)
+            .map(|ns| crate::metrics::per(ns, self.call_ns) * 100.0);
+        self.probe_costs = costs;
+    }
+
     pub fn line(&self) -> String {
         let kinds: Vec<String> = self
             .by_kind
@@ -123,7 +143,7 @@ impl TraceSummary {
             .collect();
         let cpu = self.agent_user_s + self.agent_sys_s;
         format!(
-            "{} events in {:.1} s ({:.0}/s{}{}); lost: {}; agent CPU {:.2} s ({:.0}% of a core{})",
+            "{} events in {:.1} s ({:.0}/s{}{}); lost: {}; agent CPU {:.2} s ({:.0}% of a core{}){}",
             self.events,
             self.seconds,
             self.events_per_s,
@@ -134,6 +154,10 @@ impl TraceSummary {
             cpu / self.seconds.max(1e-9) * 100.0,
             match self.agent_cpu_per_million_events_s {
                 Some(c) => format!(", {c:.2} s per million events"),
+                None => String::new(),
+            },
+            match self.probe_ns_per_event {
+                Some(ns) => format!("; probes {ns:.0} ns per event"),
                 None => String::new(),
             }
         )

@@ -1,6 +1,6 @@
 //! How the probes ended up attached and what the eBPF side reported, told
 //! to the user (stderr) and to the dashboard header.
-use super::session::{Attached, Session};
+use super::session::{Attached, ProgramCost, Session};
 
 /// One line per probe on stderr: how it attached (and, with `why`, why the
 /// better mechanisms were not used).
@@ -29,6 +29,28 @@ pub fn status(attached: &[Attached]) -> Vec<dashboards::model::ProbeStatus> {
             degraded: !a.not_used.is_empty(),
         })
         .collect()
+}
+
+/// Each program's runs and run time (BPF run-time statistics), costliest first.
+pub fn render_costs(costs: &[ProgramCost]) -> String {
+    use std::fmt::Write;
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        "\n{:<28} {:>12} {:>12} {:>10}",
+        "probe program (BPF stats)", "runs", "total ms", "ns/run"
+    );
+    for c in costs.iter().filter(|c| c.runs > 0) {
+        let _ = writeln!(
+            s,
+            "{:<28} {:>12} {:>12.3} {:>10.0}",
+            c.program,
+            c.runs,
+            c.run_ns as f64 / 1e6,
+            c.ns_per_run()
+        );
+    }
+    s
 }
 
 /// What the eBPF programs reported through aya-log (failure paths only).

@@ -84,6 +84,31 @@ pub struct Session {
     ebpf: Ebpf,
     pub attached: Vec<Attached>,
     logger: Option<aya_log::EbpfLogger<super::diagnostics::Collector>>,
+    /// BPF run-time statistics, on while this fd is open (the kernel closes
+    /// it with the process, even on SIGKILL), or why they could not be.
+    stats: Result<std::os::fd::OwnedFd, String>,
+}
+
+/// What a session did, kept for the outputs once its programs are detached.
+#[derive(Debug, Clone)]
+pub struct ProbeReport {
+    pub attached: Vec<Attached>,
+    pub lost: Lost,
+    pub costs: Option<Vec<ProgramCost>>,
+}
+
+/// What one of the session's programs has cost since the statistics went on.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct ProgramCost {
+    pub program: String,
+    pub runs: u64,
+    pub run_ns: u64,
+}
+
+impl ProgramCost {
+    pub fn ns_per_run(&self) -> f64 {
+        crate::metrics::per(self.run_ns, self.runs)
+    }
 }
 
 /// Events the probes could not record, over the session.
@@ -216,10 +241,16 @@ impl Session {
         // After attaching: aya-log reads the log ring of the loaded programs.
         let logger =
             aya_log::EbpfLogger::init_with_logger(&mut ebpf, super::diagnostics::Collector).ok();
+        let stats = aya::sys::enable_stats(aya::sys::Stats::RunTime).map_err(|e| {
+            format!(
+                "BPF_ENABLE_STATS: {e} (probe costs unknown; needs CAP_SYS_ADMIN, kernel >= 5.8)"
+            )
+        });
         Ok(Session {
             ebpf,
             attached,
             logger,
+            stats,
         })
     }
 
@@ -260,6 +291,45 @@ impl Session {
             block_inflight_map_full: b.inflight_map_full,
             block_totals_map_full: b.totals_map_full,
         })
+    }
+
+    /// Runs and run time of every loaded program of the session, from the
+    /// kernel's BPF run-time statistics (None when they could not be enabled).
+    pub fn program_costs(&self) -> Option<Vec<ProgramCost>> {
+        self.stats.as_ref().ok()?;
+        let mut costs: Vec<ProgramCost> = self
+            .ebpf
+            .programs()
+            .filter_map(|(name, p)| {
+                let info = p.info().ok()?;
+                Some(ProgramCost {
+                    program: name.to_string(),
+                    runs: info.run_count(),
+                    run_ns: info.run_time().as_nanos() as u64,
+                })
+            })
+            .collect();
+        costs.sort_by(|a, b| b.run_ns.cmp(&a.run_ns).then(a.program.cmp(&b.program)));
+        Some(costs)
+    }
+
+    /// Total run time of the session's programs so far, ns.
+    pub fn probe_ns(&self) -> Option<u64> {
+        Some(self.program_costs()?.iter().map(|c| c.run_ns).sum())
+    }
+
+    /// How it attached, what it lost and what its programs cost, so far.
+    pub fn report(&self) -> ProbeReport {
+        ProbeReport {
+            attached: self.attached.clone(),
+            lost: self.lost().unwrap_or_default(),
+            costs: self.program_costs(),
+        }
+    }
+
+    /// Why per-program costs are unknown, if they are.
+    pub fn stats_unavailable(&self) -> Option<&str> {
+        self.stats.as_ref().err().map(String::as_str)
     }
 
     /// What the eBPF programs reported through aya-log so far (and how many

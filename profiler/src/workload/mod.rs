@@ -82,6 +82,10 @@ pub struct CallRecord {
 /// The kernel probes' counters of the thread running the workload.
 pub trait KernelCounters {
     fn read(&self) -> Option<ThreadCounters>;
+    /// The probes' own run time so far, all programs, ns (None: unknown).
+    fn probe_ns(&self) -> Option<u64> {
+        None
+    }
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -98,6 +102,9 @@ pub struct Pass {
     /// CPU time the rest of the system spent during the transfers
     /// (kworkers, interrupts; see syscpu), None if /proc could not be read.
     pub others_cpu_ns: Option<u64>,
+    /// Run time of the probes' programs during the transfers, ns (None:
+    /// no probes, or BPF statistics unavailable).
+    pub probe_ns: Option<u64>,
     /// How the page cache was prepared, and what mincore saw after.
     pub cache: String,
     pub verified: Verification,
@@ -298,7 +305,12 @@ fn run_pass(
 
     announce(format_args!("transfer {mode} {iteration}"));
     let sys_before = syscpu::sample();
+    let probe_before = kernel.and_then(|k| k.probe_ns());
     let calls = transfer_all(&ctx, &file, &mut bufs, obs)?;
+    let probe_ns = match (probe_before, kernel.and_then(|k| k.probe_ns())) {
+        (Some(a), Some(b)) => Some(b.saturating_sub(a)),
+        _ => None,
+    };
     let others_cpu_ns = match (sys_before, syscpu::sample()) {
         (Some(a), Some(b)) => Some(syscpu::others_ns(a, b)),
         _ => None,
@@ -332,6 +344,7 @@ fn run_pass(
         sync_ns,
         free_ns,
         others_cpu_ns,
+        probe_ns,
         cache,
         verified,
         calls,

@@ -41,6 +41,12 @@ pub struct ModeSummary {
     pub verified: Verification,
     /// Kernel probe totals over every call (None: probes off).
     pub kernel: Option<KernelCall>,
+    /// The probes' own run time (BPF statistics) per call, ns, and as a
+    /// share of the time inside the calls, % (None: unknown).
+    #[serde(default)]
+    pub probe_ns_per_call: Option<f64>,
+    #[serde(default)]
+    pub probe_pct_of_call_time: Option<f64>,
 }
 
 fn median(mut v: Vec<f64>) -> f64 {
@@ -83,6 +89,7 @@ fn summarize_mode(mode: Mode, mine: &[&Pass]) -> ModeSummary {
         invol += c.cpu.involuntary_switches;
     }
     let lat = &totals.latency;
+    let probe_ns: Option<u64> = mine.iter().map(|p| p.probe_ns).sum();
     ModeSummary {
         mode,
         passes: mine.len(),
@@ -115,6 +122,8 @@ fn summarize_mode(mode: Mode, mine: &[&Pass]) -> ModeSummary {
         involuntary_switches: invol,
         verified: verified(mine),
         kernel,
+        probe_ns_per_call: probe_ns.map(|ns| metrics::per(ns, totals.calls)),
+        probe_pct_of_call_time: probe_ns.map(|ns| metrics::per(ns, totals.wall_ns) * 100.0),
     }
 }
 
@@ -146,7 +155,7 @@ pub fn render_kernel_table(rows: &[ModeSummary]) -> String {
     let mut s = String::new();
     let _ = writeln!(
         s,
-        "\n{:<24} {:>7} {:>10} {:>9} {:>12} {:>9} {:>9} {:>10} {:>10} {:>10}",
+        "\n{:<24} {:>7} {:>10} {:>9} {:>12} {:>9} {:>9} {:>10} {:>10} {:>10} {:>13} {:>8}",
         "kernel (totals)",
         "ioctls",
         "ioctl us",
@@ -156,14 +165,16 @@ pub fn render_kernel_table(rows: &[ModeSummary]) -> String {
         "blk MiB",
         "dev us/req",
         "on-cpu ms",
-        "off-cpu ms"
+        "off-cpu ms",
+        "probe ns/call",
+        "probe %"
     );
     for r in rows {
         let Some(k) = &r.kernel else { continue };
         let per = |ns: u64, n: u64| metrics::per(ns, n) / 1e3;
         let _ = writeln!(
             s,
-            "{:<24} {:>7} {:>10.0} {:>9} {:>12.0} {:>9} {:>9.1} {:>10.0} {:>10.1} {:>10.1}",
+            "{:<24} {:>7} {:>10.0} {:>9} {:>12.0} {:>9} {:>9.1} {:>10.0} {:>10.1} {:>10.1} {:>13} {:>8}",
             r.mode.name(),
             k.ioctl_calls,
             per(k.ioctl_ns, k.ioctl_calls),
@@ -173,7 +184,11 @@ pub fn render_kernel_table(rows: &[ModeSummary]) -> String {
             k.block_bytes as f64 / metrics::MIB,
             per(k.block_device_ns, k.block_requests),
             k.on_cpu_ns as f64 / 1e6,
-            k.off_cpu_ns as f64 / 1e6
+            k.off_cpu_ns as f64 / 1e6,
+            r.probe_ns_per_call
+                .map_or("-".into(), |ns| format!("{ns:.0}")),
+            r.probe_pct_of_call_time
+                .map_or("-".into(), |p| format!("{p:.3}"))
         );
     }
     s
