@@ -111,6 +111,7 @@ fn block_only(filter_tgid: Option<u32>) -> Session {
         exporter_fn: None,
         families: Families::BLOCK,
         inflight_capacity: None,
+        stats: false,
     })
     .expect("attach block probe")
 }

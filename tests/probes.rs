@@ -29,6 +29,7 @@ fn session(force: Option<Method>) -> anyhow::Result<Session> {
         exporter_fn: None,
         families: Families::WORKLOAD,
         inflight_capacity: None,
+        stats: false,
     })
 }
 
@@ -485,6 +486,7 @@ fn a_full_map_is_counted_and_reported_never_silent() {
         exporter_fn: None,
         families: Families::BLOCK,
         inflight_capacity: Some(1),
+        stats: false,
     })
     .expect("attach");
     let dir = disk_scratch_dir();

@@ -105,6 +105,10 @@ pub struct ProbeArgs {
     /// kernel's BTF by its prototype).
     #[arg(long, value_name = "FUNCTION")]
     pub exporter_fn: Option<String>,
+    /// Leave BPF run-time statistics off: no per-program probe cost, and
+    /// none of their cost (two clock reads per program run).
+    #[arg(long)]
+    pub no_probe_stats: bool,
 }
 
 #[derive(clap::Args)]
@@ -186,9 +190,13 @@ pub struct TraceArgs {
     #[arg(long, value_name = "FILE")]
     pub csv: Option<PathBuf>,
     /// Write the session summary (events per kind and per second, lost
-    /// events, the agent's CPU) as JSON here.
+    /// events, the agent's CPU, the probes' cost) as JSON here.
     #[arg(long, value_name = "FILE")]
     pub json: Option<PathBuf>,
+    /// Leave BPF run-time statistics off: no per-program probe cost, and
+    /// none of their cost (two clock reads per program run).
+    #[arg(long)]
+    pub no_probe_stats: bool,
 }
 
 #[derive(clap::Args)]

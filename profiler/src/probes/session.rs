@@ -67,6 +67,9 @@ pub struct Options {
     /// Capacity of the block in-flight map (default 16384). Tests shrink it
     /// to exercise the loss path; nothing else should need it.
     pub inflight_capacity: Option<u32>,
+    /// Hold BPF run-time statistics on for the session (the probes' own
+    /// cost, per program); they cost two clock reads per program run.
+    pub stats: bool,
 }
 
 /// How one probe target ended up attached, and why better rungs were not used.
@@ -85,8 +88,15 @@ pub struct Session {
     pub attached: Vec<Attached>,
     logger: Option<aya_log::EbpfLogger<super::diagnostics::Collector>>,
     /// BPF run-time statistics, on while this fd is open (the kernel closes
-    /// it with the process, even on SIGKILL), or why they could not be.
-    stats: Result<std::os::fd::OwnedFd, String>,
+    /// it with the process, even on SIGKILL), or why they are not.
+    stats: Result<std::os::fd::OwnedFd, StatsOff>,
+}
+
+/// Why a session has no BPF run-time statistics.
+#[derive(Debug)]
+enum StatsOff {
+    Asked,
+    Unavailable(String),
 }
 
 /// What a session did, kept for the outputs once its programs are detached.
@@ -241,11 +251,14 @@ impl Session {
         // After attaching: aya-log reads the log ring of the loaded programs.
         let logger =
             aya_log::EbpfLogger::init_with_logger(&mut ebpf, super::diagnostics::Collector).ok();
-        let stats = aya::sys::enable_stats(aya::sys::Stats::RunTime).map_err(|e| {
-            format!(
-                "BPF_ENABLE_STATS: {e} (probe costs unknown; needs CAP_SYS_ADMIN, kernel >= 5.8)"
-            )
-        });
+        let stats = match opts.stats {
+            false => Err(StatsOff::Asked),
+            true => aya::sys::enable_stats(aya::sys::Stats::RunTime).map_err(|e| {
+                StatsOff::Unavailable(format!(
+                    "BPF_ENABLE_STATS: {e} (probe costs unknown; needs CAP_SYS_ADMIN, kernel >= 5.8)"
+                ))
+            }),
+        };
         Ok(Session {
             ebpf,
             attached,
@@ -327,9 +340,12 @@ impl Session {
         }
     }
 
-    /// Why per-program costs are unknown, if they are.
+    /// Why per-program costs are unknown, when they were wanted.
     pub fn stats_unavailable(&self) -> Option<&str> {
-        self.stats.as_ref().err().map(String::as_str)
+        match &self.stats {
+            Err(StatsOff::Unavailable(why)) => Some(why),
+            _ => None,
+        }
     }
 
     /// What the eBPF programs reported through aya-log so far (and how many

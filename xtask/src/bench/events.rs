@@ -27,6 +27,9 @@ struct Step {
     traced: bool,
     /// Agent niced 19 and every thread pinned to CPU 0.
     starved: bool,
+    /// Without BPF run-time statistics (`--no-probe-stats`): what measuring
+    /// the probes' cost costs.
+    no_stats: bool,
 }
 
 struct Outcome {
@@ -74,6 +77,7 @@ fn run_step(dmaprof: &Path, dir: &Path, s: &Step) -> Result<Outcome> {
         };
         let mut child = c
             .args(["trace", "--headless", "--pid", &fio.id().to_string()])
+            .args(s.no_stats.then_some("--no-probe-stats"))
             .arg("--csv")
             .arg(&csv)
             .arg("--json")
@@ -148,6 +152,7 @@ pub fn run() -> Result<String> {
         rate_per_job: None,
         traced: false,
         starved: false,
+        no_stats: false,
     }];
     for r in [25_000, 100_000, 250_000] {
         steps.push(Step {
@@ -155,6 +160,7 @@ pub fn run() -> Result<String> {
             rate_per_job: Some(r),
             traced: true,
             starved: false,
+            no_stats: false,
         });
     }
     steps.push(Step {
@@ -162,12 +168,21 @@ pub fn run() -> Result<String> {
         rate_per_job: None,
         traced: true,
         starved: false,
+        no_stats: false,
+    });
+    steps.push(Step {
+        label: "max, --no-probe-stats".into(),
+        rate_per_job: None,
+        traced: true,
+        starved: false,
+        no_stats: true,
     });
     steps.push(Step {
         label: "max, agent starved (nice 19, all on CPU 0)".into(),
         rate_per_job: None,
         traced: true,
         starved: true,
+        no_stats: false,
     });
 
     let mut out = String::new();
