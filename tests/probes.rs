@@ -88,6 +88,7 @@ fn direct_reads_join_block_bytes_to_each_call_exactly() {
         cache: CacheMode::Cold,
         verify: true,
         force: false,
+        buffers: Default::default(),
     };
     let plan = plan::plan(&args, &AtomicBool::new(false)).unwrap();
     let counters = Counters(&s, tid);

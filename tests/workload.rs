@@ -9,7 +9,7 @@ use std::{
 
 use dmaprof_e2e::{disk_scratch_dir, dmaprof_bin, require_bpf};
 use profiler::workload::{
-    self, CacheMode, CallRecord, Observer, Verification, datafile,
+    self, BufferUse, CacheMode, CallRecord, Observer, Verification, datafile,
     mode::{Direction, Mode},
     plan,
 };
@@ -53,6 +53,7 @@ fn args(dir: &Path, modes: &[&str], direction: Direction) -> plan::Args {
         cache: CacheMode::Cold,
         verify: true,
         force: false,
+        buffers: BufferUse::Distinct,
     }
 }
 
@@ -664,4 +665,80 @@ fn write_destinations_must_be_regular_files() {
         ]);
         assert_clean_failure(&out, 2, "is not a regular file");
     }
+}
+
+/// --buffers reuse: one buffer per mode, allocated in the first pass only
+/// and used by every call; every byte still verified (reads call by call,
+/// writes in the destination), in both directions, with a short last call.
+#[test]
+fn reused_buffers_are_allocated_once_and_every_byte_is_verified() {
+    let dir = disk_scratch_dir();
+    for (direction, modes) in [
+        (Direction::Read, ["pread", "pread-direct"]),
+        (Direction::Write, ["pwrite", "pwrite-direct"]),
+    ] {
+        let mut a = args(dir.path(), &modes, direction);
+        a.buffers = BufferUse::Reuse;
+        a.size = Some(10 * MIB);
+        a.iterations = 3;
+        let plan = plan::plan(&a, &AtomicBool::new(false)).unwrap();
+        let mut seen = Collect::default();
+        let out = workload::run(&plan.config, &AtomicBool::new(false), &mut seen, None);
+        assert!(out.error.is_none(), "{direction}: {:?}", out.error);
+        assert_eq!(out.passes.len(), 6);
+        for p in &out.passes {
+            assert_eq!(p.bytes, 10 * MIB, "{direction} {}", p.mode);
+            assert_eq!(p.verified, Verification::Pattern);
+            let sizes: Vec<u64> = p.calls.iter().map(|c| c.bytes).collect();
+            assert_eq!(sizes, [4 * MIB, 4 * MIB, 2 * MIB]);
+            if p.iteration == 0 {
+                assert!(p.alloc_ns > 0, "{direction} {}: allocated once", p.mode);
+            } else {
+                assert_eq!(p.alloc_ns, 0, "{direction} {}: reused", p.mode);
+            }
+        }
+        assert!(seen.0.iter().all(|c| c.buffers == BufferUse::Reuse));
+    }
+}
+
+/// The work is named in the exports: the per-call CSV's last column and the
+/// JSON's options and summaries.
+#[test]
+fn the_buffer_policy_is_named_in_every_export() {
+    let dir = disk_scratch_dir();
+    let (csv, json) = (dir.path().join("c.csv"), dir.path().join("r.json"));
+    let d = dir.path().to_str().unwrap();
+    let out = dmaprof(&[
+        "--dir",
+        d,
+        "--mode",
+        "pread",
+        "--size",
+        "4M",
+        "--chunk",
+        "1M",
+        "--buffers",
+        "reuse",
+        "--no-probes",
+        "--csv",
+        csv.to_str().unwrap(),
+        "--json",
+        json.to_str().unwrap(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("buffers: reuse"));
+    let text = std::fs::read_to_string(&csv).unwrap();
+    assert!(text.lines().next().unwrap().ends_with(",buffers"));
+    assert!(
+        text.lines().skip(1).all(|l| l.ends_with(",reuse")),
+        "{text}"
+    );
+    let v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    assert_eq!(v["options"]["buffers"], "reuse");
+    assert_eq!(v["modes"][0]["summary"]["buffers"], "reuse");
 }

@@ -19,6 +19,8 @@ pub struct Header {
     pub direction: String,
     pub file: String,
     pub cache: String,
+    /// "distinct" or "reuse": the memory the calls move data into.
+    pub buffers: String,
     pub probes: Vec<ProbeStatus>,
     pub lost_events: u64,
     /// The probes' own run time as a share of the time inside the calls, %

@@ -87,7 +87,7 @@ fn render_header(frame: &mut Frame, area: Rect, s: &Snapshot) {
     let first = Line::from(vec![
         Span::styled("dmaprof", Style::new().add_modifier(Modifier::BOLD)),
         Span::raw(format!(
-            "  {state}{}  pass {}/{}  {:.1}s  kernel {}  {} {}  cache {}",
+            "  {state}{}  pass {}/{}  {:.1}s  kernel {}  {} {}  cache {}{}",
             if h.paused { "  [display paused]" } else { "" },
             h.passes_done,
             h.passes_planned,
@@ -96,6 +96,11 @@ fn render_header(frame: &mut Frame, area: Rect, s: &Snapshot) {
             h.direction,
             h.file,
             h.cache,
+            if h.buffers.is_empty() {
+                String::new()
+            } else {
+                format!("  buffers {}", h.buffers)
+            },
         )),
     ]);
     let mut probes: Vec<Span> = vec![Span::raw("probes: ")];
@@ -413,6 +418,7 @@ mod tests {
                 direction: "read".into(),
                 file: "/mnt/data-256m.bin".into(),
                 cache: "cold".into(),
+                buffers: "distinct".into(),
                 probes: vec![
                     ProbeStatus {
                         name: "dma_buf_ioctl".into(),
@@ -580,6 +586,7 @@ mod tests {
         assert!(screen(&s, 100, 30).contains("pause / resume the display"));
         s.header.lost_events = 7;
         assert!(screen(&s, 120, 30).contains("WARNING: 7 events lost"));
+        assert!(screen(&s, 200, 30).contains("buffers distinct"));
         s.header.probe_cost_pct = Some(0.34);
         assert!(screen(&s, 160, 30).contains("probes cost 0.34% of call time"));
     }

@@ -9,7 +9,7 @@ use crate::{
     compare::report::Format,
     probes::attach::Method,
     workload::{
-        CacheMode,
+        BufferUse, CacheMode,
         mode::{Direction, parse_size},
         plan,
     },
@@ -163,6 +163,7 @@ impl BenchArgs {
             cache: CacheMode::Cold,
             verify: true,
             force: false,
+            buffers: BufferUse::Distinct,
         }
     }
 }

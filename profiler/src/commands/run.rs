@@ -21,7 +21,7 @@ use crate::{
     probes::{report, session::ProbeReport},
     stop::Stop,
     workload::{
-        self, CacheMode, KernelCounters, Outcome, RunError,
+        self, BufferUse, CacheMode, KernelCounters, Outcome, RunError,
         mode::Direction,
         plan::{self, Plan},
         summary::{self, ModeSummary},
@@ -106,12 +106,13 @@ fn announce(plan: &Plan) {
         Direction::Write => "to",
     };
     eprintln!(
-        "dmaprof: {} {} bytes {preposition} {target} in {}-byte calls, {} iteration(s), cache {}, modes: {}",
+        "dmaprof: {} {} bytes {preposition} {target} in {}-byte calls, {} iteration(s), cache {}, buffers {}, modes: {}",
         cfg.direction,
         cfg.size,
         cfg.chunk,
         cfg.iterations,
         cache_label(cfg),
+        cfg.buffers,
         cfg.modes
             .iter()
             .map(|m| m.name())
@@ -185,6 +186,7 @@ fn print_tables(
         {
             println!("cache: {}", p.cache);
         }
+        println!("buffers: {}", buffers_label(plan.config.buffers));
         match table {
             Table::Seed => print!("{}", summary::render_seed_table(rows)),
             Table::Run => print!("{}", summary::render_table(rows)),
@@ -200,6 +202,13 @@ fn print_tables(
         && p.lost.total() > 0
     {
         eprintln!("dmaprof: WARNING: the probes lost events: {}", p.lost);
+    }
+}
+
+fn buffers_label(b: BufferUse) -> &'static str {
+    match b {
+        BufferUse::Distinct => "distinct (a fresh buffer per call, a pass's allocated up front)",
+        BufferUse::Reuse => "reuse (one warm buffer per mode for every call, as fio does)",
     }
 }
 

@@ -28,12 +28,14 @@ const CALL_COLUMNS: &[&str] = &[
     "tid",
 ];
 
-/// Every column, in order. Kernel columns are empty when dmaprof ran without probes.
+/// Every column, in order. Kernel columns are empty when dmaprof ran without
+/// probes; `buffers` (distinct or reuse, appended after the first schema) last.
 pub fn columns() -> Vec<&'static str> {
     CALL_COLUMNS
         .iter()
         .copied()
         .chain(KernelCall::columns())
+        .chain(["buffers"])
         .collect()
 }
 
@@ -67,7 +69,7 @@ pub fn row(out: &mut impl Write, c: &CallRecord) -> io::Result<()> {
         }
         None => write!(out, "{}", ",".repeat(KernelCall::COLUMN_COUNT))?,
     }
-    writeln!(out)
+    writeln!(out, ",{}", c.buffers)
 }
 
 #[cfg(test)]

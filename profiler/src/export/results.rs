@@ -11,7 +11,9 @@ use serde::{Deserialize, Serialize};
 use super::RunReport;
 use crate::metrics::CallTotals;
 use crate::probes::session::{Attached, Lost, ProgramCost};
-use crate::workload::{CallRecord, Pass, Verification, mode::Mode, summary::ModeSummary};
+use crate::workload::{
+    BufferUse, CallRecord, Pass, Verification, mode::Mode, summary::ModeSummary,
+};
 
 pub const SCHEMA: &str = "dmaprof.results/1";
 
@@ -50,6 +52,9 @@ pub struct RunOptions {
     pub heap: String,
     pub cache: String,
     pub verify: bool,
+    /// `distinct` or `reuse` (absent in older files: distinct).
+    #[serde(default)]
+    pub buffers: BufferUse,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -153,6 +158,7 @@ pub fn build(run: &RunReport) -> Results {
             heap: cfg.heap.clone(),
             cache: format!("{:?}", cfg.cache).to_lowercase(),
             verify: cfg.verify,
+            buffers: cfg.buffers,
         },
         interrupted: run.outcome.interrupted,
         error: run.outcome.error.as_ref().map(|e| e.to_string()),
@@ -206,6 +212,7 @@ pub const SUMMARY_COLUMNS: &[&str] = &[
     "verified",
     "probe_ns_per_call",
     "probe_pct_of_call_time",
+    "buffers",
 ];
 
 pub fn write_summary_csv(out: &mut impl Write, rows: &[ModeSummary]) -> io::Result<()> {
@@ -213,7 +220,7 @@ pub fn write_summary_csv(out: &mut impl Write, rows: &[ModeSummary]) -> io::Resu
     for r in rows {
         writeln!(
             out,
-            "{},{},{},{},{:.3},{:.3},{:.3},{:.3},{:.3},{:.1},{:.1},{:.1},{:.1},{:.1},{:.1},{:.1},{:.0},{:.0},{:.0},{},{},{},{},{}",
+            "{},{},{},{},{:.3},{:.3},{:.3},{:.3},{:.3},{:.1},{:.1},{:.1},{:.1},{:.1},{:.1},{:.1},{:.0},{:.0},{:.0},{},{},{},{},{},{}",
             r.mode.name(),
             r.passes,
             r.calls,
@@ -242,7 +249,8 @@ pub fn write_summary_csv(out: &mut impl Write, rows: &[ModeSummary]) -> io::Resu
             r.probe_ns_per_call
                 .map_or(String::new(), |v| format!("{v:.1}")),
             r.probe_pct_of_call_time
-                .map_or(String::new(), |v| format!("{v:.4}"))
+                .map_or(String::new(), |v| format!("{v:.4}")),
+            r.buffers
         )?;
     }
     Ok(())

@@ -24,6 +24,7 @@ pub fn run_header(cfg: &Config, cache: &str, probes: &[ProbeStatus]) -> Header {
             Direction::Write => "n/a".into(),
             Direction::Read => cache.into(),
         },
+        buffers: cfg.buffers.to_string(),
         probes: probes.to_vec(),
         passes_planned: cfg.iterations * cfg.modes.len() as u32,
         ..Default::default()

@@ -274,6 +274,7 @@ mod tests {
             },
             tid: 1,
             kernel: None,
+            buffers: Default::default(),
         }
     }
 

@@ -65,6 +65,14 @@ impl Buffer {
         }
     }
 
+    /// Its size in bytes.
+    pub fn size(&self) -> u64 {
+        match self {
+            Buffer::Anon(m) | Buffer::Udmabuf { map: m, .. } => m.len() as u64,
+            Buffer::Heap { len, .. } => *len as u64,
+        }
+    }
+
     /// The dma-buf fd, for RW_FILE.
     pub fn dmabuf(&self) -> Option<&OwnedFd> {
         match self {

@@ -39,6 +39,29 @@ pub enum CacheMode {
     Warm,
 }
 
+/// Which memory the calls move data into or out of.
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, serde::Deserialize, clap::ValueEnum,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum BufferUse {
+    /// A fresh buffer per call, all of a pass allocated up front: the seed's
+    /// work and a model loader's (every destination is new, cold memory).
+    #[default]
+    Distinct,
+    /// One buffer per mode, warm, used by every call of every pass: fio's work.
+    Reuse,
+}
+
+impl std::fmt::Display for BufferUse {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            BufferUse::Distinct => "distinct",
+            BufferUse::Reuse => "reuse",
+        })
+    }
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct Config {
     pub modes: Vec<Mode>,
@@ -56,6 +79,7 @@ pub struct Config {
     pub cache: CacheMode,
     pub verify: bool,
     pub force: bool,
+    pub buffers: BufferUse,
     /// The source file's pattern seed, when dmaprof made it.
     pub seed: Option<u64>,
 }
@@ -77,6 +101,8 @@ pub struct CallRecord {
     pub tid: u32,
     /// What the kernel probes saw during the call (None: probes off).
     pub kernel: Option<KernelCall>,
+    /// Distinct buffers or one reused (the work the call did).
+    pub buffers: BufferUse,
 }
 
 /// The kernel probes' counters of the thread running the workload.
@@ -164,6 +190,8 @@ pub fn run(
 ) -> Outcome {
     let mut out = Outcome::default();
     let epoch = Instant::now();
+    // --buffers reuse: each mode's one buffer, kept across passes.
+    let mut warm: Vec<(Mode, Buffer)> = Vec::new();
     'outer: for iteration in 0..cfg.iterations {
         for &mode in &cfg.modes {
             if stop.load(Ordering::Relaxed) {
@@ -171,7 +199,15 @@ pub fn run(
                 break 'outer;
             }
             obs.on_pass_start(mode, iteration);
-            match run_pass(cfg, mode, iteration, epoch, stop, obs, kernel) {
+            let ctx = PassCtx {
+                cfg,
+                mode,
+                iteration,
+                epoch,
+                stop,
+                kernel,
+            };
+            match run_pass(&ctx, &mut warm, obs) {
                 Ok(pass) => {
                     obs.on_pass(&pass);
                     let interrupted = pass.calls.len() as u64 != cfg.size.div_ceil(cfg.chunk);
@@ -272,22 +308,11 @@ struct PassCtx<'a> {
 }
 
 fn run_pass(
-    cfg: &Config,
-    mode: Mode,
-    iteration: u32,
-    epoch: Instant,
-    stop: &AtomicBool,
+    ctx: &PassCtx,
+    warm: &mut Vec<(Mode, Buffer)>,
     obs: &mut dyn Observer,
-    kernel: Option<&dyn KernelCounters>,
 ) -> Result<Pass, RunError> {
-    let ctx = PassCtx {
-        cfg,
-        mode,
-        iteration,
-        epoch,
-        stop,
-        kernel,
-    };
+    let (cfg, mode, iteration, kernel) = (ctx.cfg, ctx.mode, ctx.iteration, ctx.kernel);
     let file = open_file(cfg, mode)?;
     let cache = match cfg.direction {
         Direction::Read => {
@@ -296,17 +321,29 @@ fn run_pass(
         Direction::Write => "n/a (write)".to_string(),
     };
     announce(format_args!("alloc {mode} {iteration}"));
+    let kept = warm
+        .iter()
+        .position(|(m, _)| *m == mode)
+        .map(|i| warm.remove(i).1);
     let t = Instant::now();
-    let mut bufs = allocate(cfg, mode)?;
-    let alloc_ns = t.elapsed().as_nanos() as u64;
-    if cfg.direction == Direction::Write {
-        fill_sources(mode, cfg.chunk, &mut bufs)?;
+    let mut bufs = match (cfg.buffers, kept) {
+        (BufferUse::Reuse, Some(b)) => vec![b],
+        (BufferUse::Reuse, None) => vec![allocate_one(cfg, mode, cfg.chunk.min(cfg.size))?],
+        (BufferUse::Distinct, _) => allocate(cfg, mode)?,
+    };
+    // A reused buffer from an earlier pass cost nothing to allocate now.
+    let alloc_ns = match cfg.buffers {
+        BufferUse::Reuse if iteration > 0 => 0,
+        _ => t.elapsed().as_nanos() as u64,
+    };
+    if cfg.direction == Direction::Write && cfg.buffers == BufferUse::Distinct {
+        fill_sources(mode, 0, &mut bufs)?;
     }
 
     announce(format_args!("transfer {mode} {iteration}"));
     let sys_before = syscpu::sample();
     let probe_before = kernel.and_then(|k| k.probe_ns());
-    let calls = transfer_all(&ctx, &file, &mut bufs, obs)?;
+    let calls = transfer_all(ctx, &file, &mut bufs, obs)?;
     let probe_ns = match (probe_before, kernel.and_then(|k| k.probe_ns())) {
         (Some(a), Some(b)) => Some(b.saturating_sub(a)),
         _ => None,
@@ -324,14 +361,17 @@ fn run_pass(
     }
     let verified = if cfg.verify {
         announce(format_args!("verify {mode} {iteration}"));
-        verify(cfg, mode, &mut bufs[..calls.len()]).map_err(|e| failed(mode, "verification", e))?
+        verify(cfg, mode, &mut bufs, calls.len()).map_err(|e| failed(mode, "verification", e))?
     } else {
         Verification::Skipped
     };
 
     announce(format_args!("free {mode} {iteration}"));
     let t = Instant::now();
-    drop(bufs);
+    match cfg.buffers {
+        BufferUse::Reuse => warm.extend(bufs.pop().map(|b| (mode, b))),
+        BufferUse::Distinct => drop(bufs),
+    }
     let free_ns = t.elapsed().as_nanos() as u64;
 
     Ok(Pass {
@@ -353,6 +393,12 @@ fn run_pass(
 
 /// Allocate: what a user of this path pays before moving any data.
 fn allocate(cfg: &Config, mode: Mode) -> Result<Vec<Buffer>, RunError> {
+    (0..cfg.size.div_ceil(cfg.chunk))
+        .map(|i| allocate_one(cfg, mode, chunk_len(cfg, i)))
+        .collect()
+}
+
+fn allocate_one(cfg: &Config, mode: Mode, len: u64) -> Result<Buffer, RunError> {
     let heap = match mode.buffer() {
         BufferKind::Heap => Some(File::open(dma_buf::heap_path(&cfg.heap)).map_err(|e| {
             RunError::Input(format!("{}: {e}", dma_buf::heap_path(&cfg.heap).display()))
@@ -360,18 +406,16 @@ fn allocate(cfg: &Config, mode: Mode) -> Result<Vec<Buffer>, RunError> {
         _ => None,
     };
     let map_heap = matches!(mode, Mode::DmabufRead | Mode::DmabufWrite);
-    (0..cfg.size.div_ceil(cfg.chunk))
-        .map(|i| {
-            Buffer::alloc(mode.buffer(), chunk_len(cfg, i), heap.as_ref(), map_heap)
-                .map_err(|e| failed(mode, &format!("allocating buffer {i}"), e))
-        })
-        .collect()
+    Buffer::alloc(mode.buffer(), len, heap.as_ref(), map_heap)
+        .map_err(|e| failed(mode, &format!("allocating a {len}-byte buffer"), e))
 }
 
-/// Write passes: the buffers hold the pattern the destination is checked against.
-fn fill_sources(mode: Mode, chunk: u64, bufs: &mut [Buffer]) -> Result<(), RunError> {
+/// Write passes: the buffers hold the pattern the destination is checked
+/// against, buffer i that of file offset `first + i * chunk`.
+fn fill_sources(mode: Mode, first: u64, bufs: &mut [Buffer]) -> Result<(), RunError> {
+    let chunk = bufs.first().map_or(0, |b| b.size());
     for (i, b) in bufs.iter_mut().enumerate() {
-        let off = i as u64 * chunk;
+        let off = first + i as u64 * chunk;
         b.with_bytes(true, |bytes| {
             pattern::fill(datafile::DEFAULT_SEED, off, bytes)
         })
@@ -390,14 +434,28 @@ fn transfer_all(
     let (cfg, mode) = (ctx.cfg, ctx.mode);
     // SAFETY: gettid cannot fail.
     let tid = unsafe { libc::gettid() } as u32;
-    let mut calls = Vec::with_capacity(bufs.len());
+    let count = cfg.size.div_ceil(cfg.chunk) as usize;
+    let reuse = cfg.buffers == BufferUse::Reuse;
+    let reference = match (reuse, cfg.verify, cfg.direction) {
+        (true, true, Direction::Read) => {
+            Some(File::open(&cfg.file).map_err(|e| failed(mode, "verification", e))?)
+        }
+        _ => None,
+    };
+    let mut calls = Vec::with_capacity(count);
     let mut counters = ctx.kernel.and_then(|k| k.read());
-    for (i, buf) in bufs.iter_mut().enumerate() {
+    for i in 0..count {
         if ctx.stop.load(Ordering::Relaxed) {
             break;
         }
+        let n = bufs.len();
+        let buf = &mut bufs[i % n];
         let off = i as u64 * cfg.chunk;
         let len = chunk_len(cfg, i as u64);
+        if reuse && cfg.direction == Direction::Write {
+            // One buffer for every call: it holds this call's data (untimed).
+            fill_sources(mode, off, std::slice::from_mut(buf))?;
+        }
         let cpu0 = ThreadCpu::now();
         let t = Instant::now();
         let r = paths::transfer(mode, cfg.direction, file, buf, off, len);
@@ -411,6 +469,11 @@ fn transfer_all(
         };
         counters = after;
         r.map_err(|e| failed(mode, &format!("call {i} at file offset {off}"), e))?;
+        if let Some(reference) = &reference {
+            // The next call overwrites it: checked now, outside the timed call.
+            check_read(cfg, reference, buf, off, len)
+                .map_err(|e| failed(mode, "verification", format!("call {i}: {e}")))?;
+        }
         let rec = CallRecord {
             mode,
             direction: cfg.direction,
@@ -423,6 +486,7 @@ fn transfer_all(
             cpu,
             tid,
             kernel,
+            buffers: cfg.buffers,
         };
         obs.on_call(&rec);
         calls.push(rec);
@@ -430,30 +494,55 @@ fn transfer_all(
     Ok(calls)
 }
 
-/// Checks the bytes moved, outside the timed region.
-fn verify(cfg: &Config, mode: Mode, bufs: &mut [Buffer]) -> Result<Verification, String> {
+/// The first `len` bytes of `buf` against the file at `off` (its pattern, or
+/// a separate buffered read of it).
+fn check_read(
+    cfg: &Config,
+    reference: &File,
+    buf: &mut Buffer,
+    off: u64,
+    len: u64,
+) -> Result<(), String> {
+    let bad = buf
+        .with_bytes(false, |bytes| {
+            let bytes = &bytes[..len as usize];
+            match cfg.seed {
+                Some(seed) => pattern::first_mismatch(seed, off, bytes),
+                None => {
+                    let mut want = vec![0u8; bytes.len()];
+                    match reference.read_exact_at(&mut want, off) {
+                        Ok(()) => bytes.iter().zip(&want).position(|(a, b)| a != b),
+                        Err(_) => Some(0),
+                    }
+                }
+            }
+        })
+        .map_err(|e| e.to_string())?;
+    match bad {
+        Some(at) => Err(format!(
+            "differs from the file at offset {}",
+            off + at as u64
+        )),
+        None => Ok(()),
+    }
+}
+
+/// Checks the bytes moved, outside the timed region. With one reused
+/// buffer the reads were checked call by call (`check_read`).
+fn verify(
+    cfg: &Config,
+    mode: Mode,
+    bufs: &mut [Buffer],
+    calls: usize,
+) -> Result<Verification, String> {
     match cfg.direction {
         Direction::Read => {
-            let reference = File::open(&cfg.file).map_err(|e| e.to_string())?;
-            for (i, b) in bufs.iter_mut().enumerate() {
-                let off = i as u64 * cfg.chunk;
-                let bad = b
-                    .with_bytes(false, |bytes| match cfg.seed {
-                        Some(seed) => pattern::first_mismatch(seed, off, bytes),
-                        None => {
-                            let mut want = vec![0u8; bytes.len()];
-                            match reference.read_exact_at(&mut want, off) {
-                                Ok(()) => bytes.iter().zip(&want).position(|(a, b)| a != b),
-                                Err(_) => Some(0),
-                            }
-                        }
-                    })
-                    .map_err(|e| e.to_string())?;
-                if let Some(at) = bad {
-                    return Err(format!(
-                        "buffer {i} differs from the file at offset {}",
-                        off + at as u64
-                    ));
+            if cfg.buffers == BufferUse::Distinct {
+                let reference = File::open(&cfg.file).map_err(|e| e.to_string())?;
+                for (i, b) in bufs[..calls].iter_mut().enumerate() {
+                    let off = i as u64 * cfg.chunk;
+                    check_read(cfg, &reference, b, off, chunk_len(cfg, i as u64))
+                        .map_err(|e| format!("buffer {i}: {e}"))?;
                 }
             }
             Ok(if cfg.seed.is_some() {
@@ -467,11 +556,7 @@ fn verify(cfg: &Config, mode: Mode, bufs: &mut [Buffer]) -> Result<Verification,
             let f = File::open(&dest).map_err(|e| e.to_string())?;
             let _ = datafile::drop_from_cache(&f);
             let len = f.metadata().map_err(|e| e.to_string())?.len();
-            let written: u64 = bufs
-                .iter()
-                .enumerate()
-                .map(|(i, _)| chunk_len(cfg, i as u64))
-                .sum();
+            let written: u64 = (0..calls as u64).map(|i| chunk_len(cfg, i)).sum();
             if len < written {
                 return Err(format!(
                     "{} is {len} bytes, {written} were written",

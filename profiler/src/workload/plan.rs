@@ -4,7 +4,7 @@
 use std::{path::PathBuf, sync::atomic::AtomicBool};
 
 use super::{
-    CacheMode, Config, RunError, datafile,
+    BufferUse, CacheMode, Config, RunError, datafile,
     mode::{ALL_MODES, Direction, Mode, parse_size},
     resources,
 };
@@ -63,6 +63,12 @@ pub struct Args {
     /// Allow overwriting a write destination that dmaprof did not create.
     #[arg(long)]
     pub force: bool,
+    /// distinct: a fresh buffer per call, a pass's buffers allocated up front
+    /// (the seed's work, a model loader's); reuse: one warm buffer per mode
+    /// for every call and pass (fio's work; reads are then verified call by
+    /// call, outside the timed calls).
+    #[arg(long, value_enum, default_value = "distinct")]
+    pub buffers: BufferUse,
 }
 
 /// Modes that cannot run here, with the reason.
@@ -132,6 +138,7 @@ pub fn plan(args: &Args, stop: &AtomicBool) -> Result<Plan, RunError> {
             cache: args.cache,
             verify: args.verify,
             force: args.force,
+            buffers: args.buffers,
             seed,
         },
         skipped,

@@ -5,7 +5,7 @@ use std::fmt::Write;
 
 use serde::{Deserialize, Serialize};
 
-use super::{KernelCall, Pass, Verification, mode::Mode};
+use super::{BufferUse, KernelCall, Pass, Verification, mode::Mode};
 use crate::metrics::{self, CallTotals};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -47,6 +47,9 @@ pub struct ModeSummary {
     pub probe_ns_per_call: Option<f64>,
     #[serde(default)]
     pub probe_pct_of_call_time: Option<f64>,
+    /// Distinct buffers or one reused: the work the calls did.
+    #[serde(default)]
+    pub buffers: BufferUse,
 }
 
 fn median(mut v: Vec<f64>) -> f64 {
@@ -124,6 +127,7 @@ fn summarize_mode(mode: Mode, mine: &[&Pass]) -> ModeSummary {
         kernel,
         probe_ns_per_call: probe_ns.map(|ns| metrics::per(ns, totals.calls)),
         probe_pct_of_call_time: probe_ns.map(|ns| metrics::per(ns, totals.wall_ns) * 100.0),
+        buffers: calls().next().map(|c| c.buffers).unwrap_or_default(),
     }
 }
 
