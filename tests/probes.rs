@@ -743,3 +743,55 @@ fn probe_costs_are_measured_and_statistics_end_with_the_process() {
     assert!(while_tracing, "on while the tracer runs\n{log}");
     assert!(!bpf_stats_enabled(), "statistics left on after SIGKILL");
 }
+
+/// With one reused buffer the reads are checked between calls; against a
+/// user's file that check is a buffered read of the same range, block I/O
+/// of this thread. It must land on no call: each O_DIRECT call's block
+/// bytes are exactly its own.
+#[test]
+fn untimed_work_around_a_reused_buffer_is_not_counted_to_the_calls() {
+    if !require_bpf("probes") {
+        return;
+    }
+    let _serial = probe_lock();
+    let dir = disk_scratch_dir();
+    let file = dir.path().join("user.bin");
+    std::fs::write(&file, vec![0x5au8; 8 * MIB as usize]).unwrap();
+    let mut s = session(None).expect("attach");
+    let tid = gettid();
+    s.register_thread(tid).unwrap();
+    let args = plan::Args {
+        modes: vec!["pread-direct".into()],
+        direction: Direction::Read,
+        file: Some(file),
+        dir: Some(dir.path().to_path_buf()),
+        size: None,
+        chunk: MIB,
+        iterations: 2,
+        heap: "system".into(),
+        cache: CacheMode::Cold,
+        verify: true,
+        force: false,
+        buffers: profiler::workload::BufferUse::Reuse,
+    };
+    let plan = plan::plan(&args, &AtomicBool::new(false)).unwrap();
+    let counters = Counters(&s, tid);
+    let out = workload::run(
+        &plan.config,
+        &AtomicBool::new(false),
+        &mut workload::NoObserver,
+        Some(&counters),
+    );
+    assert!(out.error.is_none(), "{:?}", out.error);
+    for p in &out.passes {
+        assert_eq!(p.verified, workload::Verification::Reference);
+        for call in &p.calls {
+            let k = call.kernel.expect("kernel columns");
+            assert_eq!(
+                k.block_bytes, call.bytes,
+                "pass {} call {}: {k:?}",
+                p.iteration, call.index
+            );
+        }
+    }
+}

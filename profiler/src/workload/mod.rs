@@ -456,6 +456,11 @@ fn transfer_all(
             // One buffer for every call: it holds this call's data (untimed).
             fill_sources(mode, off, std::slice::from_mut(buf))?;
         }
+        if reuse {
+            // The untimed work around a reused buffer (refilling it, checking
+            // it: mappings, SYNC ioctls) is not this call's: count from here.
+            counters = ctx.kernel.and_then(|k| k.read());
+        }
         let cpu0 = ThreadCpu::now();
         let t = Instant::now();
         let r = paths::transfer(mode, cfg.direction, file, buf, off, len);
