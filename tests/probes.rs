@@ -40,6 +40,19 @@ impl KernelCounters for Counters<'_> {
     }
 }
 
+/// Plans and runs `args` on this thread, its kernel activity counted by `s`.
+fn run_counted(s: &Session, tid: u32, args: &plan::Args) -> workload::Outcome {
+    let plan = plan::plan(args, &AtomicBool::new(false)).unwrap();
+    let out = workload::run(
+        &plan.config,
+        &AtomicBool::new(false),
+        &mut workload::NoObserver,
+        Some(&Counters(s, tid)),
+    );
+    assert!(out.error.is_none(), "{:?}", out.error);
+    out
+}
+
 fn gettid() -> u32 {
     dmaprof_e2e::gettid()
 }
@@ -90,15 +103,7 @@ fn direct_reads_join_block_bytes_to_each_call_exactly() {
         force: false,
         buffers: Default::default(),
     };
-    let plan = plan::plan(&args, &AtomicBool::new(false)).unwrap();
-    let counters = Counters(&s, tid);
-    let out = workload::run(
-        &plan.config,
-        &AtomicBool::new(false),
-        &mut workload::NoObserver,
-        Some(&counters),
-    );
-    assert!(out.error.is_none(), "{:?}", out.error);
+    let out = run_counted(&s, tid, &args);
     for call in out.passes.iter().flat_map(|p| &p.calls) {
         let k = call.kernel.expect("kernel columns");
         assert_eq!(
@@ -774,15 +779,7 @@ fn untimed_work_around_a_reused_buffer_is_not_counted_to_the_calls() {
         force: false,
         buffers: profiler::workload::BufferUse::Reuse,
     };
-    let plan = plan::plan(&args, &AtomicBool::new(false)).unwrap();
-    let counters = Counters(&s, tid);
-    let out = workload::run(
-        &plan.config,
-        &AtomicBool::new(false),
-        &mut workload::NoObserver,
-        Some(&counters),
-    );
-    assert!(out.error.is_none(), "{:?}", out.error);
+    let out = run_counted(&s, tid, &args);
     for p in &out.passes {
         assert_eq!(p.verified, workload::Verification::Reference);
         for call in &p.calls {

@@ -105,6 +105,13 @@ pub struct ProbeArgs {
     /// kernel's BTF by its prototype).
     #[arg(long, value_name = "FUNCTION")]
     pub exporter_fn: Option<String>,
+    #[command(flatten)]
+    pub stats: StatsArgs,
+}
+
+/// The probes' own cost, per program, from BPF run-time statistics.
+#[derive(clap::Args, Default)]
+pub struct StatsArgs {
     /// Leave BPF run-time statistics off: no per-program probe cost, and
     /// none of their cost (two clock reads per program run).
     #[arg(long)]
@@ -194,10 +201,8 @@ pub struct TraceArgs {
     /// events, the agent's CPU, the probes' cost) as JSON here.
     #[arg(long, value_name = "FILE")]
     pub json: Option<PathBuf>,
-    /// Leave BPF run-time statistics off: no per-program probe cost, and
-    /// none of their cost (two clock reads per program run).
-    #[arg(long)]
-    pub no_probe_stats: bool,
+    #[command(flatten)]
+    pub stats: StatsArgs,
 }
 
 #[derive(clap::Args)]

@@ -47,7 +47,7 @@ pub fn start(a: &ProbeArgs) -> Result<Option<RunProbes>, Exit> {
         exporter_fn: a.exporter_fn.clone(),
         families: Families::WORKLOAD,
         inflight_capacity: None,
-        stats: !a.no_probe_stats,
+        stats: !a.stats.no_probe_stats,
     };
     let mut session = match (Session::attach(&opts), a.attach) {
         (Ok(s), _) => s,

@@ -52,7 +52,7 @@ pub fn trace(rt: &Runtime, a: TraceArgs) -> Result<Exit, Exit> {
         exporter_fn: None,
         families: Families::ALL,
         inflight_capacity: None,
-        stats: !a.no_probe_stats,
+        stats: !a.stats.no_probe_stats,
     })
     .map_err(|e| Exit::input(format!("attaching probes: {e:#}")))?;
     let ring = session
