@@ -13,6 +13,26 @@ use serde_json::Value;
 use super::median;
 use crate::cmd;
 
+/// Where and what `bench fidelity` measures.
+pub struct Options {
+    pub device: Device,
+    /// The scratch directory on `Device::Disk`.
+    pub dir: String,
+    pub rounds: u32,
+    /// dmaprof's `--buffers`: `reuse` is fio's own work (the accounting check).
+    pub buffers: String,
+    /// Only the cases whose label (e.g. `read-direct-1M`) contains this.
+    pub only: Option<String>,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Device {
+    /// ext4 on a loop device over RAM: no drift, tool differences resolvable.
+    Loop,
+    /// The scratch directory's own (virtual) disk: what users run on, drifts.
+    Disk,
+}
+
 struct Case {
     write: bool,
     direct: bool,
@@ -23,6 +43,11 @@ struct Case {
 impl Case {
     fn op(&self) -> &'static str {
         if self.write { "write" } else { "read" }
+    }
+
+    fn label(&self) -> String {
+        let io = if self.direct { "direct" } else { "buffered" };
+        format!("{}-{io}-{}", self.op(), self.bs)
     }
 
     fn mode(&self) -> &'static str {
@@ -70,7 +95,7 @@ fn mib(bytes_per_s: f64) -> f64 {
 /// In-call is dmaprof's own figure (bytes over the time spent inside the
 /// calls); elapsed is bytes over first call start to last call end, which
 /// is what fio's bandwidth measures.
-fn dmaprof_once(dmaprof: &std::path::Path, dir: &str, c: &Case) -> Result<[f64; 4]> {
+fn dmaprof_once(dmaprof: &std::path::Path, dir: &str, c: &Case, buffers: &str) -> Result<[f64; 4]> {
     let (json, csv) = (
         format!("{dir}/fidelity.json"),
         format!("{dir}/fidelity.csv"),
@@ -89,7 +114,7 @@ fn dmaprof_once(dmaprof: &std::path::Path, dir: &str, c: &Case) -> Result<[f64; 
                 "--size",
                 c.size,
             ])
-            .args(["--direction", c.op(), "--dir", dir])
+            .args(["--direction", c.op(), "--dir", dir, "--buffers", buffers])
             .args(["--json", &json, "--csv", &csv]),
     )?;
     let d: Value = serde_json::from_str(&std::fs::read_to_string(&json)?)?;
@@ -170,11 +195,28 @@ fn settle(dir: &str, c: &Case) -> Result<()> {
     Ok(())
 }
 
-pub fn run(dir: &str, rounds: u32) -> Result<String> {
+pub fn run(o: &Options) -> Result<String> {
     let mut out = String::new();
     ensure_fio()?;
     let dmaprof = cmd::build_dmaprof()?;
+    // 1 GiB to read and 1 GiB written by each tool in turn, with room to spare.
+    let loop_fs = match o.device {
+        Device::Loop => Some(super::loopfs::LoopFs::new(3 << 10)?),
+        Device::Disk => None,
+    };
+    let dir = match &loop_fs {
+        Some(fs) => fs.dir().display().to_string(),
+        None => o.dir.clone(),
+    };
+    let (dir, rounds) = (dir.as_str(), o.rounds);
     std::fs::create_dir_all(dir)?;
+    let device = match &loop_fs {
+        Some(fs) => format!(
+            "a drift-free device: ext4 on {} over a file in /dev/shm",
+            fs.device()
+        ),
+        None => format!("the disk behind {dir} (real, drifting)"),
+    };
     let cases: Vec<Case> = [false, true]
         .into_iter()
         .flat_map(|write| {
@@ -192,10 +234,15 @@ pub fn run(dir: &str, rounds: u32) -> Result<String> {
                     })
             })
         })
+        .filter(|c: &Case| {
+            o.only
+                .as_ref()
+                .is_none_or(|only| c.label().contains(only.as_str()))
+        })
         .collect();
     writeln!(
         out,
-        "## dmaprof against fio\n\n\
+        "## dmaprof (`--buffers {}`) against fio, on {device}\n\n\
          Same file system and file, sequential, one thread, psync, cold cache for reads; \
          Before every run: the previous output file removed, `sync`, 0.5 s of quiet; {rounds} rounds per case, each tool first in half of them (on this VM \
          whichever reads a range first is up to 20% faster); throughputs and latencies are \
@@ -203,7 +250,12 @@ pub fn run(dir: &str, rounds: u32) -> Result<String> {
          time inside the calls), the figure it reports; `elapsed` is bytes over first call \
          start to last call end, which also counts dmaprof's per-call accounting between \
          calls (two getrusage(RUSAGE_THREAD) and two clock reads). \
-         Command: `cargo xtask bench fidelity --rounds {rounds}`.\n"
+         Command: `cargo xtask bench fidelity --rounds {rounds}{}`.\n",
+        o.buffers,
+        match o.device {
+            Device::Loop => format!(" --buffers {}", o.buffers),
+            Device::Disk => format!(" --device disk --buffers {}", o.buffers),
+        }
     )?;
     writeln!(
         out,
@@ -221,7 +273,7 @@ pub fn run(dir: &str, rounds: u32) -> Result<String> {
             for first in [round % 2 == 0, round % 2 == 1] {
                 settle(dir, c)?;
                 if first {
-                    dm.push(dmaprof_once(&dmaprof, dir, c)?);
+                    dm.push(dmaprof_once(&dmaprof, dir, c, &o.buffers)?);
                 } else {
                     fio.push(fio_once(dir, c)?);
                 }

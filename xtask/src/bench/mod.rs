@@ -2,6 +2,7 @@
 //! from them, never asserted by tests), and the report that gathers them.
 mod events;
 mod fidelity;
+mod loopfs;
 mod overhead;
 mod soak;
 
@@ -28,12 +29,22 @@ pub enum Bench {
     /// dmaprof against fio on the same work (installs fio): sequential read
     /// and write, buffered and O_DIRECT, 4 KiB / 1 MiB / 32 MiB blocks.
     Fidelity {
-        /// Scratch directory on the file system to measure.
+        /// loop: ext4 on a loop device over RAM, set up and torn down here
+        /// (no drift); disk: --dir on this machine's disk.
+        #[arg(long, value_enum, default_value = "loop")]
+        device: fidelity::Device,
+        /// Scratch directory with --device disk.
         #[arg(long, default_value = "/var/tmp/dmaprof-fidelity")]
         dir: String,
         /// Rounds per case, each tool first in half of them (use an even number).
-        #[arg(long, default_value_t = 6)]
+        #[arg(long, default_value_t = 10)]
         rounds: u32,
+        /// dmaprof's --buffers: reuse is fio's own work; distinct dmaprof's default.
+        #[arg(long, default_value = "reuse")]
+        buffers: String,
+        /// Only cases whose label contains this (labels: read-direct-1M, write-buffered-4K, ...).
+        #[arg(long)]
+        only: Option<String>,
     },
     /// Per-call records the agent sustains (fio 4 KiB page-cache reads
     /// traced by `dmaprof trace`), where loss starts, agent CPU per million.
@@ -58,7 +69,19 @@ pub enum Bench {
 
 pub fn run(b: Bench) -> Result<ExitCode> {
     let text = match b {
-        Bench::Fidelity { dir, rounds } => fidelity::run(&dir, rounds)?,
+        Bench::Fidelity {
+            device,
+            dir,
+            rounds,
+            buffers,
+            only,
+        } => fidelity::run(&fidelity::Options {
+            device,
+            dir,
+            rounds,
+            buffers,
+            only,
+        })?,
         Bench::Overhead { rounds, no_lab } => overhead::run(rounds, no_lab)?,
         Bench::Events => events::run()?,
         Bench::Soak { minutes } => soak::run(minutes)?,
@@ -132,7 +155,13 @@ fn report(rounds: u32, minutes: u32) -> Result<String> {
     )?;
     r.push_str(&overhead::run(rounds, false)?);
     writeln!(r)?;
-    r.push_str(&fidelity::run("/var/tmp/dmaprof-fidelity", 6)?);
+    r.push_str(&fidelity::run(&fidelity::Options {
+        device: fidelity::Device::Disk,
+        dir: "/var/tmp/dmaprof-fidelity".into(),
+        rounds: 6,
+        buffers: "distinct".into(),
+        only: None,
+    })?);
     writeln!(r)?;
     r.push_str(&events::run()?);
     writeln!(r)?;
