@@ -180,14 +180,16 @@ fn fio_once(dir: &str, c: &Case) -> Result<[f64; 3]> {
 /// tools write a fresh file), nobody's dirty pages left to write back, and
 /// a moment for the discards of freed blocks (this disk is mounted with
 /// `discard`) to finish before the next run starts.
-fn settle(dir: &str, c: &Case) -> Result<()> {
-    if c.write {
-        for f in [
-            "fio-out.bin".to_string(),
-            format!("dmaprof-out-{}.bin", c.mode()),
-            format!(".dmaprof-out-{}.bin.dmaprof", c.mode()),
-        ] {
-            let _ = std::fs::remove_file(format!("{dir}/{f}"));
+fn settle(dir: &str, _c: &Case) -> Result<()> {
+    // Every case's outputs, not only this one's: a 1 GiB file left by the
+    // previous write case would fill the RAM-backed device.
+    for entry in std::fs::read_dir(dir)?.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if name == "fio-out.bin"
+            || name.starts_with("dmaprof-out-")
+            || name.starts_with(".dmaprof-out-")
+        {
+            let _ = std::fs::remove_file(entry.path());
         }
     }
     cmd::run(&mut Command::new("sync"))?;
@@ -201,7 +203,7 @@ pub fn run(o: &Options) -> Result<String> {
     let dmaprof = cmd::build_dmaprof()?;
     // 1 GiB to read and 1 GiB written by each tool in turn, with room to spare.
     let loop_fs = match o.device {
-        Device::Loop => Some(super::loopfs::LoopFs::new(3 << 10)?),
+        Device::Loop => Some(super::loopfs::LoopFs::new(4 << 10)?),
         Device::Disk => None,
     };
     let dir = match &loop_fs {
@@ -307,6 +309,8 @@ pub fn run(o: &Options) -> Result<String> {
             fcol(&fio, 2),
             col(&dm, 3),
         )?;
+        // As each case ends: a later failure keeps the figures already made.
+        eprintln!("bench: {}", out.lines().last().unwrap_or_default());
         worst.push((format!("{} {io} {}", c.op(), c.bs), ratio));
     }
     for f in ["fidelity.json", "fidelity.csv"] {
