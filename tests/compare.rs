@@ -231,29 +231,24 @@ fn good_json(dir: &Path) -> std::path::PathBuf {
 fn a_runs_csv_and_json_compare_as_identical() {
     let dir = tempfile::tempdir().unwrap();
     let (csv, json) = (dir.path().join("run.csv"), dir.path().join("run.json"));
-    let out = Command::new(dmaprof_bin())
-        .args(["run", "--mode", "pread", "--mode", "pread-direct"])
-        .args([
-            "--size",
-            "4M",
-            "--chunk",
-            "256K",
-            "--iterations",
-            "6",
-            "--no-probes",
-        ])
-        .arg("--dir")
-        .arg(dir.path())
-        .arg("--csv")
-        .arg(&csv)
-        .arg("--json")
-        .arg(&json)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    dmaprof_e2e::succeeded(
+        Command::new(dmaprof_bin())
+            .args(["run", "--mode", "pread", "--mode", "pread-direct"])
+            .args([
+                "--size",
+                "4M",
+                "--chunk",
+                "256K",
+                "--iterations",
+                "6",
+                "--no-probes",
+            ])
+            .arg("--dir")
+            .arg(dir.path())
+            .arg("--csv")
+            .arg(&csv)
+            .arg("--json")
+            .arg(&json),
     );
     let (c, j) = (csv.to_str().unwrap(), json.to_str().unwrap());
     let (code, text, err) = compare(&[c, j, "--format", "json"]);

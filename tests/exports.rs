@@ -36,34 +36,29 @@ fn csv_and_json_have_the_documented_shape_and_agree() {
         dir.path().join("summary.csv"),
         dir.path().join("r.json"),
     );
-    let out = Command::new(dmaprof_bin())
-        .args([
-            "run",
-            "--mode",
-            "pread",
-            "--mode",
-            "pread-direct",
-            "--size",
-            "8M",
-            "--chunk",
-            "2M",
-            "--iterations",
-            "3",
-        ])
-        .arg("--dir")
-        .arg(dir.path())
-        .arg("--csv")
-        .arg(&calls)
-        .arg("--summary-csv")
-        .arg(&summary)
-        .arg("--json")
-        .arg(&json)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    dmaprof_e2e::succeeded(
+        Command::new(dmaprof_bin())
+            .args([
+                "run",
+                "--mode",
+                "pread",
+                "--mode",
+                "pread-direct",
+                "--size",
+                "8M",
+                "--chunk",
+                "2M",
+                "--iterations",
+                "3",
+            ])
+            .arg("--dir")
+            .arg(dir.path())
+            .arg("--csv")
+            .arg(&calls)
+            .arg("--summary-csv")
+            .arg(&summary)
+            .arg("--json")
+            .arg(&json),
     );
 
     let calls = std::fs::read_to_string(&calls).unwrap();

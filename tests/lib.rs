@@ -306,3 +306,15 @@ pub fn mkfifo(path: &std::path::Path) {
         path.display()
     );
 }
+
+/// Runs `cmd` to the end and insists it succeeded (stderr in the message).
+pub fn succeeded(cmd: &mut std::process::Command) -> std::process::Output {
+    let out = cmd.output().expect("run the command");
+    assert!(
+        out.status.success(),
+        "{:?}: {}",
+        cmd,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}

@@ -689,26 +689,21 @@ fn probe_costs_are_measured_and_statistics_end_with_the_process() {
     assert!(!bpf_stats_enabled(), "statistics on before the test");
     let dir = disk_scratch_dir();
     let json = dir.path().join("r.json");
-    let out = Command::new(dmaprof_bin())
-        .args([
-            "run",
-            "--mode",
-            "pread-direct",
-            "--size",
-            "8M",
-            "--chunk",
-            "1M",
-        ])
-        .arg("--dir")
-        .arg(dir.path())
-        .arg("--json")
-        .arg(&json)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let out = dmaprof_e2e::succeeded(
+        Command::new(dmaprof_bin())
+            .args([
+                "run",
+                "--mode",
+                "pread-direct",
+                "--size",
+                "8M",
+                "--chunk",
+                "1M",
+            ])
+            .arg("--dir")
+            .arg(dir.path())
+            .arg("--json")
+            .arg(&json),
     );
     assert!(
         !bpf_stats_enabled(),
