@@ -4,9 +4,14 @@
 //! kernel side and the user side must agree on the layout byte for byte.
 #![no_std]
 
+#[cfg(feature = "std")]
+extern crate std;
+
 pub mod block;
 pub mod call;
 pub mod pattern;
+#[cfg(feature = "std")]
+pub mod stats;
 pub mod uapi;
 
 /// Names of the programs in the eBPF object, so both sides spell them once.

@@ -4,9 +4,9 @@
 //! when a difference is not significant.
 pub mod input;
 pub mod report;
-pub mod stats;
 
 use input::{ModeSamples, Samples};
+use profiler_common::stats;
 use serde::Serialize;
 
 /// Significance level of the Mann-Whitney test.
@@ -186,7 +186,8 @@ pub fn speedups(run: &Samples) -> Vec<Speedup> {
 mod properties {
     use proptest::prelude::*;
 
-    use super::{input, stats};
+    use super::input;
+    use profiler_common::stats;
 
     fn samples() -> impl Strategy<Value = Vec<f64>> {
         prop::collection::vec(0.001f64..1e9, 1..40)

@@ -1,8 +1,9 @@
 //! `cargo xtask bench fidelity`: dmaprof against fio on the same work, file
 //! and machine: sequential read and write, buffered and O_DIRECT, 4 KiB,
-//! 1 MiB and 32 MiB blocks. Each case runs in interleaved rounds (dmaprof
-//! first in even rounds, fio first in odd ones) so drift of a noisy disk
-//! hits both tools alike; medians are compared. Prints figures.
+//! 1 MiB and 32 MiB blocks; dmaprof with one reused buffer (fio's work) and
+//! with a buffer per call (its default). Each case runs in rounds whose
+//! order rotates, so drift hits every side alike; ratios are medians of
+//! per-round ratios with 95% intervals. Prints figures.
 use std::process::Command;
 
 use std::fmt::Write as _;
@@ -10,7 +11,9 @@ use std::fmt::Write as _;
 use anyhow::{Context, Result};
 use serde_json::Value;
 
-use super::median;
+use profiler_common::stats;
+
+use super::Ratio;
 use crate::cmd;
 
 /// Where and what `bench fidelity` measures.
@@ -19,8 +22,6 @@ pub struct Options {
     /// The scratch directory on `Device::Disk`.
     pub dir: String,
     pub rounds: u32,
-    /// dmaprof's `--buffers`: `reuse` is fio's own work (the accounting check).
-    pub buffers: String,
     /// Only the cases whose label (e.g. `read-direct-1M`) contains this.
     pub only: Option<String>,
 }
@@ -92,18 +93,11 @@ fn mib(bytes_per_s: f64) -> f64 {
 }
 
 /// One dmaprof pass: (in-call MiB/s, elapsed MiB/s, p50 us, p99 us).
-/// In-call is dmaprof's own figure (bytes over the time spent inside the
-/// calls); elapsed is bytes over first call start to last call end, which
-/// is what fio's bandwidth measures.
-fn dmaprof_once(dmaprof: &std::path::Path, dir: &str, c: &Case, buffers: &str) -> Result<[f64; 4]> {
-    // dmaprof's own outputs go off the measured file system, as fio's do, so
-    // the device carries only the measured I/O. (Measured: not the cause of
-    // dmaprof's slower O_DIRECT 4 KiB calls on the loop device.)
-    let out_dir = std::env::temp_dir();
-    let (json, csv) = (
-        out_dir.join("dmaprof-fidelity.json").display().to_string(),
-        out_dir.join("dmaprof-fidelity.csv").display().to_string(),
-    );
+/// One dmaprof run of the case: (MiB/s in the calls, p50 us), dmaprof's own figures.
+fn dmaprof_once(dmaprof: &std::path::Path, dir: &str, c: &Case, buffers: &str) -> Result<[f64; 2]> {
+    // dmaprof's own output goes off the measured file system, as fio's does,
+    // so the device carries only the measured I/O.
+    let json = std::env::temp_dir().join("dmaprof-fidelity.json");
     cmd::output(
         Command::new(dmaprof)
             .args([
@@ -119,37 +113,18 @@ fn dmaprof_once(dmaprof: &std::path::Path, dir: &str, c: &Case, buffers: &str) -
                 c.size,
             ])
             .args(["--direction", c.op(), "--dir", dir, "--buffers", buffers])
-            .args(["--json", &json, "--csv", &csv]),
+            .arg("--json")
+            .arg(&json),
     )?;
     let d: Value = serde_json::from_str(&std::fs::read_to_string(&json)?)?;
     let s = &d["modes"][0]["summary"];
     let f = |k: &str| s[k].as_f64().unwrap_or(0.0);
-    // Elapsed window from the per-call CSV, columns found by name.
-    let text = std::fs::read_to_string(&csv)?;
-    let mut lines = text.lines();
-    let header: Vec<&str> = lines.next().context("empty CSV")?.split(',').collect();
-    let col = |name: &str| {
-        header
-            .iter()
-            .position(|h| *h == name)
-            .context(name.to_string())
-    };
-    let (c_bytes, c_start, c_wall) = (col("bytes")?, col("start_ns")?, col("wall_ns")?);
-    let (mut first, mut last, mut bytes) = (u64::MAX, 0u64, 0u64);
-    for line in lines {
-        let v: Vec<&str> = line.split(',').collect();
-        let n = |i: usize| v.get(i).and_then(|x| x.parse::<u64>().ok()).unwrap_or(0);
-        first = first.min(n(c_start));
-        last = last.max(n(c_start) + n(c_wall));
-        bytes += n(c_bytes);
-    }
-    let elapsed = mib(bytes as f64 / ((last.saturating_sub(first)).max(1) as f64 / 1e9));
-    Ok([f("mib_per_s"), elapsed, f("lat_p50_us"), f("lat_p99_us")])
+    Ok([f("mib_per_s"), f("lat_p50_us")])
 }
 
 /// One fio job on the same file (reads) or a fresh file (writes):
-/// (MiB/s, p50 us, p99 us).
-fn fio_once(dir: &str, c: &Case) -> Result<[f64; 3]> {
+/// (MiB/s, p50 us).
+fn fio_once(dir: &str, c: &Case) -> Result<[f64; 2]> {
     let file = if c.write {
         format!("{dir}/fio-out.bin")
     } else {
@@ -173,18 +148,14 @@ fn fio_once(dir: &str, c: &Case) -> Result<[f64; 3]> {
     let f: Value = serde_json::from_str(&out).context("fio JSON")?;
     let j = &f["jobs"][0][c.op()];
     let pct = |p: &str| j["clat_ns"]["percentile"][p].as_f64().unwrap_or(0.0) / 1e3;
-    Ok([
-        mib(j["bw_bytes"].as_f64().unwrap_or(0.0)),
-        pct("50.000000"),
-        pct("99.000000"),
-    ])
+    Ok([mib(j["bw_bytes"].as_f64().unwrap_or(0.0)), pct("50.000000")])
 }
 
 /// The same starting state for every run: no earlier output file (both
 /// tools write a fresh file), nobody's dirty pages left to write back, and
 /// a moment for the discards of freed blocks (this disk is mounted with
 /// `discard`) to finish before the next run starts.
-fn settle(dir: &str, _c: &Case) -> Result<()> {
+fn settle(dir: &str) -> Result<()> {
     // Every case's outputs, not only this one's: a 1 GiB file left by the
     // previous write case would fill the RAM-backed device.
     for entry in std::fs::read_dir(dir)?.flatten() {
@@ -248,102 +219,103 @@ pub fn run(o: &Options) -> Result<String> {
         .collect();
     writeln!(
         out,
-        "## dmaprof (`--buffers {}`) against fio, on {device}\n\n\
-         Same file system and file, sequential, one thread, psync, cold cache for reads; \
-         Before every run: the previous output file removed, `sync`, 0.5 s of quiet; {rounds} rounds per case, each tool first in half of them (on this VM \
-         whichever reads a range first is up to 20% faster); throughputs and latencies are \
-         medians, dmaprof/fio is the median of the per-round ratios (min-max in brackets). `in-call` is dmaprof's throughput (bytes over the \
-         time inside the calls), the figure it reports; `elapsed` is bytes over first call \
-         start to last call end, which also counts dmaprof's per-call accounting between \
-         calls (two getrusage(RUSAGE_THREAD) and two clock reads). \
+        "## dmaprof against fio, on {device}\n\n\
+         Same file system and file, sequential, one thread, psync, cold cache for reads. \
+         Each round runs three: dmaprof `--buffers reuse` (one warm buffer for every call: \
+         fio's own work, so this is the accounting check), fio, and dmaprof `--buffers \
+         distinct` (a buffer per call, the seed's and a loader's work), in an order rotated \
+         round by round; before each, the previous output file is removed, `sync`, 0.5 s of \
+         quiet. {rounds} rounds per case. Figures are medians; a ratio is the median of the \
+         per-round ratios with its distribution-free 95% confidence interval (order \
+         statistics, as `dmaprof compare`). `reuse/fio` is dmaprof's in-call throughput and \
+         p50 against fio's; `distinct/reuse` is what distinct destination buffers cost. \
          Command: `cargo xtask bench fidelity --rounds {rounds}{}`.\n",
-        o.buffers,
         match o.device {
-            Device::Loop => format!(" --buffers {}", o.buffers),
-            Device::Disk => format!(" --device disk --buffers {}", o.buffers),
+            Device::Loop => "",
+            Device::Disk => " --device disk",
         }
     )?;
     writeln!(
         out,
-        "| op | io | block | size | fio MiB/s | dmaprof in-call | dmaprof/fio | dmaprof elapsed | fio p50 us | dmaprof p50 us | fio p99 us | dmaprof p99 us |"
+        "| op | io | block | size | fio MiB/s | reuse MiB/s | reuse/fio MiB/s | fio p50 us | reuse p50 us | reuse/fio p50 | distinct MiB/s | distinct/reuse MiB/s | distinct/reuse p50 |"
     )?;
     writeln!(
         out,
-        "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+        "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
     )?;
-    let mut worst: Vec<(String, f64)> = Vec::new();
+    let mut rows: Vec<[Ratio; 2]> = Vec::new();
     for c in &cases {
-        let (mut fio, mut dm) = (Vec::new(), Vec::new());
+        let (mut fio, mut reuse, mut distinct) = (Vec::new(), Vec::new(), Vec::new());
         for round in 0..rounds {
-            // dmaprof first in round 0: for reads it also makes the file fio reads.
-            for first in [round % 2 == 0, round % 2 == 1] {
-                settle(dir, c)?;
-                if first {
-                    dm.push(dmaprof_once(&dmaprof, dir, c, &o.buffers)?);
-                } else {
-                    fio.push(fio_once(dir, c)?);
+            // Every order of the three in turn: whichever runs first (and
+            // for reads, reads the file first) gets no systematic edge.
+            // Round 0 starts with dmaprof: it also makes the file fio reads.
+            for run in ORDERS[round as usize % ORDERS.len()] {
+                settle(dir)?;
+                match run {
+                    Run::Reuse => reuse.push(dmaprof_once(&dmaprof, dir, c, "reuse")?),
+                    Run::Fio => fio.push(fio_once(dir, c)?),
+                    Run::Distinct => distinct.push(dmaprof_once(&dmaprof, dir, c, "distinct")?),
                 }
             }
         }
-        let col = |v: &[[f64; 4]], i: usize| median(v.iter().map(|x| x[i]).collect());
-        let fcol = |v: &[[f64; 3]], i: usize| median(v.iter().map(|x| x[i]).collect());
-        // dmaprof's figure is in-call throughput; elapsed is shown beside it.
-        // Paired per round (the two runs are seconds apart, so drift cancels),
-        // and the median of those ratios; their range shows the noise.
-        let per_round: Vec<f64> = dm
-            .iter()
-            .zip(&fio)
-            .map(|(d, f)| d[0] / f[0].max(f64::MIN_POSITIVE))
-            .collect();
-        let ratio = median(per_round.clone());
-        let lo = per_round.iter().copied().fold(f64::INFINITY, f64::min);
-        let hi = per_round.iter().copied().fold(0.0, f64::max);
+        let med =
+            |v: &[[f64; 2]], i: usize| stats::median(&v.iter().map(|x| x[i]).collect::<Vec<_>>());
+        let tp = Ratio::paired(&reuse, &fio, 0);
+        let p50 = Ratio::paired(&reuse, &fio, 1);
         let io = if c.direct { "O_DIRECT" } else { "buffered" };
         writeln!(
             out,
-            "| {} | {io} | {} | {} | {:.0} | {:.0} | {ratio:.3} ({lo:.2}-{hi:.2}) | {:.0} | {:.1} | {:.1} | {:.1} | {:.1} |",
+            "| {} | {io} | {} | {} | {:.0} | {:.0} | {tp} | {:.1} | {:.1} | {p50} | {:.0} | {} | {} |",
             c.op(),
             c.bs,
             c.size,
-            fcol(&fio, 0),
-            col(&dm, 0),
-            col(&dm, 1),
-            fcol(&fio, 1),
-            col(&dm, 2),
-            fcol(&fio, 2),
-            col(&dm, 3),
+            med(&fio, 0),
+            med(&reuse, 0),
+            med(&fio, 1),
+            med(&reuse, 1),
+            med(&distinct, 0),
+            Ratio::paired(&distinct, &reuse, 0),
+            Ratio::paired(&distinct, &reuse, 1),
         )?;
         // As each case ends: a later failure keeps the figures already made.
         eprintln!("bench: {}", out.lines().last().unwrap_or_default());
-        worst.push((format!("{} {io} {}", c.op(), c.bs), ratio));
+        rows.push([tp, p50]);
     }
-    for f in ["dmaprof-fidelity.json", "dmaprof-fidelity.csv"] {
-        let _ = std::fs::remove_file(std::env::temp_dir().join(f));
-    }
-    let within = worst
+    let _ = std::fs::remove_file(std::env::temp_dir().join("dmaprof-fidelity.json"));
+    let within = rows
         .iter()
-        .filter(|(_, r)| (r - 1.0).abs() <= 0.03)
+        .filter(|r| r.iter().all(|x| x.within(0.03)))
+        .count();
+    let narrow = rows
+        .iter()
+        .filter(|r| r.iter().all(|x| x.narrower_than(0.02)))
         .count();
     writeln!(
         out,
-        "\ngoal: dmaprof within 3% of fio's throughput for the same work: {within} of {} cases \
-         within 3% (median of in-call/fio)",
-        worst.len()
-    )?;
-    writeln!(
-        out,
-        "\nWhere the two differ, and why:\n\
-         - `elapsed` below `in-call` for 4 KiB calls: dmaprof's accounting between calls \
-         (two getrusage(RUSAGE_THREAD), two clock reads, ~0.5 us a call) is outside its figure, \
-         by design; fio's figure includes fio's own per-I/O work (vDSO clock reads).\n\
-         - p50 of 4 KiB page-cache calls ~1.0 us against ~0.5 us: dmaprof moves every call into \
-         its own buffer (the whole file ends up in memory, as a loader needs it), fio into one \
-         4 KiB buffer that never leaves the CPU caches.\n\
-         - Device-bound cases (cold reads, O_DIRECT, 1 GiB buffered writes that meet writeback): \
-         on this VM one run of the same tool differs from the next by tens of percent and the \
-         per-round ratios straddle 1.0; the paired median is the estimate and its spread is \
-         the uncertainty. The CPU-bound cases, where the device plays no part, are the test of \
-         the tools' own accounting."
+        "\ngoal: `reuse` within 3% of fio in throughput and p50: {within} of {} cases; \
+         95% interval narrower than +-2% in both: {narrow} of {}",
+        rows.len(),
+        rows.len()
     )?;
     Ok(out)
 }
+
+#[derive(Clone, Copy)]
+enum Run {
+    Reuse,
+    Fio,
+    Distinct,
+}
+
+const ORDERS: [[Run; 3]; 6] = {
+    use Run::*;
+    [
+        [Reuse, Fio, Distinct],
+        [Fio, Distinct, Reuse],
+        [Distinct, Reuse, Fio],
+        [Reuse, Distinct, Fio],
+        [Fio, Reuse, Distinct],
+        [Distinct, Fio, Reuse],
+    ]
+};

@@ -10,6 +10,8 @@ use std::process::{Command, ExitCode};
 
 use std::fmt::Write as _;
 
+use profiler_common::stats;
+
 use anyhow::{Context, Result};
 
 use crate::cmd;
@@ -39,9 +41,6 @@ pub enum Bench {
         /// Rounds per case, each tool first in half of them (use an even number).
         #[arg(long, default_value_t = 10)]
         rounds: u32,
-        /// dmaprof's --buffers: reuse is fio's own work; distinct dmaprof's default.
-        #[arg(long, default_value = "reuse")]
-        buffers: String,
         /// Only cases whose label contains this (labels: read-direct-1M, write-buffered-4K, ...).
         #[arg(long)]
         only: Option<String>,
@@ -73,13 +72,11 @@ pub fn run(b: Bench) -> Result<ExitCode> {
             device,
             dir,
             rounds,
-            buffers,
             only,
         } => fidelity::run(&fidelity::Options {
             device,
             dir,
             rounds,
-            buffers,
             only,
         })?,
         Bench::Overhead { rounds, no_lab } => overhead::run(rounds, no_lab)?,
@@ -112,16 +109,6 @@ pub const FIO_CACHED_4K_READS: &[&str] = &[
     "--time_based",
 ];
 
-/// The median of a sample (NaN when empty).
-pub fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    match v.len() {
-        0 => f64::NAN,
-        n if n % 2 == 1 => v[n / 2],
-        n => (v[n / 2 - 1] + v[n / 2]) / 2.0,
-    }
-}
-
 /// The whole report: what was measured where, with which commands.
 fn report(rounds: u32, minutes: u32) -> Result<String> {
     let mut r = String::new();
@@ -140,7 +127,7 @@ fn report(rounds: u32, minutes: u32) -> Result<String> {
     writeln!(
         r,
         "- command: `cargo xtask bench report --rounds {rounds} --minutes {minutes}`, which runs \
-         `bench overhead --rounds {rounds}`, `bench fidelity --rounds 6`, `bench events` and \
+         `bench overhead --rounds {rounds}`, `bench fidelity --rounds 10` (loop device), `bench fidelity --device disk --rounds 6`, `bench events` and \
          `bench soak --minutes {minutes}` in that order"
     )?;
     writeln!(
@@ -155,16 +142,66 @@ fn report(rounds: u32, minutes: u32) -> Result<String> {
     )?;
     r.push_str(&overhead::run(rounds, false)?);
     writeln!(r)?;
-    r.push_str(&fidelity::run(&fidelity::Options {
-        device: fidelity::Device::Disk,
-        dir: "/var/tmp/dmaprof-fidelity".into(),
-        rounds: 6,
-        buffers: "distinct".into(),
-        only: None,
-    })?);
+    // The drift-free device for the comparison, the real disk beside it.
+    for (device, rounds) in [(fidelity::Device::Loop, 10), (fidelity::Device::Disk, 6)] {
+        r.push_str(&fidelity::run(&fidelity::Options {
+            device,
+            dir: "/var/tmp/dmaprof-fidelity".into(),
+            rounds,
+            only: None,
+        })?);
+        writeln!(r)?;
+    }
     writeln!(r)?;
     r.push_str(&events::run()?);
     writeln!(r)?;
     r.push_str(&soak::run(minutes)?);
     Ok(r)
+}
+
+/// How benchmarks state a ratio: the median of per-round ratios a/b (the
+/// runs of one round are seconds apart, so slow drift cancels) and its
+/// distribution-free 95% interval.
+#[derive(Clone, Copy)]
+pub struct Ratio {
+    pub median: f64,
+    pub ci95: Option<(f64, f64)>,
+}
+
+impl Ratio {
+    /// Round k of `a` against round k of `b`, figure `i` of each.
+    pub fn paired<const N: usize>(a: &[[f64; N]], b: &[[f64; N]], i: usize) -> Ratio {
+        let r: Vec<f64> = a
+            .iter()
+            .zip(b)
+            .map(|(a, b)| a[i] / b[i].max(f64::MIN_POSITIVE))
+            .collect();
+        Ratio::of(&r)
+    }
+
+    pub fn of(per_round: &[f64]) -> Ratio {
+        Ratio {
+            median: stats::median(per_round),
+            ci95: stats::median_ci95(per_round),
+        }
+    }
+
+    pub fn within(&self, tolerance: f64) -> bool {
+        (self.median - 1.0).abs() <= tolerance
+    }
+
+    pub fn narrower_than(&self, half_width: f64) -> bool {
+        self.ci95.is_some_and(|(lo, hi)| {
+            self.median - lo <= half_width && hi - self.median <= half_width
+        })
+    }
+}
+
+impl std::fmt::Display for Ratio {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.ci95 {
+            Some((lo, hi)) => write!(f, "{:.3} [{lo:.3}, {hi:.3}]", self.median),
+            None => write!(f, "{:.3} (too few rounds for a 95% interval)", self.median),
+        }
+    }
 }

@@ -1,7 +1,9 @@
 //! The statistics a reviewer accepts for benchmark comparisons, after
 //! benchstat: medians with a distribution-free 95% confidence interval, and
 //! the Mann-Whitney U test (exact for small samples, normal approximation
-//! with tie correction otherwise).
+//! with tie correction otherwise). One place for them: `dmaprof compare`
+//! and the xtask benchmarks both report with these.
+use std::{vec, vec::Vec};
 
 pub fn median(xs: &[f64]) -> f64 {
     let mut v = xs.to_vec();
