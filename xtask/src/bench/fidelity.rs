@@ -63,15 +63,7 @@ impl Case {
 
 /// Ensures fio is installed (Debian package), only for the benchmarks.
 pub fn ensure_fio() -> Result<()> {
-    if cmd::succeeds(Command::new("fio").arg("--version")) {
-        return Ok(());
-    }
-    eprintln!("bench: installing fio");
-    cmd::run(
-        Command::new("apt-get")
-            .args(["install", "-y", "-q", "--no-install-recommends", "fio"])
-            .env("DEBIAN_FRONTEND", "noninteractive"),
-    )
+    super::ensure_debian_tool("fio", "fio")
 }
 
 /// Lays out a 64 MiB file with fio and reads it once, so later 4 KiB reads

@@ -97,6 +97,20 @@ pub fn run(b: Bench) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// A benchmark's tool, installed from Debian's package the first time
+/// (idempotent: nothing is done when `binary --version` already runs).
+pub fn ensure_debian_tool(binary: &str, package: &str) -> Result<()> {
+    if cmd::succeeds(Command::new(binary).arg("--version")) {
+        return Ok(());
+    }
+    eprintln!("bench: installing {package} (Debian's package)");
+    cmd::run(
+        Command::new("apt-get")
+            .args(["install", "-y", "-q", "--no-install-recommends", package])
+            .env("DEBIAN_FRONTEND", "noninteractive"),
+    )
+}
+
 /// fio reading 4 KiB blocks of a 64 MiB file in the page cache with pread,
 /// jobs as threads of one process (one pid to trace), for a set time.
 pub const FIO_CACHED_4K_READS: &[&str] = &[
