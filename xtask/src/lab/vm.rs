@@ -88,9 +88,35 @@ pub fn run(
     command: &str,
     timeout_secs: u64,
 ) -> Result<VmOutput> {
-    let work = cmd::cache_dir()
-        .join("lab/run")
-        .join(std::process::id().to_string());
+    let work = cmd::cache_dir().join("lab/run");
+    run_under(&work, kernel, files, command, timeout_secs)
+}
+
+/// As `run`, with the guest's disk image in host memory (/dev/shm): the
+/// benchmarks' guest disk, whose speed does not drift with the host's disk.
+pub fn run_disk_in_memory(
+    kernel: &Kernel,
+    files: &GuestFiles,
+    command: &str,
+    timeout_secs: u64,
+) -> Result<VmOutput> {
+    run_under(
+        Path::new("/dev/shm/dmaprof-lab"),
+        kernel,
+        files,
+        command,
+        timeout_secs,
+    )
+}
+
+fn run_under(
+    root: &Path,
+    kernel: &Kernel,
+    files: &GuestFiles,
+    command: &str,
+    timeout_secs: u64,
+) -> Result<VmOutput> {
+    let work = root.join(std::process::id().to_string());
     std::fs::create_dir_all(&work)?;
     let mut result = run_in(&work, kernel, files, command, timeout_secs);
     // A guest that exits before its init started the command (seen now and
