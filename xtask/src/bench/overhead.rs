@@ -74,7 +74,7 @@ pub fn run(rounds: u32, no_lab: bool) -> Result<String> {
         let lab_samples = lab_overhead(rounds)?;
         writeln!(
             out,
-            "| lab 6.12 (QEMU TCG), virtio disk imaged in host RAM | rw-file-direct | 1M | {} |",
+            "| lab 6.12 (QEMU TCG), virtio disk imaged in host RAM | rw-file-direct | 32M | {} |",
             lab_samples.ratios()
         )?;
     }
