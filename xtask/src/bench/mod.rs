@@ -87,8 +87,7 @@ pub fn run(b: Bench) -> Result<ExitCode> {
             minutes,
             out,
         } => {
-            let report = report(rounds, minutes)?;
-            std::fs::write(&out, &report).with_context(|| format!("writing {}", out.display()))?;
+            let report = report(rounds, minutes, &out)?;
             eprintln!("bench: report written to {}", out.display());
             report
         }
@@ -124,7 +123,9 @@ pub const FIO_CACHED_4K_READS: &[&str] = &[
 ];
 
 /// The whole report: what was measured where, with which commands.
-fn report(rounds: u32, minutes: u32) -> Result<String> {
+/// Written to `out` as each section ends (a later section's failure keeps
+/// the figures already made, marked incomplete).
+fn report(rounds: u32, minutes: u32, out: &std::path::Path) -> Result<String> {
     let mut r = String::new();
     let sh = |c: &str| cmd::output(Command::new("sh").arg("-c").arg(c)).unwrap_or_default();
     writeln!(r, "# dmaprof benchmark report\n")?;
@@ -154,22 +155,52 @@ fn report(rounds: u32, minutes: u32) -> Result<String> {
          one minute to the next; that is why every comparison interleaves its sides and compares \
          medians.\n"
     )?;
-    r.push_str(&overhead::run(rounds, false)?);
-    writeln!(r)?;
+    type Section<'a> = (&'a str, Box<dyn Fn() -> Result<String> + 'a>);
+    let fidelity_on = |device, rounds| {
+        move || {
+            fidelity::run(&fidelity::Options {
+                device,
+                dir: "/var/tmp/dmaprof-fidelity".into(),
+                rounds,
+                only: None,
+            })
+        }
+    };
     // The drift-free device for the comparison, the real disk beside it.
-    for (device, rounds) in [(fidelity::Device::Loop, 10), (fidelity::Device::Disk, 6)] {
-        r.push_str(&fidelity::run(&fidelity::Options {
-            device,
-            dir: "/var/tmp/dmaprof-fidelity".into(),
-            rounds,
-            only: None,
-        })?);
-        writeln!(r)?;
+    let sections: Vec<Section> = vec![
+        ("overhead", Box::new(|| overhead::run(rounds, false))),
+        (
+            "fidelity (loop)",
+            Box::new(fidelity_on(fidelity::Device::Loop, 10)),
+        ),
+        (
+            "fidelity (disk)",
+            Box::new(fidelity_on(fidelity::Device::Disk, 6)),
+        ),
+        ("events", Box::new(events::run)),
+        ("soak", Box::new(|| soak::run(minutes))),
+    ];
+    let save = |text: &str| {
+        std::fs::write(out, text).with_context(|| format!("writing {}", out.display()))
+    };
+    for (name, section) in sections {
+        match section() {
+            Ok(text) => {
+                r.push_str(&text);
+                writeln!(r)?;
+                save(&r)?;
+            }
+            Err(e) => {
+                save(&format!(
+                    "{r}\n**Incomplete: the {name} section failed: {e:#}**\n"
+                ))?;
+                return Err(e.context(format!(
+                    "report section {name} (earlier sections kept in {})",
+                    out.display()
+                )));
+            }
+        }
     }
-    writeln!(r)?;
-    r.push_str(&events::run()?);
-    writeln!(r)?;
-    r.push_str(&soak::run(minutes)?);
     Ok(r)
 }
 

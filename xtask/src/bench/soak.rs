@@ -2,8 +2,9 @@
 //! reads 4 KiB blocks from the page cache at a steady rate for the whole
 //! run while `dmaprof trace --pid` draws its dashboard at 10 fps in a tmux
 //! terminal. Samples the agent's RSS (after 1 minute and at the end: goal
-//! flat within 5%) and the CPU of the drawing thread (`dmaprof-ui`: goal at
-//! most 5% of a core).
+//! flat within 5%) and the CPU of the thread that draws (`dmaprof-agent`,
+//! the runtime's worker, where the dashboard task runs; the events are read
+//! on the main thread): goal at most 5% of a core.
 use std::{
     path::Path,
     process::{Command, Stdio},
@@ -40,12 +41,15 @@ fn rss_kib(pid: u32) -> Option<u64> {
         .ok()
 }
 
+/// The dashboard is a task on the runtime's one worker thread.
+const DRAWING_THREAD: &str = "dmaprof-agent";
+
 fn ui_thread(pid: u32) -> Option<u32> {
     std::fs::read_dir(format!("/proc/{pid}/task"))
         .ok()?
         .filter_map(|e| e.ok())
         .find(|e| {
-            std::fs::read_to_string(e.path().join("comm")).is_ok_and(|c| c.trim() == "dmaprof-ui")
+            std::fs::read_to_string(e.path().join("comm")).is_ok_and(|c| c.trim() == DRAWING_THREAD)
         })?
         .file_name()
         .to_str()?
