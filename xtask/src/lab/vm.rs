@@ -128,6 +128,8 @@ fn run_under(
         result = run_in(&work, kernel, files, command, timeout_secs);
     }
     let _ = std::fs::remove_dir_all(&work);
+    // The root too once no other run uses it (remove_dir fails while not empty).
+    let _ = std::fs::remove_dir(root);
     result
 }
 
