@@ -84,7 +84,6 @@ fn mib(bytes_per_s: f64) -> f64 {
     bytes_per_s / (1u64 << 20) as f64
 }
 
-/// One dmaprof pass: (in-call MiB/s, elapsed MiB/s, p50 us, p99 us).
 /// One dmaprof run of the case: (MiB/s in the calls, p50 us), dmaprof's own figures.
 fn dmaprof_once(dmaprof: &std::path::Path, dir: &str, c: &Case, buffers: &str) -> Result<[f64; 2]> {
     // dmaprof's own output goes off the measured file system, as fio's does,
