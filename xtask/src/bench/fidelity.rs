@@ -28,7 +28,7 @@ pub struct Options {
 
 #[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Device {
-    /// ext4 on a loop device over RAM: no drift, tool differences resolvable.
+    /// ext4 on a loop device over RAM: no disk drift (the VM's CPU noise remains).
     Loop,
     /// The scratch directory's own (virtual) disk: what users run on, drifts.
     Disk,

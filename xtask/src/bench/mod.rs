@@ -28,11 +28,12 @@ pub enum Bench {
         #[arg(long)]
         no_lab: bool,
     },
-    /// dmaprof against fio on the same work (installs fio): sequential read
-    /// and write, buffered and O_DIRECT, 4 KiB / 1 MiB / 32 MiB blocks.
+    /// dmaprof --buffers reuse against fio on the same work, and distinct
+    /// against reuse (installs fio): sequential read and write, buffered and
+    /// O_DIRECT, 4 KiB / 1 MiB / 32 MiB blocks.
     Fidelity {
         /// loop: ext4 on a loop device over RAM, set up and torn down here
-        /// (no drift); disk: --dir on this machine's disk.
+        /// (no disk drift; the VM's CPU noise remains); disk: --dir on this machine's disk.
         #[arg(long, value_enum, default_value = "loop")]
         device: fidelity::Device,
         /// Scratch directory with --device disk.
