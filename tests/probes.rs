@@ -348,6 +348,18 @@ time.sleep(0.5)
 
 #[test]
 fn trace_csv_has_a_row_for_every_call_and_json_the_counts() {
+    // pread64's first rung on this kernel: the raw syscall tracepoints.
+    trace_every_pread(&[], "tp_btf");
+}
+
+#[test]
+fn trace_on_the_pread64_syscall_tracepoints_has_every_call_too() {
+    trace_every_pread(&["--attach", "tracepoint"], "tracepoint");
+}
+
+/// 20000 preads of two threads traced with `extra` arguments: one CSV row
+/// each, the JSON's counts agree, pread64 attached with `method`.
+fn trace_every_pread(extra: &[&str], method: &str) {
     if !require_bpf("trace") {
         return;
     }
@@ -379,15 +391,14 @@ ts = [threading.Thread(target=work) for _ in range(2)]
         d = data.display(),
         g = go.display()
     );
-    let (mut child, tracer, log) = traced_python(
-        &script,
-        &[
-            OsStr::new("--csv"),
-            csv.as_os_str(),
-            OsStr::new("--json"),
-            json.as_os_str(),
-        ],
-    );
+    let mut args = vec![
+        OsStr::new("--csv"),
+        csv.as_os_str(),
+        OsStr::new("--json"),
+        json.as_os_str(),
+    ];
+    args.extend(extra.iter().map(OsStr::new));
+    let (mut child, tracer, log) = traced_python(&script, &args);
     std::fs::write(&go, b"").unwrap();
     assert!(child.wait().unwrap().success());
     let out = tracer.wait_with_output().unwrap();
@@ -419,6 +430,11 @@ ts = [threading.Thread(target=work) for _ in range(2)]
     assert!(v["by_kind"]["pread"].as_u64().unwrap() >= 20000);
     assert_eq!(v["lost"]["ringbuf_full"].as_u64(), Some(0));
     assert!(v["agent_user_s"].as_f64().is_some());
+    let pread_probe = v["probes"]
+        .as_array()
+        .and_then(|a| a.iter().find(|p| p["probe"] == "pread64 syscall"))
+        .unwrap_or_else(|| panic!("pread64 in the probes: {v}"));
+    assert_eq!(pread_probe["method"], method, "{pread_probe}");
 }
 
 /// `python3 -c script` (which waits for its go file) traced by `dmaprof

@@ -123,7 +123,8 @@ impl SchedOffsets {
 pub mod lost {
     /// Ring buffer full: a CallEvent was dropped.
     pub const RINGBUF_FULL: u32 = 0;
-    /// Pending map full: an entry probe could not remember its start.
+    /// An entry probe could not remember its start: the thread's task
+    /// storage could not be created (the kernel was out of memory).
     pub const PENDING_FULL: u32 = 1;
     pub const COUNT: u32 = 2;
 }

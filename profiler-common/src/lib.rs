@@ -34,6 +34,8 @@ pub mod programs {
     pub const SCHED_SWITCH: &str = "sched_switch";
     pub const PREAD_SYS_ENTER: &str = "sys_enter_pread64";
     pub const PREAD_SYS_EXIT: &str = "sys_exit_pread64";
+    pub const PREAD_RAW_ENTER: &str = "pread_raw_enter";
+    pub const PREAD_RAW_EXIT: &str = "pread_raw_exit";
     /// No-op programs used by `dmaprof doctor` to test each attach mechanism for real.
     pub const PROBE_FENTRY: &str = "probe_fentry";
     pub const PROBE_KPROBE: &str = "probe_kprobe";

@@ -3,8 +3,7 @@
 //! fentry/fexit and kprobe/kretprobe on `dma_buf_ioctl`, or the ioctl
 //! syscall tracepoints filtered to dma-buf commands (`_IOC_TYPE == 'b'`).
 use aya_ebpf::{
-    macros::{fentry, fexit, kprobe, kretprobe, map, tracepoint},
-    maps::HashMap,
+    macros::{btf_map, fentry, fexit, kprobe, kretprobe, tracepoint},
     programs::{FEntryContext, FExitContext, ProbeContext, RetProbeContext, TracePointContext},
 };
 use profiler_common::{
@@ -12,10 +11,11 @@ use profiler_common::{
     uapi::DMA_BUF_IOCTL_TYPE,
 };
 
+use crate::pending::TaskStorage;
 use crate::threads::{add, begin, counters, emit, end, traced_current};
 
-#[map]
-static IOCTL_PENDING: HashMap<u32, Pending> = HashMap::with_max_entries(4096, 0);
+#[btf_map]
+static IOCTL_PENDING: TaskStorage<Pending> = TaskStorage::new();
 
 // sys_enter_ioctl: cmd at 24; sys_exit_ioctl: ret at 16. Stable syscall
 // tracepoint layout; user space checks it against tracefs before attaching.
@@ -24,10 +24,10 @@ const SYS_EXIT_RET: usize = 16;
 
 #[inline(always)]
 fn enter(cmd: u32) {
-    let Some((_, tid)) = traced_current() else {
+    if traced_current().is_none() {
         return;
-    };
-    begin(&IOCTL_PENDING, tid, cmd as u64, 0);
+    }
+    begin(&IOCTL_PENDING, cmd as u64, 0);
 }
 
 #[inline(always)]
@@ -35,7 +35,7 @@ fn exit(ret: i64) {
     let Some((tgid, tid)) = traced_current() else {
         return;
     };
-    let Some((p, duration_ns)) = end(&IOCTL_PENDING, tid) else {
+    let Some((p, duration_ns)) = end(&IOCTL_PENDING) else {
         return;
     };
     if let Some(c) = counters(tid) {

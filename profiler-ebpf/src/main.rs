@@ -7,6 +7,7 @@
 
 mod block;
 mod dma_buf_ioctl;
+mod pending;
 mod pread;
 mod probe_check;
 mod rw_file;

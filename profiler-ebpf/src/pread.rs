@@ -1,18 +1,25 @@
 //! The pread baseline of a traced process: `pread64` syscalls (fd, bytes
 //! asked, bytes returned, duration), so `dmaprof trace` shows an
-//! application's plain reads next to its dma-buf calls. Syscall tracepoints:
-//! the syscall ABI is the stable thing to hook, on every kernel.
+//! application's plain reads next to its dma-buf calls. The syscall ABI is
+//! the stable thing to hook, on every kernel, two ways:
+//! - BTF-typed raw tracepoints on `sys_enter`/`sys_exit` (x86_64): the
+//!   arguments come straight from `pt_regs`, without the perf-event
+//!   machinery a syscall tracepoint goes through (record buffer, argument
+//!   copy); they run on every syscall and drop all but pread64 at the top;
+//! - the `syscalls:sys_{enter,exit}_pread64` tracepoints, everywhere else.
 use aya_ebpf::{
-    macros::{map, tracepoint},
-    maps::HashMap,
-    programs::TracePointContext,
+    macros::{btf_map, btf_tracepoint, tracepoint},
+    programs::{BtfTracePointContext, TracePointContext},
 };
 use profiler_common::call::{CallEvent, EVENT_PREAD, Pending};
 
-use crate::threads::{begin, emit, end, traced_current};
+use crate::{
+    pending::TaskStorage,
+    threads::{begin, emit, end, tp_field, traced_current},
+};
 
-#[map]
-static PREAD_PENDING: HashMap<u32, Pending> = HashMap::with_max_entries(4096, 0);
+#[btf_map]
+static PREAD_PENDING: TaskStorage<Pending> = TaskStorage::new();
 
 // sys_enter_pread64: fd at 16, count at 32; sys_exit_pread64: ret at 16.
 // User space checks these against tracefs before attaching.
@@ -20,30 +27,22 @@ const SYS_ENTER_FD: usize = 16;
 const SYS_ENTER_COUNT: usize = 32;
 const SYS_EXIT_RET: usize = 16;
 
-#[tracepoint]
-pub fn sys_enter_pread64(ctx: TracePointContext) -> u32 {
-    let Some((_, tid)) = traced_current() else {
-        return 0;
-    };
-    let (Ok(fd), Ok(count)) = (unsafe { ctx.read_at::<u64>(SYS_ENTER_FD) }, unsafe {
-        ctx.read_at::<u64>(SYS_ENTER_COUNT)
-    }) else {
-        return 0;
-    };
-    begin(&PREAD_PENDING, tid, fd, count);
-    0
+#[inline(always)]
+fn enter(fd: u64, count: u64) {
+    if traced_current().is_some() {
+        begin(&PREAD_PENDING, fd, count);
+    }
 }
 
-#[tracepoint]
-pub fn sys_exit_pread64(ctx: TracePointContext) -> u32 {
+/// A syscall of this thread ended with `ret`: if a pread was in flight on
+/// it (a thread makes one syscall at a time), that pread's event.
+#[inline(always)]
+fn exit(ret: i64) {
+    let Some((p, duration_ns)) = end(&PREAD_PENDING) else {
+        return;
+    };
     let Some((tgid, tid)) = traced_current() else {
-        return 0;
-    };
-    let Some((p, duration_ns)) = end(&PREAD_PENDING, tid) else {
-        return 0;
-    };
-    let Ok(ret) = (unsafe { ctx.read_at::<i64>(SYS_EXIT_RET) }) else {
-        return 0;
+        return;
     };
     emit(CallEvent {
         kind: EVENT_PREAD,
@@ -55,5 +54,55 @@ pub fn sys_exit_pread64(ctx: TracePointContext) -> u32 {
         duration_ns,
         len: p.len,
     });
+}
+
+#[tracepoint]
+pub fn sys_enter_pread64(ctx: TracePointContext) -> u32 {
+    unsafe {
+        enter(
+            tp_field(&ctx, SYS_ENTER_FD),
+            tp_field(&ctx, SYS_ENTER_COUNT),
+        )
+    };
+    0
+}
+
+#[tracepoint]
+pub fn sys_exit_pread64(ctx: TracePointContext) -> u32 {
+    exit(unsafe { tp_field(&ctx, SYS_EXIT_RET) });
+    0
+}
+
+/// x86_64's syscall number of pread64, and where its arguments are in
+/// `pt_regs` (fd in di, count in dx).
+#[cfg(bpf_target_arch = "x86_64")]
+mod raw {
+    use aya_ebpf::bindings::pt_regs;
+
+    pub const NR_PREAD64: i64 = 17;
+
+    #[inline(always)]
+    pub unsafe fn args(regs: *const pt_regs) -> (u64, u64) {
+        // Direct loads: the verifier types `regs` from BTF (tp_btf) and
+        // turns them into fault-safe kernel reads, no helper call.
+        unsafe { ((*regs).rdi, (*regs).rdx) }
+    }
+}
+
+#[cfg(bpf_target_arch = "x86_64")]
+#[btf_tracepoint(function = "sys_enter")]
+pub fn pread_raw_enter(ctx: BtfTracePointContext) -> i32 {
+    let id: i64 = ctx.arg(1);
+    if id == raw::NR_PREAD64 {
+        let (fd, count) = unsafe { raw::args(ctx.arg(0)) };
+        enter(fd, count);
+    }
+    0
+}
+
+#[cfg(bpf_target_arch = "x86_64")]
+#[btf_tracepoint(function = "sys_exit")]
+pub fn pread_raw_exit(ctx: BtfTracePointContext) -> i32 {
+    exit(ctx.arg(1));
     0
 }

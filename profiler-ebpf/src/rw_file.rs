@@ -4,8 +4,7 @@
 //! kprobe/kretprobe; there is no tracepoint inside exporters.
 use aya_ebpf::{
     helpers::bpf_probe_read_kernel,
-    macros::{fentry, fexit, kprobe, kretprobe, map},
-    maps::HashMap,
+    macros::{btf_map, fentry, fexit, kprobe, kretprobe},
     programs::{FEntryContext, FExitContext, ProbeContext, RetProbeContext},
 };
 use profiler_common::{
@@ -13,22 +12,23 @@ use profiler_common::{
     uapi::{RW_FILE_BUF_LEN_OFFSET, RW_FILE_FLAGS_OFFSET},
 };
 
+use crate::pending::TaskStorage;
 use crate::threads::{add, begin, counters, emit, end, traced_current};
 
-#[map]
-static EXPORTER_PENDING: HashMap<u32, Pending> = HashMap::with_max_entries(4096, 0);
+#[btf_map]
+static EXPORTER_PENDING: TaskStorage<Pending> = TaskStorage::new();
 
 /// `arg` is the kernel copy of `struct dma_buf_rw_file`.
 #[inline(always)]
 fn enter(arg: *const u8) {
-    let Some((_, tid)) = traced_current() else {
+    if traced_current().is_none() {
         return;
-    };
+    }
     let flags: u32 =
         unsafe { bpf_probe_read_kernel(arg.add(RW_FILE_FLAGS_OFFSET) as *const u32) }.unwrap_or(0);
     let len: u64 = unsafe { bpf_probe_read_kernel(arg.add(RW_FILE_BUF_LEN_OFFSET) as *const u64) }
         .unwrap_or(0);
-    begin(&EXPORTER_PENDING, tid, flags as u64, len);
+    begin(&EXPORTER_PENDING, flags as u64, len);
 }
 
 #[inline(always)]
@@ -36,7 +36,7 @@ fn exit(ret: i64) {
     let Some((tgid, tid)) = traced_current() else {
         return;
     };
-    let Some((p, duration_ns)) = end(&EXPORTER_PENDING, tid) else {
+    let Some((p, duration_ns)) = end(&EXPORTER_PENDING) else {
         return;
     };
     if let Some(c) = counters(tid) {

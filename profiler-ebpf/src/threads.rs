@@ -3,11 +3,15 @@
 use core::intrinsics::{AtomicOrdering, atomic_xadd};
 
 use aya_ebpf::{
+    EbpfContext,
     helpers::{bpf_get_current_pid_tgid, bpf_ktime_get_ns},
     macros::map,
     maps::{HashMap, PerCpuArray, RingBuf},
+    programs::TracePointContext,
 };
 use profiler_common::call::{CallEvent, Pending, ThreadCounters, lost};
+
+use crate::pending::TaskStorage;
 
 /// Only this process is traced when non-zero (set by user space before load).
 #[unsafe(no_mangle)]
@@ -45,6 +49,18 @@ pub fn traced_current() -> Option<(u32, u32)> {
     Some((tgid, pid_tgid as u32))
 }
 
+/// A field of a tracepoint record at a constant offset, loaded straight
+/// from the context: the verifier allows that for tracepoint programs, where
+/// aya's `read_at` makes a `bpf_probe_read_kernel` helper call per field.
+///
+/// # Safety
+/// `offset` must be a compile-time constant inside the record (the
+/// verifier refuses anything else at load).
+#[inline(always)]
+pub unsafe fn tp_field<T: Copy>(ctx: &TracePointContext, offset: usize) -> T {
+    unsafe { core::ptr::read_unaligned((ctx.as_ptr() as *const u8).add(offset) as *const T) }
+}
+
 /// Atomically adds to one field of a counters entry.
 #[inline(always)]
 pub fn add(field: *mut u64, v: u64) {
@@ -74,24 +90,33 @@ pub fn emit(event: CallEvent) {
 
 /// Entry probe: remembers when this thread's call started (and what it is).
 #[inline(always)]
-pub fn begin(pending: &HashMap<u32, Pending>, tid: u32, what: u64, len: u64) {
-    let p = Pending {
-        start_ns: unsafe { bpf_ktime_get_ns() },
-        what,
-        len,
-    };
-    if pending.insert(tid, p, 0).is_err() {
+pub fn begin(pending: &TaskStorage<Pending>, what: u64, len: u64) {
+    let Some(p) = pending.current(true) else {
         lost_event(lost::PENDING_FULL);
-    }
+        return;
+    };
+    // SAFETY: p is this task's storage, valid for the program's run.
+    unsafe {
+        *p = Pending {
+            start_ns: bpf_ktime_get_ns(),
+            what,
+            len,
+        }
+    };
 }
 
 /// Exit probe: the call's entry record and its duration, the record
-/// removed; None when the entry was not seen (not traced, or started
+/// cleared; None when the entry was not seen (not traced, or started
 /// before the probes were attached).
 #[inline(always)]
-pub fn end(pending: &HashMap<u32, Pending>, tid: u32) -> Option<(Pending, u64)> {
-    let p = unsafe { pending.get(tid) }.copied()?;
-    let _ = pending.remove(tid);
+pub fn end(pending: &TaskStorage<Pending>) -> Option<(Pending, u64)> {
+    let slot = pending.current(false)?;
+    // SAFETY: as in begin.
+    let p = unsafe { *slot };
+    if p.start_ns == 0 {
+        return None;
+    }
+    unsafe { (*slot).start_ns = 0 };
     let duration_ns = unsafe { bpf_ktime_get_ns() }.saturating_sub(p.start_ns);
     Some((p, duration_ns))
 }

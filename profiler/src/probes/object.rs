@@ -11,6 +11,9 @@ pub static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), 
 pub fn load_with<'a>(configure: impl FnOnce(&mut EbpfLoader<'a>)) -> Result<Ebpf> {
     crate::kernel::raise_memlock_limit();
     let mut loader = EbpfLoader::new();
+    // The task-storage maps of calls in flight (profiler-ebpf/src/pending.rs)
+    // are only used by the programs; aya has no user-space type for them.
+    loader.allow_unsupported_maps();
     configure(&mut loader);
     loader.load(OBJECT).context("loading dmaprof's eBPF object")
 }

@@ -6,7 +6,7 @@ use anyhow::{Context, Result, bail};
 use aya::{
     Btf, Ebpf,
     maps::{HashMap, PerCpuArray},
-    programs::{FEntry, FExit, KProbe, TracePoint},
+    programs::{BtfTracePoint, FEntry, FExit, KProbe, TracePoint},
 };
 use profiler_common::{
     call::{SchedOffsets, ThreadCounters, lost},
@@ -144,7 +144,10 @@ impl std::fmt::Display for Lost {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let reasons = [
             ("ring buffer full", self.ringbuf_full),
-            ("pending-call map full", self.pending_map_full),
+            (
+                "no task storage for a call in flight",
+                self.pending_map_full,
+            ),
             ("block in-flight map full", self.block_inflight_map_full),
             ("block totals map full", self.block_totals_map_full),
         ];
@@ -237,7 +240,12 @@ impl Session {
             });
         }
         if opts.families.preads {
-            attached.push(attach_preads(&mut ebpf, &tracefs)?);
+            attached.push(attach_preads(
+                &mut ebpf,
+                btf.as_ref(),
+                opts.force,
+                &tracefs,
+            )?);
         }
         if opts.families.sched {
             tracepoint(&mut ebpf, programs::SCHED_SWITCH, "sched", "sched_switch")?;
@@ -368,26 +376,82 @@ impl Session {
 }
 
 /// pread64 enter and exit: one ring event per call of the traced process.
-fn attach_preads(ebpf: &mut Ebpf, tracefs: &std::path::Path) -> Result<Attached> {
-    check_pread_layout(tracefs)?;
-    tracepoint(
-        ebpf,
-        programs::PREAD_SYS_ENTER,
-        "syscalls",
-        "sys_enter_pread64",
-    )?;
-    tracepoint(
-        ebpf,
-        programs::PREAD_SYS_EXIT,
-        "syscalls",
-        "sys_exit_pread64",
-    )?;
-    Ok(Attached {
-        probe: "pread64 syscall".into(),
-        method: Some(Method::Tracepoint),
-        target: "syscalls:sys_enter_pread64+sys_exit_pread64".into(),
-        not_used: Vec::new(),
-    })
+/// `--attach tracepoint` forces the syscall tracepoints here too.
+fn attach_preads(
+    ebpf: &mut Ebpf,
+    btf: Option<&Btf>,
+    force: Option<Method>,
+    tracefs: &std::path::Path,
+) -> Result<Attached> {
+    let rungs: Vec<Method> = match force {
+        Some(Method::Tracepoint) => vec![Method::Tracepoint],
+        _ => attach::PREAD_LADDER.to_vec(),
+    };
+    let (found, not_used) = attach::climb(&rungs, |m| {
+        let r = match m {
+            Method::TpBtf => try_tp_btf_pair(
+                ebpf,
+                btf,
+                (programs::PREAD_RAW_ENTER, "sys_enter"),
+                (programs::PREAD_RAW_EXIT, "sys_exit"),
+            )
+            .map(|()| "sys_enter+sys_exit (raw, pread64 only)".to_string()),
+            _ => check_pread_layout(tracefs).and_then(|()| {
+                tracepoint(
+                    ebpf,
+                    programs::PREAD_SYS_ENTER,
+                    "syscalls",
+                    "sys_enter_pread64",
+                )?;
+                tracepoint(
+                    ebpf,
+                    programs::PREAD_SYS_EXIT,
+                    "syscalls",
+                    "sys_exit_pread64",
+                )?;
+                Ok("syscalls:sys_enter_pread64+sys_exit_pread64".to_string())
+            }),
+        };
+        r.map_err(|e| attach::describe(&e, m))
+    });
+    match found {
+        Some((m, target)) => Ok(Attached {
+            probe: "pread64 syscall".into(),
+            method: Some(m),
+            target,
+            not_used,
+        }),
+        None => bail!("pread64: no attach method works: {}", not_used.join("; ")),
+    }
+}
+
+/// Loads and attaches two tp_btf programs; on failure neither stays loaded.
+fn try_tp_btf_pair(
+    ebpf: &mut Ebpf,
+    btf: Option<&Btf>,
+    (entry, entry_tp): (&str, &str),
+    (exit, exit_tp): (&str, &str),
+) -> Result<()> {
+    let btf = btf.context("no kernel BTF")?;
+    let result = (|| -> Result<()> {
+        for (name, tp) in [(entry, entry_tp), (exit, exit_tp)] {
+            let p: &mut BtfTracePoint = ebpf
+                .program_mut(name)
+                .context("not built for this architecture")?
+                .try_into()?;
+            p.load(tp, btf)?;
+            p.attach()?;
+        }
+        Ok(())
+    })();
+    if result.is_err() {
+        for name in [entry, exit] {
+            if let Some(Ok(p)) = ebpf.program_mut(name).map(<&mut BtfTracePoint>::try_from) {
+                let _ = p.unload();
+            }
+        }
+    }
+    result
 }
 
 fn tracepoint(ebpf: &mut Ebpf, program: &str, category: &str, name: &str) -> Result<()> {
@@ -482,6 +546,9 @@ fn ioctl_ladder(
                 tracepoint(ebpf, programs::IOCTL_SYS_EXIT, "syscalls", "sys_exit_ioctl")?;
                 Ok("syscalls:sys_enter_ioctl+sys_exit_ioctl (cmd type 'b')".to_string())
             }),
+            Method::TpBtf => Err(anyhow::anyhow!(
+                "tp_btf is a rung of the pread64 probes only"
+            )),
         };
         r.map_err(|e| attach::describe(&e, m))
     });
@@ -533,7 +600,7 @@ fn exporter_ladder(ebpf: &mut Ebpf, btf: Option<&Btf>, opts: &Options) -> Result
                 programs::EXPORTER_KRETPROBE,
                 &function,
             ),
-            Method::Tracepoint => Err(anyhow::anyhow!(
+            Method::Tracepoint | Method::TpBtf => Err(anyhow::anyhow!(
                 "exporters have no tracepoint; the ioctl probe covers the call"
             )),
         };
