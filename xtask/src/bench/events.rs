@@ -32,11 +32,17 @@ struct Step {
 #[derive(Clone, Copy, PartialEq)]
 enum Tracer {
     None,
-    /// `dmaprof trace`; `no_stats`: without BPF run-time statistics
-    /// (`--no-probe-stats`), what measuring the probes' cost costs.
+    /// `dmaprof trace --pid <fio>` with these extra arguments
+    /// (`--no-probe-stats`: what measuring the probes' cost costs;
+    /// `--attach tracepoint`: pread64 on its syscall tracepoints).
     Dmaprof {
-        no_stats: bool,
+        args: &'static [&'static str],
     },
+    /// `dmaprof trace --pid <an idle process>`: every probe attached, each
+    /// fio syscall runs the programs, which stop at the process filter. The
+    /// floor any syscall tracer pays here (the kernel's syscall-tracing path
+    /// plus a program that does nothing).
+    DmaprofIdle,
     /// The anchor everyone knows, on the same pread64 tracepoints.
     Bpftrace(Script),
 }
@@ -113,7 +119,11 @@ fn run_step(dmaprof: &Path, dir: &Path, s: &Step) -> Result<Outcome> {
             wait_fio(&mut fio)?;
             None
         }
-        Tracer::Dmaprof { no_stats } => Some(dmaprof_trace(dmaprof, dir, s, no_stats, &mut fio)?),
+        Tracer::Dmaprof { args } => Some(dmaprof_trace(dmaprof, dir, s, args, &mut fio)?),
+        Tracer::DmaprofIdle => {
+            dmaprof_idle(dmaprof, &mut fio)?;
+            None
+        }
         Tracer::Bpftrace(script) => Some(bpftrace(script, &mut fio)?),
     };
     let f: Value = serde_json::from_str(&std::fs::read_to_string(dir.join("fio.json"))?)
@@ -168,7 +178,7 @@ fn dmaprof_trace(
     dmaprof: &Path,
     dir: &Path,
     s: &Step,
-    no_stats: bool,
+    extra: &[&str],
     fio: &mut Child,
 ) -> Result<Recorded> {
     let (csv, json) = (dir.join("events.csv"), dir.join("events.json"));
@@ -181,7 +191,7 @@ fn dmaprof_trace(
     };
     let mut child = c
         .args(["trace", "--headless", "--pid", &fio.id().to_string()])
-        .args(no_stats.then_some("--no-probe-stats"))
+        .args(extra)
         .arg("--csv")
         .arg(&csv)
         .arg("--json")
@@ -228,6 +238,37 @@ fn dmaprof_trace(
             })
             .unwrap_or_default(),
     })
+}
+
+/// dmaprof tracing an idle process while fio runs, stopped with SIGINT.
+fn dmaprof_idle(dmaprof: &Path, fio: &mut Child) -> Result<()> {
+    let mut idle = Command::new("sleep")
+        .arg("infinity")
+        .spawn()
+        .context("starting sleep")?;
+    let result = (|| {
+        let mut child = Command::new(dmaprof)
+            .args(["trace", "--headless", "--pid", &idle.id().to_string()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .context("starting dmaprof trace")?;
+        let mut lines = BufReader::new(child.stderr.take().context("stderr")?).lines();
+        read_until(&mut lines, "dmaprof: tracing", fio, "dmaprof trace")?;
+        let drain = std::thread::spawn(move || lines.map_while(Result::ok).collect::<Vec<_>>());
+        let waited = wait_fio(fio);
+        // SAFETY: signalling our own child, still unreaped.
+        unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+        let status = child.wait()?;
+        let rest = drain.join().unwrap_or_default();
+        if !status.success() {
+            bail!("dmaprof trace failed ({status}):\n{}", rest.join("\n"));
+        }
+        waited
+    })();
+    let _ = idle.kill();
+    let _ = idle.wait();
+    result
 }
 
 /// bpftrace on fio's pid until fio ends, then SIGINT (it prints its maps
@@ -306,8 +347,16 @@ pub fn run() -> Result<String> {
         tracer,
         starved,
     };
-    let dmaprof_on = Tracer::Dmaprof { no_stats: false };
-    let mut steps = vec![step("untraced, max", None, Tracer::None, false)];
+    let dmaprof_on = Tracer::Dmaprof { args: &[] };
+    let mut steps = vec![
+        step("untraced, max", None, Tracer::None, false),
+        step(
+            "floor: dmaprof attached, tracing an idle process",
+            None,
+            Tracer::DmaprofIdle,
+            false,
+        ),
+    ];
     for r in [25_000, 100_000, 250_000] {
         let label = format!("{}k/s offered", r * JOBS / 1000);
         steps.push(step(&label, Some(r), dmaprof_on, false));
@@ -317,7 +366,17 @@ pub fn run() -> Result<String> {
         step(
             "max, --no-probe-stats",
             None,
-            Tracer::Dmaprof { no_stats: true },
+            Tracer::Dmaprof {
+                args: &["--no-probe-stats"],
+            },
+            false,
+        ),
+        step(
+            "max, pread64 on syscalls: tracepoints (--attach tracepoint)",
+            None,
+            Tracer::Dmaprof {
+                args: &["--attach", "tracepoint"],
+            },
             false,
         ),
         step(
@@ -348,9 +407,13 @@ pub fn run() -> Result<String> {
         "## Event rate\n\n\
          fio, {JOBS} threads of 4 KiB psync reads of a 64 MiB file in the page cache, {SECONDS} s per \
          step, traced by `dmaprof trace --pid <fio> --csv --json` with every probe family on \
-         (dma-buf ioctl, rw_file, pread64, block, sched): one CSV row per pread. Beside it, on \
-         the same load in the same run, bpftrace (Debian's {}) on the same pread64 \
-         tracepoints: an in-kernel latency histogram (`hist()`, nothing per call leaves the \
+         (dma-buf ioctl, rw_file, pread64, block, sched): one CSV row per pread; pread64 on \
+         its first rung, the BTF-typed raw `sys_enter`/`sys_exit` tracepoints, and once on \
+         the `syscalls:` tracepoints (`--attach tracepoint`). The floor step attaches \
+         every probe but traces an idle process: each fio syscall runs the programs, which \
+         stop at the process filter, so it is what the kernel's syscall-tracing path costs \
+         any tracer here. Beside it, on the same load in the same run, bpftrace (Debian's \
+         {}) on the pread64 syscall tracepoints: an in-kernel latency histogram (`hist()`, nothing per call leaves the \
          kernel) and a per-call `printf`. `records = fio I/Os` checks every call fio made was \
          recorded (the histogram's `count()`, the printf lines). Tracer CPU is the tracer \
          process's user+sys over fio's running time. Command: `cargo xtask bench events`.\n",
