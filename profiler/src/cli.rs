@@ -186,7 +186,9 @@ pub struct TraceArgs {
     /// Stop after this many seconds (default: until Ctrl-C).
     #[arg(long, value_name = "SECONDS")]
     pub duration: Option<f64>,
-    /// Force the mechanism for the ioctl and rw_file probes.
+    /// Force the mechanism for the ioctl and rw_file probes; `tracepoint`
+    /// also puts pread64 on its syscall tracepoints (default: the raw
+    /// sys_enter/sys_exit tracepoints, typed by BTF, where the kernel has them).
     #[arg(long, value_enum, value_name = "METHOD")]
     pub attach: Option<Method>,
     /// No live dashboard: one line per call on stdout (automatic when

@@ -20,8 +20,8 @@ pub enum Method {
     Kprobe,
     Tracepoint,
     /// A BTF-typed raw tracepoint (the pread64 probes' first rung: see
-    /// `PREAD_LADDER`).
-    #[value(name = "tp-btf")]
+    /// `PREAD_LADDER`); not a value of `--attach`.
+    #[value(skip)]
     #[serde(rename = "tp_btf")]
     TpBtf,
 }
