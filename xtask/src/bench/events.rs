@@ -189,27 +189,14 @@ fn dmaprof_trace(
     } else {
         Command::new(dmaprof)
     };
-    let mut child = c
-        .args(["trace", "--headless", "--pid", &fio.id().to_string()])
+    c.args(["trace", "--headless", "--pid", &fio.id().to_string()])
         .args(extra)
         .arg("--csv")
         .arg(&csv)
         .arg("--json")
-        .arg(&json)
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .context("starting dmaprof trace")?;
-    // Attached when it says it is tracing: must be before fio's start delay ends.
-    let mut lines = BufReader::new(child.stderr.take().context("stderr")?).lines();
-    read_until(&mut lines, "dmaprof: tracing", fio, "dmaprof trace")?;
-    // Keep draining stderr so the agent never blocks on it.
-    let drain = std::thread::spawn(move || lines.map_while(Result::ok).collect::<Vec<_>>());
-    let status = child.wait()?;
-    let rest = drain.join().unwrap_or_default();
-    if !status.success() {
-        bail!("dmaprof trace failed ({status}):\n{}", rest.join("\n"));
-    }
+        .arg(&json);
+    let tracer = Tracing::start(&mut c, fio)?;
+    tracer.end(None)?;
     wait_fio(fio)?;
     let _ = std::fs::remove_file(&csv);
     let t: Value = serde_json::from_str(&std::fs::read_to_string(&json)?)?;
@@ -240,6 +227,43 @@ fn dmaprof_trace(
     })
 }
 
+/// A `dmaprof trace` child that has said it is tracing, its stderr drained.
+struct Tracing {
+    child: Child,
+    stderr: std::thread::JoinHandle<Vec<String>>,
+}
+
+impl Tracing {
+    /// Spawns `c` and returns once it is attached (before fio's start
+    /// delay ends); fio is stopped if it ends first.
+    fn start(c: &mut Command, fio: &mut Child) -> Result<Tracing> {
+        let mut child = c
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .context("starting dmaprof trace")?;
+        let mut lines = BufReader::new(child.stderr.take().context("stderr")?).lines();
+        read_until(&mut lines, "dmaprof: tracing", fio, "dmaprof trace")?;
+        // Keep draining stderr so the agent never blocks on it.
+        let stderr = std::thread::spawn(move || lines.map_while(Result::ok).collect());
+        Ok(Tracing { child, stderr })
+    }
+
+    /// Waits for it to end (after `signal`, if given); its stderr if it failed.
+    fn end(mut self, signal: Option<i32>) -> Result<()> {
+        if let Some(sig) = signal {
+            // SAFETY: signalling our own child, still unreaped.
+            unsafe { libc::kill(self.child.id() as i32, sig) };
+        }
+        let status = self.child.wait()?;
+        let rest = self.stderr.join().unwrap_or_default();
+        if !status.success() {
+            bail!("dmaprof trace failed ({status}):\n{}", rest.join("\n"));
+        }
+        Ok(())
+    }
+}
+
 /// dmaprof tracing an idle process while fio runs, stopped with SIGINT.
 fn dmaprof_idle(dmaprof: &Path, fio: &mut Child) -> Result<()> {
     let mut idle = Command::new("sleep")
@@ -247,23 +271,11 @@ fn dmaprof_idle(dmaprof: &Path, fio: &mut Child) -> Result<()> {
         .spawn()
         .context("starting sleep")?;
     let result = (|| {
-        let mut child = Command::new(dmaprof)
-            .args(["trace", "--headless", "--pid", &idle.id().to_string()])
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .context("starting dmaprof trace")?;
-        let mut lines = BufReader::new(child.stderr.take().context("stderr")?).lines();
-        read_until(&mut lines, "dmaprof: tracing", fio, "dmaprof trace")?;
-        let drain = std::thread::spawn(move || lines.map_while(Result::ok).collect::<Vec<_>>());
+        let mut c = Command::new(dmaprof);
+        c.args(["trace", "--headless", "--pid", &idle.id().to_string()]);
+        let tracer = Tracing::start(&mut c, fio)?;
         let waited = wait_fio(fio);
-        // SAFETY: signalling our own child, still unreaped.
-        unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
-        let status = child.wait()?;
-        let rest = drain.join().unwrap_or_default();
-        if !status.success() {
-            bail!("dmaprof trace failed ({status}):\n{}", rest.join("\n"));
-        }
+        tracer.end(Some(libc::SIGINT))?;
         waited
     })();
     let _ = idle.kill();
