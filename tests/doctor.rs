@@ -95,6 +95,17 @@ fn report_matches_this_machine() {
         .find(|m| rung(ioctl, m).is_some_and(|r| r["works"] == true));
     assert_eq!(ioctl["best"].as_str(), first_working);
 
+    // pread64 has a ladder of its own: the BTF-typed raw syscall
+    // tracepoints (x86_64 programs), then the syscalls: tracepoints.
+    let pread = target(&report, "pread64 syscall");
+    let first_working = ["tp_btf", "tracepoint"]
+        .into_iter()
+        .find(|m| rung(pread, m).is_some_and(|r| r["works"] == true));
+    assert_eq!(pread["best"].as_str(), first_working, "{pread:#}");
+    if cfg!(target_arch = "x86_64") && Path::new("/sys/kernel/btf/vmlinux").exists() {
+        assert_eq!(pread["best"], "tp_btf", "{pread:#}");
+    }
+
     let fs = &report["filesystem"]["info"];
     let meta = std::os::unix::fs::MetadataExt::dev(&std::fs::metadata(dir.path()).unwrap());
     assert_eq!(

@@ -49,7 +49,8 @@ pub struct Check {
 pub struct ProbeTarget {
     pub name: String,
     pub what: String,
-    /// The best rung that works, best first: fentry > kprobe > tracepoint.
+    /// The best rung that works, in its ladder order (fentry > kprobe >
+    /// tracepoint; pread64: tp_btf > tracepoint).
     pub best: Option<Method>,
     pub rungs: Vec<Rung>,
 }
@@ -231,6 +232,17 @@ fn probe_targets(btf: Option<&aya::Btf>, callbacks: &[String]) -> Vec<ProbeTarge
             attach::try_tracepoint("syscalls", "sys_exit_ioctl"),
         ],
     ));
+    targets.push(ladder_of(
+        &attach::PREAD_LADDER,
+        "pread64 syscall",
+        "sys_enter/sys_exit of pread64 (the baseline's calls, and `trace` of another process)",
+        vec![
+            attach::try_tp_btf(profiler_common::programs::PREAD_RAW_ENTER, "sys_enter", btf),
+            attach::try_tp_btf(profiler_common::programs::PREAD_RAW_EXIT, "sys_exit", btf),
+            attach::try_tracepoint("syscalls", "sys_enter_pread64"),
+            attach::try_tracepoint("syscalls", "sys_exit_pread64"),
+        ],
+    ));
     targets.push(ladder(
         "scheduler",
         "sched_switch: on-CPU versus off-CPU time of the calling thread",
@@ -242,7 +254,12 @@ fn probe_targets(btf: Option<&aya::Btf>, callbacks: &[String]) -> Vec<ProbeTarge
 /// The best method is the first that works, in ladder order; a method with
 /// several rungs (e.g. enter + exit tracepoints) works only if all of them do.
 fn ladder(name: &str, what: &str, rungs: Vec<Rung>) -> ProbeTarget {
-    let (best, _) = attach::climb(&attach::LADDER, |m| {
+    ladder_of(&attach::LADDER, name, what, rungs)
+}
+
+/// `ladder` for a target with a ladder of its own (pread64's).
+fn ladder_of(order: &[Method], name: &str, what: &str, rungs: Vec<Rung>) -> ProbeTarget {
+    let (best, _) = attach::climb(order, |m| {
         let mine: Vec<&Rung> = rungs.iter().filter(|r| r.method == m).collect();
         if !mine.is_empty() && mine.iter().all(|r| r.works) {
             Ok(())

@@ -48,7 +48,7 @@ pub fn render_text(r: &Report) -> String {
 fn probe_targets(out: &mut String, r: &Report) {
     let _ = writeln!(
         out,
-        "\nprobe targets (fentry > kprobe > tracepoint, each tried for real)"
+        "\nprobe targets (fentry > kprobe > tracepoint; pread64: tp_btf > tracepoint; each tried for real)"
     );
     if r.probe_targets.is_empty() {
         let _ = writeln!(out, "  none tried: BPF is not usable by this process");

@@ -6,7 +6,7 @@ use std::fmt;
 
 use aya::{
     Btf,
-    programs::{FEntry, KProbe, ProgramError, TracePoint},
+    programs::{BtfTracePoint, FEntry, KProbe, ProgramError, TracePoint},
 };
 use profiler_common::programs;
 use serde::Serialize;
@@ -114,6 +114,24 @@ pub fn try_kprobe(function: &str) -> Rung {
         Ok(())
     })();
     rung(Method::Kprobe, function.to_string(), result)
+}
+
+/// Loads `program` (a tp_btf program of the object) on the raw tracepoint
+/// `name`, typed by the kernel's BTF, and attaches it, then detaches.
+pub fn try_tp_btf(program: &str, name: &str, btf: Option<&Btf>) -> Rung {
+    let result = (|| -> Result<(), String> {
+        let btf = btf.ok_or("no kernel BTF (/sys/kernel/btf/vmlinux): tp_btf needs it")?;
+        let mut ebpf = object::load_with(|_| {}).map_err(|e| format!("{e:#}"))?;
+        let prog: &mut BtfTracePoint = ebpf
+            .program_mut(program)
+            .ok_or("not built for this architecture")?
+            .try_into()
+            .map_err(|e: ProgramError| e.to_string())?;
+        prog.load(name, btf).map_err(|e| explain(e, "tp_btf"))?;
+        prog.attach().map_err(|e| explain(e, "tp_btf"))?;
+        Ok(())
+    })();
+    rung(Method::TpBtf, format!("raw {name}"), result)
 }
 
 /// Loads `probe_tracepoint` and attaches it to `category:name`, then detaches.

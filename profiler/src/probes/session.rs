@@ -6,7 +6,7 @@ use anyhow::{Context, Result, bail};
 use aya::{
     Btf, Ebpf,
     maps::{HashMap, PerCpuArray},
-    programs::{BtfTracePoint, FEntry, FExit, KProbe, TracePoint},
+    programs::{BtfTracePoint, FEntry, FExit, KProbe, Program, TracePoint},
 };
 use profiler_common::{
     call::{SchedOffsets, ThreadCounters, lost},
@@ -433,22 +433,34 @@ fn try_tp_btf_pair(
     (exit, exit_tp): (&str, &str),
 ) -> Result<()> {
     let btf = btf.context("no kernel BTF")?;
-    let result = (|| -> Result<()> {
-        for (name, tp) in [(entry, entry_tp), (exit, exit_tp)] {
-            let p: &mut BtfTracePoint = ebpf
-                .program_mut(name)
-                .context("not built for this architecture")?
-                .try_into()?;
-            p.load(tp, btf)?;
-            p.attach()?;
-        }
-        Ok(())
-    })();
+    both_or_neither(ebpf, [entry, exit], |ebpf, name| {
+        let tp = if name == entry { entry_tp } else { exit_tp };
+        let p: &mut BtfTracePoint = ebpf
+            .program_mut(name)
+            .context("not built for this architecture")?
+            .try_into()?;
+        p.load(tp, btf)?;
+        Ok(p.attach().map(drop)?)
+    })
+}
+
+/// Runs `attach` for each program of an enter/exit pair; when one fails,
+/// unloads both, so the next rung of the ladder starts from nothing.
+fn both_or_neither(
+    ebpf: &mut Ebpf,
+    pair: [&str; 2],
+    mut attach: impl FnMut(&mut Ebpf, &str) -> Result<()>,
+) -> Result<()> {
+    let result = pair.iter().try_for_each(|name| attach(ebpf, name));
     if result.is_err() {
-        for name in [entry, exit] {
-            if let Some(Ok(p)) = ebpf.program_mut(name).map(<&mut BtfTracePoint>::try_from) {
-                let _ = p.unload();
-            }
+        for name in pair {
+            let _ = match ebpf.program_mut(name) {
+                Some(Program::BtfTracePoint(p)) => p.unload(),
+                Some(Program::FEntry(p)) => p.unload(),
+                Some(Program::FExit(p)) => p.unload(),
+                Some(Program::KProbe(p)) => p.unload(),
+                _ => Ok(()),
+            };
         }
     }
     result
@@ -473,44 +485,27 @@ fn try_fentry_pair(
     function: &str,
 ) -> Result<()> {
     let btf = btf.context("no kernel BTF")?;
-    let result = (|| -> Result<()> {
-        let p: &mut FEntry = ebpf.program_mut(entry).context("missing")?.try_into()?;
-        p.load(function, btf)?;
-        p.attach()?;
-        let p: &mut FExit = ebpf.program_mut(exit).context("missing")?.try_into()?;
-        p.load(function, btf)?;
-        p.attach()?;
+    both_or_neither(ebpf, [entry, exit], |ebpf, name| {
+        let p = ebpf.program_mut(name).context("missing")?;
+        if name == entry {
+            let p: &mut FEntry = p.try_into()?;
+            p.load(function, btf)?;
+            p.attach()?;
+        } else {
+            let p: &mut FExit = p.try_into()?;
+            p.load(function, btf)?;
+            p.attach()?;
+        }
         Ok(())
-    })();
-    if result.is_err() {
-        // Leave nothing half attached for the next rung.
-        if let Some(Ok(p)) = ebpf.program_mut(entry).map(<&mut FEntry>::try_from) {
-            let _ = p.unload();
-        }
-        if let Some(Ok(p)) = ebpf.program_mut(exit).map(<&mut FExit>::try_from) {
-            let _ = p.unload();
-        }
-    }
-    result
+    })
 }
 
 fn try_kprobe_pair(ebpf: &mut Ebpf, entry: &str, exit: &str, function: &str) -> Result<()> {
-    let result = (|| -> Result<()> {
-        for name in [entry, exit] {
-            let p: &mut KProbe = ebpf.program_mut(name).context("missing")?.try_into()?;
-            p.load()?;
-            p.attach(function, 0)?;
-        }
-        Ok(())
-    })();
-    if result.is_err() {
-        for name in [entry, exit] {
-            if let Some(Ok(p)) = ebpf.program_mut(name).map(<&mut KProbe>::try_from) {
-                let _ = p.unload();
-            }
-        }
-    }
-    result
+    both_or_neither(ebpf, [entry, exit], |ebpf, name| {
+        let p: &mut KProbe = ebpf.program_mut(name).context("missing")?.try_into()?;
+        p.load()?;
+        Ok(p.attach(function, 0).map(drop)?)
+    })
 }
 
 fn ioctl_ladder(
