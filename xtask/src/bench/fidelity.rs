@@ -212,10 +212,10 @@ pub fn run(o: &Options) -> Result<String> {
         out,
         "## dmaprof against fio, on {device}\n\n\
          Same file system and file, sequential, one thread, psync, cold cache for reads. \
-         Each round runs three: dmaprof `--buffers reuse` (one warm buffer for every call: \
-         fio's own work, so this is the accounting check), fio, and dmaprof `--buffers \
-         distinct` (a buffer per call, the seed's and a loader's work), in an order rotated \
-         round by round; before each, the previous output file is removed, `sync`, 0.5 s of \
+         Each round runs four: dmaprof `--buffers reuse` (one warm buffer for every call: \
+         fio's own work, so this is the accounting check), fio, dmaprof `--buffers \
+         distinct` (a buffer per call, the seed's and a loader's work) and fio again (the \
+         control), in an order rotated round by round; before each, the previous output file is removed, `sync`, 0.5 s of \
          quiet. {rounds} rounds per case. Figures are medians; a ratio is the median of the \
          per-round ratios with its distribution-free 95% confidence interval (order \
          statistics, as `dmaprof compare`). `reuse/fio` is dmaprof's in-call throughput and \
@@ -228,15 +228,16 @@ pub fn run(o: &Options) -> Result<String> {
     )?;
     writeln!(
         out,
-        "| op | io | block | size | fio MiB/s | reuse MiB/s | reuse/fio MiB/s | fio p50 us | reuse p50 us | reuse/fio p50 | distinct MiB/s | distinct/reuse MiB/s | distinct/reuse p50 |"
+        "| op | io | block | size | fio MiB/s | reuse MiB/s | reuse/fio MiB/s | fio p50 us | reuse p50 us | reuse/fio p50 | fio/fio MiB/s | fio/fio p50 | reuse against fio | distinct MiB/s | distinct/reuse MiB/s | distinct/reuse p50 |"
     )?;
     writeln!(
         out,
-        "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+        "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|---:|"
     )?;
-    let mut rows: Vec<[Ratio; 2]> = Vec::new();
+    let mut rows: Vec<([Ratio; 2], String)> = Vec::new();
     for c in &cases {
-        let (mut fio, mut reuse, mut distinct) = (Vec::new(), Vec::new(), Vec::new());
+        let (mut fio, mut reuse, mut distinct, mut fio_again) =
+            (Vec::new(), Vec::new(), Vec::new(), Vec::new());
         for round in 0..rounds {
             // Every order of the three in turn: whichever runs first (and
             // for reads, reads the file first) gets no systematic edge.
@@ -247,6 +248,7 @@ pub fn run(o: &Options) -> Result<String> {
                     Run::Reuse => reuse.push(dmaprof_once(&dmaprof, dir, c, "reuse")?),
                     Run::Fio => fio.push(fio_once(dir, c)?),
                     Run::Distinct => distinct.push(dmaprof_once(&dmaprof, dir, c, "distinct")?),
+                    Run::FioAgain => fio_again.push(fio_once(dir, c)?),
                 }
             }
         }
@@ -254,10 +256,15 @@ pub fn run(o: &Options) -> Result<String> {
             |v: &[[f64; 2]], i: usize| stats::median(&v.iter().map(|x| x[i]).collect::<Vec<_>>());
         let tp = Ratio::paired(&reuse, &fio, 0);
         let p50 = Ratio::paired(&reuse, &fio, 1);
+        let control = [
+            Ratio::paired(&fio_again, &fio, 0),
+            Ratio::paired(&fio_again, &fio, 1),
+        ];
+        let verdict = verdict(&[tp, p50], &control);
         let io = if c.direct { "O_DIRECT" } else { "buffered" };
         writeln!(
             out,
-            "| {} | {io} | {} | {} | {:.0} | {:.0} | {tp} | {:.1} | {:.1} | {p50} | {:.0} | {} | {} |",
+            "| {} | {io} | {} | {} | {:.0} | {:.0} | {tp} | {:.1} | {:.1} | {p50} | {} | {} | {verdict} | {:.0} | {} | {} |",
             c.op(),
             c.bs,
             c.size,
@@ -265,27 +272,37 @@ pub fn run(o: &Options) -> Result<String> {
             med(&reuse, 0),
             med(&fio, 1),
             med(&reuse, 1),
+            control[0],
+            control[1],
             med(&distinct, 0),
             Ratio::paired(&distinct, &reuse, 0),
             Ratio::paired(&distinct, &reuse, 1),
         )?;
         // As each case ends: a later failure keeps the figures already made.
         eprintln!("bench: {}", out.lines().last().unwrap_or_default());
-        rows.push([tp, p50]);
+        rows.push(([tp, p50], verdict));
     }
     let _ = std::fs::remove_file(std::env::temp_dir().join("dmaprof-fidelity.json"));
     let within = rows
         .iter()
-        .filter(|r| r.iter().all(|x| x.within(0.03)))
+        .filter(|(r, _)| r.iter().all(|x| x.within(0.03)))
         .count();
     let narrow = rows
         .iter()
-        .filter(|r| r.iter().all(|x| x.narrower_than(0.02)))
+        .filter(|(r, _)| r.iter().all(|x| x.narrower_than(0.02)))
         .count();
+    let unresolved = rows
+        .iter()
+        .filter(|(_, v)| v.starts_with("no diff"))
+        .count();
+    let differs = rows.iter().filter(|(_, v)| v == "differs").count();
     writeln!(
         out,
         "\ngoal: `reuse` within 3% of fio in throughput and p50: {within} of {} cases; \
-         95% interval narrower than +-2% in both: {narrow} of {}",
+         95% interval narrower than +-2% in both: {narrow} of {}; of the rest, no difference \
+         resolved (both intervals hold 1.0): {unresolved}, a difference resolved: {differs}. \
+         `fio/fio` is the control: fio's second run of the round against its first, so its \
+         interval is as fine as this machine resolves a ratio with this many rounds",
         rows.len(),
         rows.len()
     )?;
@@ -297,16 +314,45 @@ enum Run {
     Reuse,
     Fio,
     Distinct,
+    /// fio a second time: fio against itself is the control that says how
+    /// finely this machine resolves a ratio at all.
+    FioAgain,
 }
 
-const ORDERS: [[Run; 3]; 6] = {
+/// Every run in every position equally often (the four rotations, forward
+/// and backward), so neither tool has a place that favours it.
+const ORDERS: [[Run; 4]; 8] = {
     use Run::*;
     [
-        [Reuse, Fio, Distinct],
-        [Fio, Distinct, Reuse],
-        [Distinct, Reuse, Fio],
-        [Reuse, Distinct, Fio],
-        [Fio, Reuse, Distinct],
-        [Distinct, Fio, Reuse],
+        [Reuse, Fio, Distinct, FioAgain],
+        [Fio, Distinct, FioAgain, Reuse],
+        [Distinct, FioAgain, Reuse, Fio],
+        [FioAgain, Reuse, Fio, Distinct],
+        [Reuse, FioAgain, Distinct, Fio],
+        [FioAgain, Distinct, Fio, Reuse],
+        [Distinct, Fio, Reuse, FioAgain],
+        [Fio, Reuse, FioAgain, Distinct],
     ]
 };
+
+/// What a case's `reuse/fio` ratios say, given fio's own spread.
+fn verdict(r: &[Ratio; 2], control: &[Ratio; 2]) -> String {
+    let holds_one = |x: &Ratio| x.ci95.is_some_and(|(lo, hi)| lo <= 1.0 && 1.0 <= hi);
+    let spread = |x: &Ratio| {
+        x.ci95
+            .map_or(f64::NAN, |(lo, hi)| (x.median - lo).max(hi - x.median))
+    };
+    if r.iter().chain(control).any(|x| x.ci95.is_none()) {
+        "too few rounds to tell".into()
+    } else if r.iter().all(|x| x.within(0.03) && x.narrower_than(0.02)) {
+        "met".into()
+    } else if r.iter().all(holds_one) {
+        format!(
+            "no difference resolved; fio against itself spreads +-{:.0}% / +-{:.0}%",
+            100.0 * spread(&control[0]),
+            100.0 * spread(&control[1])
+        )
+    } else {
+        "differs".into()
+    }
+}
