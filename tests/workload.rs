@@ -315,7 +315,7 @@ fn bad_inputs_get_one_line_and_exit_2() {
     assert_clean_failure(
         &dmaprof(&["--file", small, "--mode", "pread-direct", "--chunk", "1000"]),
         2,
-        "not a multiple of 4096",
+        "the direct I/O alignment of this file",
     );
     assert_clean_failure(
         &dmaprof(&["--file", small, "--mode", "nope"]),
@@ -564,6 +564,50 @@ fn a_size_that_is_not_a_multiple_of_the_chunk_ends_with_a_short_call() {
     let sizes: Vec<u64> = out.passes[0].calls.iter().map(|c| c.bytes).collect();
     assert_eq!(sizes, [4 * MIB, 4 * MIB, 2 * MIB]);
     assert_eq!(out.passes[0].verified, Verification::Pattern);
+}
+
+/// Direct I/O cannot move a length that is not a multiple of the file's
+/// alignment: a direct mode's unaligned last call goes buffered, the run
+/// says so, and every byte is still moved and verified, both directions.
+#[test]
+fn a_direct_modes_unaligned_tail_is_moved_buffered_and_said_so() {
+    let dir = disk_scratch_dir();
+    let odd = 2 * MIB + 100;
+    let file = dir.path().join("odd.bin");
+    let mut data = vec![0u8; odd as usize];
+    pattern::fill(3, 0, &mut data);
+    std::fs::write(&file, &data).unwrap();
+    let (f, d) = (file.to_str().unwrap(), dir.path().to_str().unwrap());
+    let size = odd.to_string();
+    for (direction, mode) in [("read", "pread-direct"), ("write", "pwrite-direct")] {
+        let mut a = vec!["--headless", "--no-probes", "--mode", mode, "--chunk", "1M"];
+        a.extend(["--direction", direction]);
+        if direction == "read" {
+            a.extend(["--file", f]);
+        } else {
+            a.extend(["--dir", d, "--size", &size]);
+        }
+        let out = dmaprof(&a);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{direction}: {err}");
+        assert!(
+            err.contains(&format!(
+                "{mode}: the last call moves the unaligned 100-byte tail buffered"
+            )),
+            "{direction}: {err}"
+        );
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let row = stdout
+            .lines()
+            .find(|l| l.starts_with(mode))
+            .unwrap_or_else(|| panic!("{stdout}"));
+        assert!(
+            row.ends_with("reference") || row.ends_with("pattern"),
+            "verified: {row}"
+        );
+    }
+    let written = dir.path().join("dmaprof-out-pwrite-direct.bin");
+    assert_eq!(std::fs::metadata(written).unwrap().len(), odd);
 }
 
 #[test]

@@ -7,6 +7,11 @@ use crate::{
     workload::mode::{BufferKind, Direction, Mode},
 };
 
+/// Direct I/O's alignment where statx does not report the file's own
+/// (STATX_DIOALIGN, Linux 6.1+): 4 KiB satisfies every logical block size
+/// up to 4 KiB.
+pub const DIRECT_ALIGN_UNREPORTED: u64 = 4096;
+
 /// Facts gathered once and shared by every mode's check.
 #[derive(Debug, Clone)]
 pub struct Facts {
@@ -15,8 +20,9 @@ pub struct Facts {
     pub udmabuf: bool,
     pub rw_file: RwFileSupport,
     pub rw_file_detail: String,
-    /// Whether O_DIRECT works on the file (or its directory), and why not.
-    pub o_direct: Result<(), String>,
+    /// Whether O_DIRECT works on the file (or its directory): the alignment
+    /// of offsets and lengths it needs there, or why it does not work.
+    pub o_direct: Result<u64, String>,
 }
 
 impl Facts {
@@ -38,7 +44,8 @@ impl Facts {
             udmabuf: Path::new(dma_buf::UDMABUF_DEV).exists(),
             rw_file,
             rw_file_detail,
-            o_direct: crate::fsinfo::o_direct(path).map(drop),
+            o_direct: crate::fsinfo::o_direct(path)
+                .map(|d| d.align.unwrap_or(DIRECT_ALIGN_UNREPORTED)),
         }
     }
 
@@ -74,7 +81,7 @@ impl Facts {
                 }
                 RwFileSupport::NoExporterCallback => {
                     format!(
-                        "heap `{}` has no rw_file callback (EINVAL): {}",
+                        "heap `{}` has no rw_file callback: {}",
                         self.heap, self.rw_file_detail
                     )
                 }

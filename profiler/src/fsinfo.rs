@@ -3,7 +3,10 @@
 use std::{
     fs::{File, OpenOptions},
     io,
-    os::unix::fs::{FileExt, MetadataExt, OpenOptionsExt},
+    os::{
+        fd::AsRawFd,
+        unix::fs::{FileExt, MetadataExt, OpenOptionsExt},
+    },
     path::{Path, PathBuf},
 };
 
@@ -21,6 +24,17 @@ pub struct FsInfo {
     pub o_direct: bool,
     /// Why O_DIRECT does not work, or how it was checked.
     pub o_direct_detail: String,
+    /// Direct I/O's alignment of file offsets and lengths there, as
+    /// statx(STATX_DIOALIGN) reports it (None: not reported).
+    pub dio_align: Option<u64>,
+}
+
+/// Where O_DIRECT works: how that was checked, and the alignment the file
+/// (or a scratch file in the directory) reports for it.
+#[derive(Debug, Clone)]
+pub struct DirectIo {
+    pub how: String,
+    pub align: Option<u64>,
 }
 
 pub fn inspect(path: &Path) -> Result<FsInfo> {
@@ -32,9 +46,9 @@ pub fn inspect(path: &Path) -> Result<FsInfo> {
         .ok()
         .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()));
     let (mount_point, fs_type) = mount_of(&device).unzip();
-    let (o_direct, o_direct_detail) = match o_direct(path) {
-        Ok(how) => (true, how),
-        Err(why) => (false, why),
+    let (o_direct, o_direct_detail, dio_align) = match o_direct(path) {
+        Ok(d) => (true, d.how, d.align),
+        Err(why) => (false, why, None),
     };
     Ok(FsInfo {
         path: path.to_path_buf(),
@@ -44,20 +58,39 @@ pub fn inspect(path: &Path) -> Result<FsInfo> {
         mount_point,
         o_direct,
         o_direct_detail,
+        dio_align,
     })
 }
 
 /// Whether O_DIRECT works at `path`, found by doing it: an aligned 4 KiB
 /// read of a file, or a scratch file written and read back in a directory.
-/// Ok says how it was checked, Err why it does not work.
-pub fn o_direct(path: &Path) -> Result<String, String> {
+/// Ok says how it was checked and the alignment, Err why it does not work.
+pub fn o_direct(path: &Path) -> Result<DirectIo, String> {
     let meta = std::fs::metadata(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    let (ok, detail) = if meta.is_dir() {
+    if meta.is_dir() {
         check_direct_in_dir(path)
     } else {
         check_direct_on_file(path, meta.len())
+    }
+}
+
+/// The file's direct I/O alignment for offsets and lengths, from
+/// statx(STATX_DIOALIGN) (Linux 6.1+; None where the kernel or the
+/// filesystem does not report it).
+pub fn dio_align(file: &File) -> Option<u64> {
+    // SAFETY: statx fills the zeroed struct; the empty path names the fd.
+    let mut st: libc::statx = unsafe { std::mem::zeroed() };
+    let rc = unsafe {
+        libc::statx(
+            file.as_raw_fd(),
+            c"".as_ptr(),
+            libc::AT_EMPTY_PATH,
+            libc::STATX_DIOALIGN,
+            &mut st,
+        )
     };
-    if ok { Ok(detail) } else { Err(detail) }
+    (rc == 0 && st.stx_mask & libc::STATX_DIOALIGN != 0 && st.stx_dio_offset_align > 0)
+        .then_some(u64::from(st.stx_dio_offset_align))
 }
 
 /// The mount point and filesystem type of a device, from /proc/self/mountinfo.
@@ -96,27 +129,28 @@ fn open_direct(path: &Path, write: bool) -> io::Result<File> {
         .open(path)
 }
 
-fn check_direct_on_file(path: &Path, len: u64) -> (bool, String) {
-    let file = match open_direct(path, false) {
-        Ok(f) => f,
-        Err(e) => return (false, format!("open(O_DIRECT) failed: {e}")),
-    };
+fn check_direct_on_file(path: &Path, len: u64) -> Result<DirectIo, String> {
+    let file = open_direct(path, false).map_err(|e| format!("open(O_DIRECT) failed: {e}"))?;
+    let align = dio_align(&file);
     if len < 4096 {
-        return (
-            true,
-            "open(O_DIRECT) accepted; file too short for a 4 KiB read".into(),
-        );
+        return Ok(DirectIo {
+            how: "open(O_DIRECT) accepted; file too short for a 4 KiB read".into(),
+            align,
+        });
     }
     let mut buf = Aligned::new();
     match file.read_at(buf.buf(), 0) {
-        Ok(_) => (true, "4 KiB aligned O_DIRECT read succeeded".into()),
-        Err(e) => (false, format!("aligned O_DIRECT read failed: {e}")),
+        Ok(_) => Ok(DirectIo {
+            how: "4 KiB aligned O_DIRECT read succeeded".into(),
+            align,
+        }),
+        Err(e) => Err(format!("aligned O_DIRECT read failed: {e}")),
     }
 }
 
-fn check_direct_in_dir(dir: &Path) -> (bool, String) {
+fn check_direct_in_dir(dir: &Path) -> Result<DirectIo, String> {
     let probe = dir.join(format!(".dmaprof-odirect-{}", std::process::id()));
-    let result = (|| -> io::Result<()> {
+    let result = (|| -> io::Result<Option<u64>> {
         let file = open_direct(&probe, true)?;
         let mut buf = Aligned::new();
         buf.buf().fill(0x5a);
@@ -126,14 +160,14 @@ fn check_direct_in_dir(dir: &Path) -> (bool, String) {
         if back.buf() != buf.buf() {
             return Err(io::Error::other("read back different bytes"));
         }
-        Ok(())
+        Ok(dio_align(&file))
     })();
     let _ = std::fs::remove_file(&probe);
     match result {
-        Ok(()) => (
-            true,
-            "4 KiB aligned O_DIRECT write + read of a scratch file succeeded".into(),
-        ),
-        Err(e) => (false, format!("O_DIRECT on a scratch file failed: {e}")),
+        Ok(align) => Ok(DirectIo {
+            how: "4 KiB aligned O_DIRECT write + read of a scratch file succeeded".into(),
+            align,
+        }),
+        Err(e) => Err(format!("O_DIRECT on a scratch file failed: {e}")),
     }
 }

@@ -194,9 +194,12 @@ pub fn resident_pages(file: &File, len: u64) -> io::Result<(u64, u64)> {
     Ok((vec.iter().filter(|&&b| b & 1 != 0).count() as u64, pages))
 }
 
-/// Drops the file's clean pages from the page cache (no root needed, and
-/// unlike drop_caches it leaves the rest of the system alone).
+/// Drops the file's pages from the page cache (no root needed, and unlike
+/// drop_caches it leaves the rest of the system alone). Dirty pages are
+/// written back first: DONTNEED only drops clean ones, so a file just
+/// written would otherwise stay cached and a "cold" pass read it from RAM.
 pub fn drop_from_cache(file: &File) -> io::Result<()> {
+    file.sync_data()?;
     // SAFETY: plain call on our fd.
     let rc = unsafe { libc::posix_fadvise(file.as_raw_fd(), 0, 0, libc::POSIX_FADV_DONTNEED) };
     if rc != 0 {
@@ -216,6 +219,21 @@ pub fn warm_cache(file: &File, len: u64) -> io::Result<()> {
             break;
         }
         off += n as u64;
+    }
+    Ok(())
+}
+
+/// Turns O_DIRECT off on an open file (for an unaligned last call, which
+/// direct I/O cannot move).
+pub fn clear_o_direct(file: &File) -> io::Result<()> {
+    // SAFETY: fcntl on our fd.
+    let flags = unsafe { libc::fcntl(file.as_raw_fd(), libc::F_GETFL) };
+    if flags < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: as above.
+    if unsafe { libc::fcntl(file.as_raw_fd(), libc::F_SETFL, flags & !libc::O_DIRECT) } < 0 {
+        return Err(io::Error::last_os_error());
     }
     Ok(())
 }

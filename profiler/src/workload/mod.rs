@@ -82,6 +82,10 @@ pub struct Config {
     pub buffers: BufferUse,
     /// The source file's pattern seed, when dmaprof made it.
     pub seed: Option<u64>,
+    /// Direct I/O's alignment of offsets and lengths on the file
+    /// (STATX_DIOALIGN; 0 where O_DIRECT does not work). A direct mode's
+    /// last call, when its length is not a multiple, is moved buffered.
+    pub direct_align: u64,
 }
 
 /// One timed call.
@@ -461,9 +465,10 @@ fn transfer_all(
             // it: mappings, SYNC ioctls) is not this call's: count from here.
             counters = ctx.kernel.and_then(|k| k.read());
         }
+        let call_mode = call_mode(cfg, mode, file, len)?;
         let cpu0 = ThreadCpu::now();
         let t = Instant::now();
-        let r = paths::transfer(mode, cfg.direction, file, buf, off, len);
+        let r = paths::transfer(call_mode, cfg.direction, file, buf, off, len);
         let wall_ns = t.elapsed().as_nanos() as u64;
         let cpu = ThreadCpu::now().since(cpu0);
         // Outside the timed region: one map lookup per call.
@@ -497,6 +502,21 @@ fn transfer_all(
         calls.push(rec);
     }
     Ok(calls)
+}
+
+/// How one call moves its `len` bytes: as the mode does, except an
+/// unaligned tail of a direct mode, which direct I/O cannot move: that one
+/// goes buffered (the plan's note says so), on the same fd with O_DIRECT
+/// cleared where the mode opened it so (untimed).
+fn call_mode(cfg: &Config, mode: Mode, file: &File, len: u64) -> Result<Mode, RunError> {
+    if !mode.direct() || cfg.direct_align == 0 || len.is_multiple_of(cfg.direct_align) {
+        return Ok(mode);
+    }
+    if mode.opens_o_direct() {
+        datafile::clear_o_direct(file)
+            .map_err(|e| failed(mode, "clearing O_DIRECT for the tail", e))?;
+    }
+    Ok(mode.buffered())
 }
 
 /// The first `len` bytes of `buf` against the file at `off` (its pattern, or

@@ -131,6 +131,18 @@ impl Mode {
         )
     }
 
+    /// The same path through the page cache (a direct mode's buffered twin).
+    pub fn buffered(self) -> Mode {
+        match self {
+            Mode::PreadDirect => Mode::Pread,
+            Mode::RwFileDirect => Mode::RwFile,
+            Mode::UdmabufDirectRead => Mode::UdmabufRead,
+            Mode::UdmabufDirectSendfile => Mode::UdmabufSendfile,
+            Mode::PwriteDirect => Mode::Pwrite,
+            other => other,
+        }
+    }
+
     /// Whether the fd itself is opened with O_DIRECT (RW_FILE asks per call instead).
     pub fn opens_o_direct(self) -> bool {
         self.direct() && self != Mode::RwFileDirect
@@ -190,6 +202,19 @@ mod tests {
             );
         }
         assert_eq!(Mode::parse("nope"), None);
+    }
+
+    #[test]
+    fn every_direct_mode_has_a_buffered_twin_on_the_same_buffers() {
+        for m in ALL_MODES {
+            let b = m.buffered();
+            assert!(!b.direct(), "{m} -> {b}");
+            assert_eq!(b.buffer(), m.buffer(), "{m} -> {b}");
+            assert_eq!(b.directions(), m.directions(), "{m} -> {b}");
+            if !m.direct() {
+                assert_eq!(b, m);
+            }
+        }
     }
 
     #[test]

@@ -10,9 +10,6 @@ use super::{
 };
 use crate::capabilities::Facts;
 
-/// Direct I/O needs offsets and lengths aligned to this (page size, which
-/// also satisfies every logical block size dmaprof meets).
-pub const DIRECT_ALIGN: u64 = 4096;
 /// The seed's buffers: 32 MiB (the text is what `--help` shows).
 pub const DEFAULT_CHUNK: u64 = 32 << 20;
 pub const DEFAULT_CHUNK_TEXT: &str = "32M";
@@ -113,7 +110,12 @@ pub fn plan(args: &Args, stop: &AtomicBool) -> Result<Plan, RunError> {
             (dir, args.size.unwrap_or(DEFAULT_SIZE), None, dest)
         }
     };
-    let (modes, skipped) = choose_modes(args, &Facts::gather(&args.heap, &file), size)?;
+    let facts = Facts::gather(&args.heap, &file);
+    let (modes, skipped) = choose_modes(args, &facts)?;
+    let direct_align = facts.o_direct.clone().unwrap_or(0);
+    if let Some(note) = buffered_tail_note(&modes, size, args.chunk, direct_align) {
+        notes.push(note);
+    }
     if args.size.is_none() {
         resources::check_memory(size, resources::available_memory()).map_err(input)?;
     }
@@ -140,6 +142,7 @@ pub fn plan(args: &Args, stop: &AtomicBool) -> Result<Plan, RunError> {
             force: args.force,
             buffers: args.buffers,
             seed,
+            direct_align,
         },
         skipped,
         notes,
@@ -201,7 +204,7 @@ fn write_target(args: &Args, dir: &std::path::Path) -> Result<(PathBuf, Vec<Path
 /// The modes asked for (or every mode of the direction), each checked
 /// against this machine: an explicit mode that cannot run is an error, one
 /// of `all` is skipped with the reason.
-fn choose_modes(args: &Args, facts: &Facts, size: u64) -> Result<(Vec<Mode>, Skipped), RunError> {
+fn choose_modes(args: &Args, facts: &Facts) -> Result<(Vec<Mode>, Skipped), RunError> {
     let explicit = !(args.modes.is_empty() || args.modes.iter().any(|m| m == "all"));
     let wanted: Vec<Mode> = if explicit {
         args.modes
@@ -230,7 +233,7 @@ fn choose_modes(args: &Args, facts: &Facts, size: u64) -> Result<(Vec<Mode>, Ski
         }
         let check = facts
             .check(mode, args.direction)
-            .and_then(|()| aligned_for(mode, size, args.chunk));
+            .and_then(|()| aligned_for(mode, args.chunk, facts));
         match check {
             Ok(()) => modes.push(mode),
             Err(why) if explicit => return Err(input(format!("mode {mode}: {why}"))),
@@ -243,21 +246,34 @@ fn choose_modes(args: &Args, facts: &Facts, size: u64) -> Result<(Vec<Mode>, Ski
     Ok((modes, skipped))
 }
 
-fn aligned_for(mode: Mode, size: u64, chunk: u64) -> Result<(), String> {
-    if !mode.direct() {
-        return Ok(());
+/// Direct modes move aligned chunks: the file's direct I/O alignment
+/// (STATX_DIOALIGN) must divide --chunk. Only the last call may be shorter
+/// and unaligned; it is moved buffered (`buffered_tail_note`).
+fn aligned_for(mode: Mode, chunk: u64, facts: &Facts) -> Result<(), String> {
+    match &facts.o_direct {
+        Ok(align) if mode.direct() && !chunk.is_multiple_of(*align) => Err(format!(
+            "--chunk {chunk} is not a multiple of {align}, the direct I/O alignment of this file"
+        )),
+        _ => Ok(()),
     }
-    if !chunk.is_multiple_of(DIRECT_ALIGN) {
-        return Err(format!(
-            "--chunk {chunk} is not a multiple of {DIRECT_ALIGN}, which direct I/O needs"
-        ));
-    }
-    if !size.is_multiple_of(DIRECT_ALIGN) {
-        return Err(format!(
-            "--size {size} is not a multiple of {DIRECT_ALIGN}, which direct I/O needs"
-        ));
-    }
-    Ok(())
+}
+
+/// Direct I/O cannot move a length that is not a multiple of the alignment,
+/// so a run whose size leaves an unaligned last call moves that tail
+/// buffered, as any user of these paths must; the run says so.
+fn buffered_tail_note(modes: &[Mode], size: u64, chunk: u64, align: u64) -> Option<String> {
+    let tail = size % chunk;
+    let direct: Vec<&str> = modes
+        .iter()
+        .filter(|m| m.direct())
+        .map(|m| m.name())
+        .collect();
+    (align > 0 && !tail.is_multiple_of(align) && !direct.is_empty()).then(|| {
+        format!(
+            "{}: the last call moves the unaligned {tail}-byte tail buffered (direct I/O needs multiples of {align} bytes here)",
+            direct.join(", ")
+        )
+    })
 }
 
 /// The read source: the user's file, checked, or dmaprof's own test file
