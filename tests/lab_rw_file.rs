@@ -95,7 +95,7 @@ fn rw(
     file_offset: u64,
     buf_offset: u64,
     len: u64,
-) -> std::io::Result<()> {
+) -> std::io::Result<u64> {
     let args = RwFileArgs {
         flags,
         fd: file.as_raw_fd(),
@@ -106,10 +106,25 @@ fn rw(
     dma_buf::rw_file(buf, &args)
 }
 
-fn errno(r: std::io::Result<()>) -> i32 {
+fn errno(r: std::io::Result<u64>) -> i32 {
     r.expect_err("expected an error")
         .raw_os_error()
         .expect("an errno")
+}
+
+/// The file's direct I/O alignment from statx(STATX_DIOALIGN): (memory, offset).
+fn dio_align(path: &str) -> (u32, u32) {
+    let c = std::ffi::CString::new(path).unwrap();
+    // SAFETY: statx fills the zeroed struct we pass.
+    let mut st: libc::statx = unsafe { std::mem::zeroed() };
+    let rc = unsafe { libc::statx(libc::AT_FDCWD, c.as_ptr(), 0, libc::STATX_DIOALIGN, &mut st) };
+    assert_eq!(rc, 0, "statx {path}: {}", std::io::Error::last_os_error());
+    assert_ne!(
+        st.stx_mask & libc::STATX_DIOALIGN,
+        0,
+        "{path}: no STATX_DIOALIGN"
+    );
+    (st.stx_dio_mem_align, st.stx_dio_offset_align)
 }
 
 fn drop_caches() {
@@ -125,7 +140,8 @@ fn read_direct_and_buffered_fill_the_buffer() {
         ("READ", RW_FLAGS_READ),
     ] {
         let buf = alloc(4 * MIB);
-        rw(&buf, &file, flags, 0, 0, 4 * MIB).unwrap_or_else(|e| panic!("{name}: {e}"));
+        let moved = rw(&buf, &file, flags, 0, 0, 4 * MIB).unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert_eq!(moved, 4 * MIB, "{name}: the ioctl returns the bytes moved");
         let map = Mapping::new(&buf, 4 * MIB);
         map.with(false, |bytes| {
             assert_eq!(
@@ -153,7 +169,10 @@ fn partial_ranges_land_where_asked() {
     )
     .unwrap();
     // Buffered: unaligned offsets are allowed.
-    rw(&buf, &file, RW_FLAGS_READ, 12345, 3 * MIB + 7, 1000).unwrap();
+    assert_eq!(
+        rw(&buf, &file, RW_FLAGS_READ, 12345, 3 * MIB + 7, 1000).unwrap(),
+        1000
+    );
     let map = Mapping::new(&buf, 4 * MIB);
     map.with(false, |b| {
         let m = MIB as usize;
@@ -193,7 +212,8 @@ fn write_direct_and_buffered_save_the_buffer() {
             .truncate(true)
             .open(&path)
             .unwrap();
-        rw(&buf, &file, flags, 0, 0, 4 * MIB).unwrap_or_else(|e| panic!("{name}: {e}"));
+        let moved = rw(&buf, &file, flags, 0, 0, 4 * MIB).unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert_eq!(moved, 4 * MIB, "{name}: a WRITE is never short");
         file.sync_all().unwrap();
         drop(file);
         drop_caches();
@@ -217,21 +237,48 @@ fn bad_requests_get_the_documented_errno() {
     let read = RW_FLAGS_READ;
     let direct = RW_FLAGS_READ | RW_FLAGS_DIRECT;
 
-    assert_eq!(
-        errno(rw(&buf, &file, direct, 512, 0, MIB)),
-        libc::EINVAL,
-        "unaligned direct file offset"
+    // DIRECT alignment is the file's (STATX_DIOALIGN), checked by the
+    // filesystem: here ext4 on a disk of 512-byte sectors, not PAGE_SIZE.
+    let (mem_align, off_align) = dio_align(DATA_4M);
+    assert!(
+        off_align > 0 && off_align < 4096,
+        "lab disk: {off_align}-byte direct I/O"
     );
     assert_eq!(
-        errno(rw(&buf, &file, direct, 0, 512, MIB)),
+        errno(rw(&buf, &file, direct, off_align as u64 / 2, 0, MIB)),
         libc::EINVAL,
-        "unaligned direct buffer offset"
+        "direct file offset below the file's alignment"
     );
     assert_eq!(
-        errno(rw(&buf, &file, direct, 0, 0, MIB + 512)),
+        errno(rw(
+            &buf,
+            &file,
+            direct,
+            0,
+            (mem_align as u64 / 2).max(1),
+            MIB
+        )),
         libc::EINVAL,
-        "unaligned direct length"
+        "direct buffer offset below the memory alignment"
     );
+    assert_eq!(
+        errno(rw(&buf, &file, direct, 0, 0, MIB + off_align as u64 / 2)),
+        libc::EINVAL,
+        "direct length below the file's alignment"
+    );
+    let (o, m) = (off_align as u64, mem_align.max(off_align) as u64);
+    assert_eq!(
+        rw(&buf, &file, direct, o, m, MIB).expect("DIRECT at the file's alignment"),
+        MIB
+    );
+    let map = Mapping::new(&buf, 4 * MIB);
+    map.with(false, |b| {
+        assert_eq!(
+            pattern::first_mismatch(LAB_SEED, o, &b[m as usize..(m + MIB) as usize]),
+            None
+        )
+    });
+    drop(map);
     assert_eq!(
         errno(rw(&buf, &file, read, 0, 3 * MIB, 2 * MIB)),
         libc::EINVAL,
@@ -247,6 +294,19 @@ fn bad_requests_get_the_documented_errno() {
         libc::EINVAL,
         "zero length"
     );
+    assert_eq!(
+        errno(rw(&buf, &file, read, 0, 0, 1 << 31)),
+        libc::EINVAL,
+        "buf_len above MAX_RW_COUNT (the count must fit an int)"
+    );
+    // Huge lengths on this 4 MiB buffer, and a range that wraps around.
+    for (off, len) in [(0, u64::MAX), (0, 1 << 30), (u64::MAX - 4095, 8192)] {
+        assert_eq!(
+            errno(rw(&buf, &file, read, 0, off, len)),
+            libc::EINVAL,
+            "buf_offset {off:#x}, buf_len {len:#x} on a 4 MiB buffer"
+        );
+    }
     assert_eq!(errno(rw(&buf, &file, 0, 0, 0, 4096)), libc::EINVAL, "no op");
     assert_eq!(
         errno(rw(&buf, &file, 3, 0, 0, 4096)),
@@ -332,13 +392,27 @@ fn bad_requests_get_the_documented_errno() {
         libc::EINVAL,
         "DIRECT on ramfs"
     );
-    rw(&buf, &ram, read, 0, 0, 4096).expect("buffered READ from ramfs works");
-
-    // Reading past the end of the file: short transfer.
     assert_eq!(
-        errno(rw(&buf, &file, read, 3 * MIB, 0, 2 * MIB)),
-        libc::ENODATA,
-        "read past EOF"
+        rw(&buf, &ram, read, 0, 0, 4096).expect("buffered READ from ramfs works"),
+        4096
+    );
+
+    // Reading past the end of the file: a short count, as pread() gives,
+    // and 0 at the end itself.
+    assert_eq!(
+        rw(&buf, &file, read, 3 * MIB, 0, 2 * MIB).unwrap(),
+        MIB,
+        "READ across EOF"
+    );
+    assert_eq!(
+        rw(&buf, &file, direct, 3 * MIB, 0, 2 * MIB).unwrap(),
+        MIB,
+        "READ|DIRECT across EOF"
+    );
+    assert_eq!(
+        rw(&buf, &file, read, 4 * MIB, 0, 4096).unwrap(),
+        0,
+        "READ at EOF"
     );
 
     // The ioctl on something that is not a dma-buf is not ours to answer.
@@ -352,6 +426,620 @@ fn bad_requests_get_the_documented_errno() {
         errno(dma_buf::rw_file(&file, &args)),
         libc::ENOTTY,
         "RW_FILE on a regular file"
+    );
+}
+
+/// The dma-buf fd's own access mode: READ stores into the buffer, so it
+/// needs the buffer open for writing; WRITE needs it open for reading.
+#[test]
+#[ignore = "lab: needs the patched kernel; run by `cargo xtask lab test`"]
+fn read_only_and_write_only_dma_bufs_are_respected() {
+    let heap = File::open(dma_buf::heap_path("system")).unwrap();
+    let file = File::open(DATA_4M).unwrap();
+    let ro = dma_buf::heap_alloc_with(&heap, MIB, libc::O_RDONLY).unwrap();
+    assert_eq!(
+        errno(rw(&ro, &file, RW_FLAGS_READ, 0, 0, MIB)),
+        libc::EBADF,
+        "READ into a read-only dma-buf"
+    );
+    assert_eq!(
+        errno(rw(&ro, &file, RW_FLAGS_READ | RW_FLAGS_DIRECT, 0, 0, MIB)),
+        libc::EBADF,
+        "READ|DIRECT into a read-only dma-buf"
+    );
+    // WRITE loads from the buffer, which a read-only fd allows: what it
+    // saves shows the refused READs left the (zeroed) buffer untouched.
+    let path = "/mnt/ro-saved.bin";
+    let out = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(path)
+        .unwrap();
+    assert_eq!(rw(&ro, &out, RW_FLAGS_WRITE, 0, 0, MIB).unwrap(), MIB);
+    let back = std::fs::read(path).unwrap();
+    assert!(
+        back.iter().all(|&b| b == 0),
+        "a refused READ wrote into the read-only buffer"
+    );
+    std::fs::remove_file(path).unwrap();
+
+    let wo = dma_buf::heap_alloc_with(&heap, MIB, libc::O_WRONLY).unwrap();
+    assert_eq!(
+        errno(rw(&wo, &out, RW_FLAGS_WRITE, 0, 0, MIB)),
+        libc::EBADF,
+        "WRITE from a write-only dma-buf"
+    );
+    assert_eq!(
+        rw(&wo, &file, RW_FLAGS_READ, 0, 0, MIB).unwrap(),
+        MIB,
+        "READ into a write-only dma-buf"
+    );
+}
+
+/// An exporter without the callback (udmabuf) says so with its own errno.
+#[test]
+#[ignore = "lab: needs the patched kernel; run by `cargo xtask lab test`"]
+fn an_exporter_without_rw_file_answers_eopnotsupp() {
+    // SAFETY: a new memfd with a static name; we own the fd.
+    let fd =
+        unsafe { libc::memfd_create(c"lab".as_ptr(), libc::MFD_ALLOW_SEALING | libc::MFD_CLOEXEC) };
+    assert!(fd >= 0);
+    // SAFETY: fd is ours.
+    let memfd = unsafe { <File as std::os::fd::FromRawFd>::from_raw_fd(fd) };
+    memfd.set_len(MIB).unwrap();
+    assert_eq!(
+        unsafe { libc::fcntl(fd, libc::F_ADD_SEALS, libc::F_SEAL_SHRINK) },
+        0
+    );
+    let buf = dma_buf::udmabuf_create(&memfd, MIB).expect("udmabuf");
+    let file = File::open(DATA_4M).unwrap();
+    assert_eq!(
+        errno(rw(&buf, &file, RW_FLAGS_READ, 0, 0, MIB)),
+        libc::EOPNOTSUPP
+    );
+}
+
+/// A file whose size is not aligned, read to its end with DIRECT: ask for
+/// the aligned length, get the bytes up to the end of the file.
+#[test]
+#[ignore = "lab: needs the patched kernel; run by `cargo xtask lab test`"]
+fn direct_read_of_an_unaligned_tail_returns_the_bytes_to_eof() {
+    const LEN: u64 = 3 * 4096 + 100;
+    let path = "/mnt/tail.bin";
+    let mut data = vec![0u8; LEN as usize];
+    pattern::fill(7, 0, &mut data);
+    std::fs::write(path, &data).unwrap();
+    drop_caches();
+    let file = File::open(path).unwrap();
+    let buf = alloc(4 * 4096);
+    let moved = rw(
+        &buf,
+        &file,
+        RW_FLAGS_READ | RW_FLAGS_DIRECT,
+        4096,
+        0,
+        3 * 4096,
+    )
+    .unwrap();
+    assert_eq!(moved, LEN - 4096, "the count stops at the end of the file");
+    let map = Mapping::new(&buf, 4 * 4096);
+    map.with(false, |b| assert_eq!(&b[..moved as usize], &data[4096..]));
+    std::fs::remove_file(path).unwrap();
+}
+
+/// Two threads on one buffer at once (different ranges): the second waits
+/// for the first instead of failing, and both land intact.
+#[test]
+#[ignore = "lab: needs the patched kernel; run by `cargo xtask lab test`"]
+fn two_threads_on_one_buffer_both_complete() {
+    let buf = std::sync::Arc::new(alloc(2 * MIB));
+    let workers: Vec<_> = [0u64, 1]
+        .into_iter()
+        .map(|i| {
+            let buf = buf.clone();
+            std::thread::spawn(move || {
+                let file = File::open(DATA_4M).unwrap();
+                for _ in 0..40 {
+                    let flags = RW_FLAGS_READ | RW_FLAGS_DIRECT;
+                    let moved = rw(&buf, &file, flags, 2 * i * MIB, i * MIB, MIB)
+                        .unwrap_or_else(|e| panic!("thread {i}: {e}"));
+                    assert_eq!(moved, MIB);
+                }
+            })
+        })
+        .collect();
+    for w in workers {
+        w.join().expect("a worker failed");
+    }
+    let map = Mapping::new(&buf, 2 * MIB);
+    map.with(false, |b| {
+        let m = MIB as usize;
+        assert_eq!(pattern::first_mismatch(LAB_SEED, 0, &b[..m]), None);
+        assert_eq!(pattern::first_mismatch(LAB_SEED, 2 * MIB, &b[m..]), None);
+    });
+}
+
+/// How many dma-bufs the kernel holds (debugfs bufinfo's total).
+fn dma_buf_count() -> u64 {
+    dmaprof_e2e::dma_bufs_alive().expect("debugfs dma_buf/bufinfo")
+}
+
+fn free_bytes(dir: &str) -> u64 {
+    let c = std::ffi::CString::new(dir).unwrap();
+    // SAFETY: statvfs fills the zeroed struct we pass.
+    let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
+    assert_eq!(unsafe { libc::statvfs(c.as_ptr(), &mut st) }, 0);
+    st.f_bfree * st.f_frsize
+}
+
+/// SIGKILL in the middle of 32 MiB DIRECT transfers (dmaprof writing
+/// through RW_FILE): afterwards no dma-buf is left, and the file it wrote
+/// can be unlinked and its space comes back (no page or file reference leaked).
+#[test]
+#[ignore = "lab: needs the patched kernel; run by `cargo xtask lab test`"]
+fn sigkill_during_direct_transfers_leaks_nothing() {
+    let dir = "/mnt/killed";
+    std::fs::create_dir_all(dir).unwrap();
+    let (bufs_before, free_before) = (dma_buf_count(), free_bytes("/mnt"));
+    let mut child = std::process::Command::new(dmaprof_e2e::dmaprof_bin())
+        .args([
+            "run",
+            "--headless",
+            "--no-probes",
+            "--no-verify",
+            "--mode",
+            "rw-file-direct",
+        ])
+        .args([
+            "--direction",
+            "write",
+            "--dir",
+            dir,
+            "--size",
+            "256M",
+            "--chunk",
+            "32M",
+            "--iterations",
+            "50",
+        ])
+        .stdout(std::process::Stdio::null())
+        .stderr(File::create("/tmp/killed.err").unwrap())
+        .spawn()
+        .unwrap();
+    // Wait (without a timer) until one of its threads sleeps inside an
+    // RW_FILE ioctl (/proc's syscall file: number and arguments of the
+    // syscall a sleeping thread is in; 16 is ioctl on x86_64), after its
+    // first pass, so a 32 MiB DIRECT write is in flight when it dies.
+    let rw_file_arg = format!("{:#x}", dma_buf::DMA_BUF_IOCTL_RW_FILE);
+    let in_rw_file = |pid: u32| -> bool {
+        let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+            return false;
+        };
+        tasks.flatten().any(|t| {
+            std::fs::read_to_string(t.path().join("syscall")).is_ok_and(|s| {
+                let f: Vec<&str> = s.split_whitespace().collect();
+                f.first() == Some(&"16") && f.get(2) == Some(&rw_file_arg.as_str())
+            })
+        })
+    };
+    let passes_done = || {
+        std::fs::read_to_string("/tmp/killed.err")
+            .unwrap_or_default()
+            .matches("iteration ")
+            .count()
+    };
+    while passes_done() == 0 || !in_rw_file(child.id()) {
+        if let Some(status) = child.try_wait().unwrap() {
+            panic!(
+                "dmaprof ended ({status}) before it was killed: {}",
+                std::fs::read_to_string("/tmp/killed.err").unwrap_or_default()
+            );
+        }
+        std::thread::yield_now();
+    }
+    let held = dma_buf_count();
+    assert!(
+        held > bufs_before,
+        "no dma-buf held during the call: {held}, {bufs_before} before:\n{}",
+        std::fs::read_to_string("/sys/kernel/debug/dma_buf/bufinfo").unwrap()
+    );
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert_eq!(
+        dma_buf_count(),
+        bufs_before,
+        "dma-bufs left after SIGKILL ({held} held when it was killed)"
+    );
+    println!("lab: killed inside RW_FILE holding {held} dma-bufs; none left");
+    std::fs::remove_dir_all(dir).unwrap();
+    // SAFETY: plain syscall.
+    unsafe { libc::sync() };
+    assert!(
+        free_bytes("/mnt") + MIB >= free_before,
+        "space not returned: {} bytes free before, {} after",
+        free_before,
+        free_bytes("/mnt")
+    );
+}
+
+/// tmpfs takes O_DIRECT (FMODE_CAN_ODIRECT, since 6.6) and serves it from
+/// the page cache: RW_FILE DIRECT from a tmpfs file works, buffered inside.
+#[test]
+#[ignore = "lab: needs the patched kernel; run by `cargo xtask lab test`"]
+fn direct_from_tmpfs_works_and_is_buffered() {
+    let path = "/tmp/tmpfs-direct.bin";
+    let mut data = vec![0u8; MIB as usize];
+    pattern::fill(9, 0, &mut data);
+    std::fs::write(path, &data).unwrap();
+    let file = File::open(path).unwrap();
+    let buf = alloc(MIB);
+    assert_eq!(
+        rw(&buf, &file, RW_FLAGS_READ | RW_FLAGS_DIRECT, 0, 0, MIB).unwrap(),
+        MIB
+    );
+    let map = Mapping::new(&buf, MIB);
+    map.with(false, |b| assert_eq!(b, &data[..]));
+    std::fs::remove_file(path).unwrap();
+}
+
+/// A sw_sync timeline (debugfs, CONFIG_SW_SYNC): fences userspace creates
+/// and signals, to stand in for a device still working on the buffer.
+struct Timeline(File);
+
+/// `struct sw_sync_create_fence_data` and the two sw_sync ioctls
+/// (drivers/dma-buf/sw_sync.c; a test-only debugfs interface).
+#[repr(C)]
+struct SwSyncCreateFence {
+    value: u32,
+    name: [u8; 32],
+    fence: i32,
+}
+const SW_SYNC_IOC_CREATE_FENCE: u32 = 0xc028_5700;
+const SW_SYNC_IOC_INC: u32 = 0x4004_5701;
+
+impl Timeline {
+    fn new() -> Timeline {
+        Timeline(
+            OpenOptions::new()
+                .read(true)
+                .write(true)
+                .open("/sys/kernel/debug/sync/sw_sync")
+                .expect("sw_sync in debugfs (CONFIG_SW_SYNC)"),
+        )
+    }
+
+    /// A fence that signals when the timeline reaches 1: a sync_file fd.
+    fn fence(&self) -> OwnedFd {
+        let mut data = SwSyncCreateFence {
+            value: 1,
+            name: [0; 32],
+            fence: -1,
+        };
+        data.name[..3].copy_from_slice(b"lab");
+        // SAFETY: the kernel reads and writes one SwSyncCreateFence.
+        let rc =
+            unsafe { libc::ioctl(self.0.as_raw_fd(), SW_SYNC_IOC_CREATE_FENCE as _, &mut data) };
+        assert_eq!(rc, 0, "sw_sync fence: {}", std::io::Error::last_os_error());
+        // SAFETY: the kernel returned a new fd.
+        unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(data.fence) }
+    }
+
+    /// Signals every fence made so far.
+    fn signal(&self) {
+        let step: u32 = 1;
+        // SAFETY: the kernel reads one u32.
+        let rc = unsafe { libc::ioctl(self.0.as_raw_fd(), SW_SYNC_IOC_INC as _, &step) };
+        assert_eq!(rc, 0, "sw_sync inc: {}", std::io::Error::last_os_error());
+    }
+}
+
+/// Adds `fence` to the buffer's reservation object as a reader or a writer.
+fn import_fence(buf: &OwnedFd, fence: &OwnedFd, usage: u64) {
+    let arg = dma_buf::DmaBufImportSyncFile {
+        flags: usage as u32,
+        fd: fence.as_raw_fd(),
+    };
+    // SAFETY: the kernel reads one DmaBufImportSyncFile.
+    let rc = unsafe {
+        libc::ioctl(
+            buf.as_raw_fd(),
+            dma_buf::DMA_BUF_IOCTL_IMPORT_SYNC_FILE as _,
+            &arg,
+        )
+    };
+    assert_eq!(
+        rc,
+        0,
+        "DMA_BUF_IOCTL_IMPORT_SYNC_FILE: {}",
+        std::io::Error::last_os_error()
+    );
+}
+
+/// Whether thread `tid` of this process sleeps in a function whose name
+/// holds `what` (/proc wchan: where a sleeping task waits).
+fn sleeps_in(tid: i32, what: &str) -> bool {
+    std::fs::read_to_string(format!("/proc/self/task/{tid}/wchan")).is_ok_and(|w| w.contains(what))
+}
+
+/// Runs `call` on a thread and reports whether it waited for the buffer's
+/// fence: it did if it is seen asleep in a fence wait before it returns
+/// (then the fence is signalled and the call must complete); it did not if
+/// it returns first. No timer decides: the call either returns or is found
+/// asleep in the wait.
+fn waits_for_fence(
+    timeline: &Timeline,
+    call: impl FnOnce() -> std::io::Result<u64> + Send + 'static,
+) -> (bool, std::io::Result<u64>) {
+    let (tid_tx, tid_rx) = std::sync::mpsc::channel();
+    let (done_tx, done_rx) = std::sync::mpsc::channel();
+    let worker = std::thread::spawn(move || {
+        // SAFETY: plain syscall.
+        tid_tx.send(unsafe { libc::gettid() }).unwrap();
+        done_tx.send(call()).unwrap();
+    });
+    let tid = tid_rx.recv().unwrap();
+    let waited = loop {
+        if let Ok(r) = done_rx.try_recv() {
+            worker.join().unwrap();
+            timeline.signal();
+            return (false, r);
+        }
+        if sleeps_in(tid, "fence") {
+            break true;
+        }
+        std::thread::yield_now();
+    };
+    // Still blocked: nothing has come back while the fence is unsignalled.
+    assert!(done_rx.try_recv().is_err());
+    timeline.signal();
+    let r = done_rx.recv().unwrap();
+    worker.join().unwrap();
+    (waited, r)
+}
+
+/// The buffer's dma_resv fences (a device still reading or writing it) are
+/// waited for: all of them before a READ stores into the buffer, the
+/// writers' before a WRITE loads from it; a reader's fence does not hold
+/// up a WRITE. The seed's re-implementation waited for none.
+#[test]
+#[ignore = "lab: needs the patched kernel; run by `cargo xtask lab test`"]
+fn rw_file_waits_for_the_buffers_fences() {
+    let out_path = "/mnt/fenced-save.bin";
+    for (op, usage, must_wait) in [
+        ("READ", dma_buf::DMA_BUF_SYNC_WRITE, true),
+        ("READ", dma_buf::DMA_BUF_SYNC_READ, true),
+        ("WRITE", dma_buf::DMA_BUF_SYNC_WRITE, true),
+        ("WRITE", dma_buf::DMA_BUF_SYNC_READ, false),
+    ] {
+        let buf = std::sync::Arc::new(alloc(MIB));
+        let timeline = Timeline::new();
+        import_fence(&buf, &timeline.fence(), usage);
+        let worker_buf = buf.clone();
+        let (waited, r) = waits_for_fence(&timeline, move || {
+            if op == "READ" {
+                let file = File::open(DATA_4M).unwrap();
+                rw(
+                    &worker_buf,
+                    &file,
+                    RW_FLAGS_READ | RW_FLAGS_DIRECT,
+                    0,
+                    0,
+                    MIB,
+                )
+            } else {
+                let out = OpenOptions::new()
+                    .write(true)
+                    .create(true)
+                    .truncate(true)
+                    .open(out_path)
+                    .unwrap();
+                rw(&worker_buf, &out, RW_FLAGS_WRITE, 0, 0, MIB)
+            }
+        });
+        let what = if usage == dma_buf::DMA_BUF_SYNC_WRITE {
+            "a writer's"
+        } else {
+            "a reader's"
+        };
+        assert_eq!(
+            waited, must_wait,
+            "{op} with {what} fence unsignalled: waited {waited}, should wait {must_wait}"
+        );
+        assert_eq!(r.unwrap_or_else(|e| panic!("{op}: {e}")), MIB);
+        if op == "READ" {
+            let map = Mapping::new(&buf, MIB);
+            map.with(false, |b| {
+                assert_eq!(pattern::first_mismatch(LAB_SEED, 0, b), None)
+            });
+        }
+    }
+    std::fs::remove_file(out_path).unwrap();
+}
+
+/// RW_FILE while another thread of the process writes the buffer through
+/// its mmap: the kernel does not exclude a CPU mapping (docs/rw-file.md), so
+/// the data is the writer's or the file's, but every call moves its full
+/// count, nothing breaks (the debug kernel watches), and once the writer
+/// stops a READ leaves exactly the file's bytes.
+#[test]
+#[ignore = "lab: needs the patched kernel; run by `cargo xtask lab test`"]
+fn rw_file_while_the_buffer_is_written_through_its_mmap() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let buf = std::sync::Arc::new(alloc(4 * MIB));
+    let stop = std::sync::Arc::new(AtomicBool::new(false));
+    let (started_tx, started_rx) = std::sync::mpsc::channel();
+    let writer = {
+        let (buf, stop) = (buf.clone(), stop.clone());
+        std::thread::spawn(move || {
+            let map = Mapping::new(&buf, 4 * MIB);
+            let mut fills = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                map.with(true, |b| b.fill(0xa5));
+                fills += 1;
+                if fills == 1 {
+                    started_tx.send(()).unwrap();
+                }
+            }
+            fills
+        })
+    };
+    started_rx.recv().unwrap();
+    let file = File::open(DATA_4M).unwrap();
+    let out_path = "/mnt/mmap-race-save.bin";
+    let out = OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(out_path)
+        .unwrap();
+    for round in 0..10 {
+        for flags in [RW_FLAGS_READ | RW_FLAGS_DIRECT, RW_FLAGS_READ] {
+            let moved = rw(&buf, &file, flags, 0, 0, 4 * MIB)
+                .unwrap_or_else(|e| panic!("round {round}, READ {flags:#x}: {e}"));
+            assert_eq!(moved, 4 * MIB);
+        }
+        for flags in [RW_FLAGS_WRITE | RW_FLAGS_DIRECT, RW_FLAGS_WRITE] {
+            let moved = rw(&buf, &out, flags, 0, 0, 4 * MIB)
+                .unwrap_or_else(|e| panic!("round {round}, WRITE {flags:#x}: {e}"));
+            assert_eq!(moved, 4 * MIB);
+        }
+    }
+    stop.store(true, Ordering::Relaxed);
+    let fills = writer.join().unwrap();
+    println!("lab: 40 transfers ran beside {fills} fills through the mmap");
+    assert_eq!(std::fs::metadata(out_path).unwrap().len(), 4 * MIB);
+    assert_eq!(
+        rw(&buf, &file, RW_FLAGS_READ | RW_FLAGS_DIRECT, 0, 0, 4 * MIB).unwrap(),
+        4 * MIB
+    );
+    let map = Mapping::new(&buf, 4 * MIB);
+    map.with(false, |b| {
+        assert_eq!(pattern::first_mismatch(LAB_SEED, 0, b), None)
+    });
+    std::fs::remove_file(out_path).unwrap();
+}
+
+/// Writes a file of `len` pattern bytes (seed 11) at `path` and syncs it.
+fn pattern_file(path: &str, len: u64) {
+    let mut data = vec![0u8; len as usize];
+    pattern::fill(11, 0, &mut data);
+    let mut f = File::create(path).unwrap();
+    std::io::Write::write_all(&mut f, &data).unwrap();
+    f.sync_all().unwrap();
+}
+
+/// The file truncated by another thread while a 32 MiB READ runs: the call
+/// returns a count (what it read before the end moved), never an error and
+/// never bytes the file did not hold. The seed answered ENODATA and no count.
+#[test]
+#[ignore = "lab: needs the patched kernel; run by `cargo xtask lab test`"]
+fn truncating_the_file_during_a_read_gives_a_short_count() {
+    const LEN: u64 = 32 * MIB;
+    const CUT: u64 = 8 * MIB;
+    let path = "/mnt/truncated.bin";
+    let buf = alloc(LEN);
+    let mut short = 0;
+    for round in 0..12 {
+        pattern_file(path, LEN);
+        drop_caches();
+        let flags = if round % 2 == 0 {
+            RW_FLAGS_READ | RW_FLAGS_DIRECT
+        } else {
+            RW_FLAGS_READ
+        };
+        let barrier = std::sync::Arc::new(std::sync::Barrier::new(2));
+        let cutter = {
+            let barrier = barrier.clone();
+            std::thread::spawn(move || {
+                let f = OpenOptions::new().write(true).open(path).unwrap();
+                barrier.wait();
+                f.set_len(CUT).unwrap();
+            })
+        };
+        let file = File::open(path).unwrap();
+        barrier.wait();
+        let r = rw(&buf, &file, flags, 0, 0, LEN);
+        cutter.join().unwrap();
+        let moved = r.unwrap_or_else(|e| panic!("round {round} ({flags:#x}): {e}"));
+        assert!(
+            (CUT..=LEN).contains(&moved),
+            "round {round}: {moved} bytes moved"
+        );
+        if moved < LEN {
+            short += 1;
+        }
+        let map = Mapping::new(&buf, LEN);
+        map.with(false, |b| {
+            assert_eq!(
+                pattern::first_mismatch(11, 0, &b[..moved as usize]),
+                None,
+                "round {round}: the bytes the call reports"
+            )
+        });
+    }
+    println!("lab: {short} of 12 truncated reads came back short");
+    std::fs::remove_file(path).unwrap();
+}
+
+/// The file's fd closed by another thread while RW_FILE uses it: the call
+/// either never got the file (EBADF) or finishes with its own reference
+/// (full count, right bytes); afterwards the file can be unlinked and its
+/// space comes back, so no reference to it was leaked.
+#[test]
+#[ignore = "lab: needs the patched kernel; run by `cargo xtask lab test`"]
+fn closing_the_file_during_a_call_is_safe_and_leaks_nothing() {
+    use std::os::fd::IntoRawFd;
+    const LEN: u64 = 32 * MIB;
+    let path = "/mnt/closed.bin";
+    pattern_file(path, LEN);
+    let free_with_file = free_bytes("/mnt");
+    let buf = alloc(LEN);
+    let (mut ebadf, mut full) = (0, 0);
+    for round in 0..12 {
+        drop_caches();
+        let fd = File::open(path).unwrap().into_raw_fd();
+        let barrier = std::sync::Arc::new(std::sync::Barrier::new(2));
+        let closer = {
+            let barrier = barrier.clone();
+            std::thread::spawn(move || {
+                barrier.wait();
+                // SAFETY: the fd is this test's; the call may still use it.
+                unsafe { libc::close(fd) }
+            })
+        };
+        barrier.wait();
+        let args = RwFileArgs {
+            flags: RW_FLAGS_READ | RW_FLAGS_DIRECT,
+            fd,
+            file_offset: 0,
+            buf_offset: 0,
+            buf_len: LEN,
+        };
+        let r = dma_buf::rw_file(&buf, &args);
+        assert_eq!(closer.join().unwrap(), 0, "close");
+        match r {
+            Ok(n) => {
+                assert_eq!(n, LEN, "round {round}");
+                full += 1;
+                let map = Mapping::new(&buf, LEN);
+                map.with(false, |b| {
+                    assert_eq!(pattern::first_mismatch(11, 0, b), None)
+                });
+            }
+            Err(e) if e.raw_os_error() == Some(libc::EBADF) => ebadf += 1,
+            Err(e) => panic!("round {round}: {e}"),
+        }
+    }
+    println!("lab: fd closed during the call: {full} completed, {ebadf} EBADF");
+    std::fs::remove_file(path).unwrap();
+    // SAFETY: plain syscall.
+    unsafe { libc::sync() };
+    assert!(
+        free_bytes("/mnt") >= free_with_file + LEN - MIB,
+        "the file's space did not come back: {free_with_file} bytes free with it, {} after unlinking",
+        free_bytes("/mnt")
     );
 }
 

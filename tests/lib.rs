@@ -318,3 +318,32 @@ pub fn succeeded(cmd: &mut std::process::Command) -> std::process::Output {
     );
     out
 }
+
+/// How many dma-bufs the kernel holds, from debugfs bufinfo's closing
+/// "Total N objects, B bytes" line (each buffer has a "Total N devices
+/// attached" line of its own before it). None: no debugfs here.
+pub fn dma_bufs_alive() -> Option<u64> {
+    let text = std::fs::read_to_string("/sys/kernel/debug/dma_buf/bufinfo").ok()?;
+    bufinfo_total(&text)
+}
+
+fn bufinfo_total(text: &str) -> Option<u64> {
+    text.lines().find_map(|l| {
+        l.strip_prefix("Total ")?
+            .strip_suffix(" bytes")?
+            .split_once(" objects,")?
+            .0
+            .parse()
+            .ok()
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn bufinfo_total_is_the_objects_line_not_a_buffers_devices_line() {
+        let text = "\nDma-buf Objects:\nsize\tflags\n33554432\t00000002\t<none>\n\tAttached Devices:\nTotal 0 devices attached\n\n\nTotal 3 objects, 100663296 bytes\n";
+        assert_eq!(super::bufinfo_total(text), Some(3));
+        assert_eq!(super::bufinfo_total("Total 0 devices attached\n"), None);
+    }
+}

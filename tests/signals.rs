@@ -24,8 +24,8 @@ use std::{
 };
 
 use dmaprof_e2e::{
-    BpfIds, Tmux, bpf_ids_held_by, disk_scratch_dir, dmaprof_bin, probe_lock, require_bpf,
-    wait_bpf_ids_gone,
+    BpfIds, Tmux, bpf_ids_held_by, disk_scratch_dir, dma_bufs_alive, dmaprof_bin, probe_lock,
+    require_bpf, wait_bpf_ids_gone,
 };
 use profiler::{
     export::{calls_csv, results},
@@ -783,16 +783,6 @@ fn a_signal_while_the_test_file_is_written_leaves_no_partial_file() {
         assert!(stderr.contains("interrupted"), "{stderr}");
         assert!(!stderr.contains("panicked"), "{stderr}");
     }
-}
-
-/// dma-bufs the kernel still has, from debugfs (None: no debugfs here).
-fn dma_bufs_alive() -> Option<usize> {
-    let text = std::fs::read_to_string("/sys/kernel/debug/dma_buf/bufinfo").ok()?;
-    // "Total N objects, M bytes" ends the listing.
-    text.lines()
-        .find_map(|l| l.strip_prefix("Total "))
-        .and_then(|l| l.split_whitespace().next())
-        .and_then(|n| n.parse().ok())
 }
 
 /// The lab (patched kernel, system dma-heap, udmabuf): the same trials on

@@ -48,6 +48,23 @@ pub const DMA_BUF_SYNC_WRITE: u64 = 2;
 pub const DMA_BUF_SYNC_START: u64 = 0;
 pub const DMA_BUF_SYNC_END: u64 = 4;
 
+/// `struct dma_buf_import_sync_file`: a sync_file's fence added to the
+/// buffer's reservation object, as a reader (DMA_BUF_SYNC_READ) or a writer
+/// (DMA_BUF_SYNC_WRITE).
+#[repr(C)]
+#[derive(Debug, Default)]
+pub struct DmaBufImportSyncFile {
+    pub flags: u32,
+    pub fd: i32,
+}
+/// `_IOW('b', 3, struct dma_buf_import_sync_file)`.
+pub const DMA_BUF_IOCTL_IMPORT_SYNC_FILE: u32 = ioc(
+    IOC_WRITE,
+    DMA_BUF_BASE,
+    3,
+    size_of::<DmaBufImportSyncFile>(),
+);
+
 /// The ioctl type byte of a command (`_IOC_TYPE`).
 pub const fn ioc_type(cmd: u32) -> u8 {
     (cmd >> 8) as u8
@@ -99,6 +116,7 @@ mod tests {
         // What the kernel's _IOW/_IOWR macros give on x86-64 and arm64.
         assert_eq!(DMA_BUF_IOCTL_RW_FILE, 0x4020_6204);
         assert_eq!(DMA_BUF_IOCTL_SYNC, 0x4008_6200);
+        assert_eq!(DMA_BUF_IOCTL_IMPORT_SYNC_FILE, 0x4008_6203);
         assert_eq!(DMA_HEAP_IOCTL_ALLOC, 0xc018_4800);
         assert_eq!(UDMABUF_CREATE, 0x4018_7542);
         assert_eq!(ioc_type(DMA_BUF_IOCTL_RW_FILE), b'b');

@@ -30,6 +30,14 @@ pub struct Cli {
 pub enum Command {
     /// Report what this machine lets dmaprof measure: BPF, each probe's attach
     /// method (tried for real), dma-heaps, udmabuf, RW_FILE support, O_DIRECT.
+    ///
+    /// Where RW_FILE works, also whether READ into a read-only dma-buf is
+    /// refused (a one-page probe; the seed's v2 lets it overwrite the buffer).
+    ///
+    /// Kernels CI runs it on: the host's (no dma-buf exporter, no kprobes,
+    /// no fentry); the lab's patched debug kernel (Debian linux-source-6.12
+    /// with the RW_FILE patches: everything supported); Debian's stock 6.12
+    /// kernel image (RW_FILE absent: ENOTTY; heaps, udmabuf, fentry, kprobes).
     Doctor(DoctorArgs),
     /// Drive real transfers between a file and buffers, mode by mode, and
     /// report alloc / transfer / total time, throughput, per-call latency

@@ -30,11 +30,17 @@ pub fn heap_path(name: &str) -> PathBuf {
     Path::new(DMA_HEAP_DIR).join(name)
 }
 
-/// Allocates a dma-buf of `len` bytes from a dma-heap.
+/// Allocates a dma-buf of `len` bytes from a dma-heap, open read-write.
 pub fn heap_alloc(heap: &File, len: u64) -> io::Result<OwnedFd> {
+    heap_alloc_with(heap, len, libc::O_RDWR)
+}
+
+/// As `heap_alloc`, the dma-buf's file opened with `access` (O_RDONLY,
+/// O_WRONLY or O_RDWR).
+pub fn heap_alloc_with(heap: &File, len: u64, access: i32) -> io::Result<OwnedFd> {
     let mut data = HeapAllocationData {
         len,
-        fd_flags: (libc::O_RDWR | libc::O_CLOEXEC) as u32,
+        fd_flags: (access | libc::O_CLOEXEC) as u32,
         ..Default::default()
     };
     // SAFETY: the kernel reads and writes exactly one HeapAllocationData.
@@ -46,14 +52,16 @@ pub fn heap_alloc(heap: &File, len: u64) -> io::Result<OwnedFd> {
     Ok(unsafe { OwnedFd::from_raw_fd(data.fd as i32) })
 }
 
-/// Issues `DMA_BUF_IOCTL_RW_FILE` on a dma-buf.
-pub fn rw_file(dmabuf: &impl AsRawFd, args: &RwFileArgs) -> io::Result<()> {
+/// Issues `DMA_BUF_IOCTL_RW_FILE` on a dma-buf: the bytes it moved, short
+/// only for a READ at the end of the file (the lab kernel's semantics,
+/// docs/rw-file.md; the seed's v2 returned 0 for a full transfer).
+pub fn rw_file(dmabuf: &impl AsRawFd, args: &RwFileArgs) -> io::Result<u64> {
     // SAFETY: the kernel only reads one RwFileArgs.
     let rc = unsafe { libc::ioctl(dmabuf.as_raw_fd(), DMA_BUF_IOCTL_RW_FILE as _, args) };
     if rc < 0 {
         Err(io::Error::last_os_error())
     } else {
-        Ok(())
+        Ok(rc as u64)
     }
 }
 
@@ -124,7 +132,8 @@ pub enum RwFileSupport {
 /// Asks the kernel without moving any data: allocate one page from `heap`
 /// and issue RW_FILE READ with fd -1. A patched kernel whose exporter has
 /// rw_file answers EBADF (the fd is checked after the arguments); a patched
-/// kernel without the callback answers EINVAL; an unpatched one ENOTTY.
+/// kernel without the callback answers EOPNOTSUPP (the seed's v2: EINVAL);
+/// an unpatched one ENOTTY.
 pub fn probe_rw_file(heap: &Path) -> Result<(RwFileSupport, String), String> {
     let heap_file = OpenOptions::new()
         .read(true)
@@ -145,10 +154,61 @@ pub fn probe_rw_file(heap: &Path) -> Result<(RwFileSupport, String), String> {
     match rw_file(&buf, &args) {
         Err(e) => match e.raw_os_error() {
             Some(libc::EBADF) => Ok((RwFileSupport::Supported, format!("{how}: EBADF"))),
+            // EOPNOTSUPP from the lab kernel, EINVAL from the seed's v2.
+            Some(libc::EOPNOTSUPP) => Ok((
+                RwFileSupport::NoExporterCallback,
+                format!("{how}: EOPNOTSUPP"),
+            )),
             Some(libc::EINVAL) => Ok((RwFileSupport::NoExporterCallback, format!("{how}: EINVAL"))),
             Some(libc::ENOTTY) => Ok((RwFileSupport::NotSupported, format!("{how}: ENOTTY"))),
             _ => Err(format!("{how}: unexpected {e}")),
         },
-        Ok(()) => Err(format!("{how}: unexpectedly succeeded")),
+        Ok(_) => Err(format!("{how}: unexpectedly succeeded")),
+    }
+}
+
+/// Whether RW_FILE READ into a read-only dma-buf is refused, as it must be
+/// (mmap refuses such a buffer PROT_WRITE): allocates one page from `heap`
+/// with O_RDONLY and asks it to READ one page of a memfd into it. On a kernel
+/// with the seed's hole the READ succeeds, overwriting only that new page.
+pub fn probe_read_only_refused(heap: &Path) -> Result<(bool, String), String> {
+    let heap_file = File::open(heap).map_err(|e| format!("open {}: {e}", heap.display()))?;
+    let buf = heap_alloc_with(&heap_file, 4096, libc::O_RDONLY)
+        .map_err(|e| format!("allocating a read-only page from {}: {e}", heap.display()))?;
+    // SAFETY: a new anonymous file with a static name; we own the fd.
+    let memfd = unsafe { libc::memfd_create(c"dmaprof-probe".as_ptr(), libc::MFD_CLOEXEC) };
+    if memfd < 0 {
+        return Err(format!("memfd_create: {}", io::Error::last_os_error()));
+    }
+    // SAFETY: memfd_create returned a new fd we now own.
+    let source = unsafe { File::from_raw_fd(memfd) };
+    source
+        .set_len(4096)
+        .map_err(|e| format!("sizing the memfd: {e}"))?;
+    let args = RwFileArgs {
+        flags: RW_FLAGS_READ,
+        fd: source.as_raw_fd(),
+        buf_len: 4096,
+        ..Default::default()
+    };
+    let how = "RW_FILE READ into a one-page dma-buf allocated O_RDONLY";
+    match rw_file(&buf, &args) {
+        // EBADF as write(2) on a read-only fd (the lab kernel); a kernel
+        // might also answer as a permission check does.
+        Err(e)
+            if matches!(
+                e.raw_os_error(),
+                Some(libc::EBADF | libc::EACCES | libc::EPERM)
+            ) =>
+        {
+            Ok((true, format!("{how}: refused ({e})")))
+        }
+        Err(e) => Err(format!("{how}: inconclusive, unexpected {e}")),
+        Ok(n) => Ok((
+            false,
+            format!(
+                "{how}: succeeded ({n} bytes written into a buffer that cannot be mapped writable)"
+            ),
+        )),
     }
 }

@@ -66,6 +66,10 @@ pub struct DmaBuf {
     pub rw_file_in_btf: Option<bool>,
     /// Exporter callbacks found by prototype in BTF.
     pub rw_file_callbacks: Vec<String>,
+    /// Where RW_FILE works: is READ into a read-only dma-buf refused? (The
+    /// seed's v2 lets it overwrite a buffer mmap() will not map writable.)
+    pub read_only_refused: Option<bool>,
+    pub read_only_detail: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -296,6 +300,15 @@ fn dma_buf_check(rw_file_in_btf: Option<bool>, callbacks: Vec<String>) -> DmaBuf
             },
         ),
     };
+    let (read_only_refused, read_only_detail) = match heap {
+        Some(h) if rw_file == RwFileSupport::Supported => {
+            match dma_buf::probe_read_only_refused(&dma_buf::heap_path(h)) {
+                Ok((refused, how)) => (Some(refused), Some(how)),
+                Err(e) => (None, Some(e)),
+            }
+        }
+        _ => (None, None),
+    };
     DmaBuf {
         heaps,
         udmabuf,
@@ -303,6 +316,8 @@ fn dma_buf_check(rw_file_in_btf: Option<bool>, callbacks: Vec<String>) -> DmaBuf
         rw_file_detail,
         rw_file_in_btf,
         rw_file_callbacks: callbacks,
+        read_only_refused,
+        read_only_detail,
     }
 }
 

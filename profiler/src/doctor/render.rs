@@ -101,6 +101,16 @@ fn dma_buf(out: &mut String, d: &super::DmaBuf) {
         mark(d.rw_file == RwFileSupport::Supported),
         d.rw_file_detail
     );
+    if let Some(how) = &d.read_only_detail {
+        let finding = match d.read_only_refused {
+            Some(true) => "refused",
+            Some(false) => {
+                "ALLOWED: the seed's permission hole (a read-only dma-buf can be overwritten)"
+            }
+            None => "not known",
+        };
+        let _ = writeln!(out, "      READ into a read-only dma-buf: {finding}; {how}");
+    }
     if !d.rw_file_callbacks.is_empty() {
         let _ = writeln!(
             out,
@@ -123,9 +133,15 @@ fn filesystem(out: &mut String, fs: &super::FsCheck) {
                 i.fs_type.as_deref().unwrap_or("?"),
                 i.mount_point.as_deref().unwrap_or("?")
             );
+            let align = match i.dio_align {
+                Some(a) if i.o_direct => {
+                    format!("; offsets and lengths in multiples of {a} bytes (STATX_DIOALIGN)")
+                }
+                _ => String::new(),
+            };
             let _ = writeln!(
                 out,
-                "  {}O_DIRECT              {}",
+                "  {}O_DIRECT              {}{align}",
                 mark(i.o_direct),
                 i.o_direct_detail
             );

@@ -29,12 +29,15 @@ pub fn name(e: &CallEvent) -> Cow<'static, str> {
     }
 }
 
-/// Bytes the call moved: what it returned for pread, what it was asked for
-/// the exporter (its return is 0 or -errno), none for ioctls.
+/// Bytes the call moved: what pread returned; for the exporter, its count
+/// (the lab kernel's rw_file returns it, docs/rw-file.md) or, when it
+/// returned 0 as the seed's v2 does for a full transfer, what was asked;
+/// none for failed calls and ioctls.
 pub fn bytes(e: &CallEvent) -> u64 {
     match e.kind {
         EVENT_PREAD => e.ret.max(0) as u64,
-        EVENT_EXPORTER => e.len,
+        EVENT_EXPORTER if e.ret > 0 => e.ret as u64,
+        EVENT_EXPORTER if e.ret == 0 => e.len,
         _ => 0,
     }
 }
@@ -222,5 +225,17 @@ mod tests {
         assert_eq!(s.events, 3);
         assert_eq!(s.by_kind["pread"], 2);
         assert_eq!(s.by_kind["ioctl"], 1);
+
+        // The exporter: the lab kernel's count, the seed's 0 for "all of
+        // it", nothing for a failure.
+        let exporter = |ret| CallEvent {
+            kind: EVENT_EXPORTER,
+            ret,
+            len: 1 << 20,
+            ..e
+        };
+        assert_eq!(bytes(&exporter(4096)), 4096, "a short READ at EOF");
+        assert_eq!(bytes(&exporter(0)), 1 << 20, "the seed's success");
+        assert_eq!(bytes(&exporter(-16)), 0, "EBUSY moved nothing");
     }
 }

@@ -37,5 +37,13 @@ pub fn transfer(
         buf_offset: 0,
         buf_len: len,
     };
-    dma_buf::rw_file(dmabuf, &args)
+    // Every call of the plan is inside the file (reads) or extends it
+    // (writes), so anything short is the file changing under the run.
+    let moved = dma_buf::rw_file(dmabuf, &args)?;
+    if moved != len {
+        return Err(io::Error::other(format!(
+            "RW_FILE {direction} moved {moved} of {len} bytes at offset {offset} (the file changed during the run?)"
+        )));
+    }
+    Ok(())
 }
