@@ -19,6 +19,12 @@ pub fn run(cmd: &mut Command) -> Result<()> {
 
 /// Runs a command and returns its stdout, trimmed.
 pub fn output(cmd: &mut Command) -> Result<String> {
+    let out = output_bytes(cmd)?;
+    Ok(String::from_utf8_lossy(&out).trim().to_string())
+}
+
+/// Runs a command and returns its stdout as it is (binary output).
+pub fn output_bytes(cmd: &mut Command) -> Result<Vec<u8>> {
     let shown = format!("{cmd:?}");
     let out = cmd.output().with_context(|| format!("spawning {shown}"))?;
     if !out.status.success() {
@@ -28,7 +34,7 @@ pub fn output(cmd: &mut Command) -> Result<String> {
             String::from_utf8_lossy(&out.stderr)
         );
     }
-    Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
+    Ok(out.stdout)
 }
 
 /// Whether a command exists and exits 0.

@@ -22,6 +22,9 @@ const APPLIED_DIR: &str = ".dmaprof-patches";
 pub struct Kernel {
     pub bzimage: PathBuf,
     pub key: String,
+    /// Modules the guest loads before its disk, in order (the stock
+    /// kernel's; the lab kernel has everything built in).
+    pub modules: Vec<PathBuf>,
 }
 
 fn kernel_dir() -> PathBuf {
@@ -43,7 +46,7 @@ fn patches() -> Result<Vec<PathBuf>> {
     Ok(list)
 }
 
-fn source_version() -> Result<String> {
+pub(super) fn source_version() -> Result<String> {
     cmd::output(Command::new("dpkg-query").args(["-W", "-f=${Version}", SOURCE_PACKAGE]))
         .with_context(|| format!("{SOURCE_PACKAGE} is not installed: run `cargo xtask setup`"))
 }
@@ -75,7 +78,11 @@ pub fn ensure() -> Result<Kernel> {
     let bzimage = out_dir.join("bzImage");
     if bzimage.exists() {
         eprintln!("lab: kernel {key} cached at {}", bzimage.display());
-        return Ok(Kernel { bzimage, key });
+        return Ok(Kernel {
+            bzimage,
+            key,
+            modules: Vec::new(),
+        });
     }
     eprintln!(
         "lab: building kernel {key} ({SOURCE_PACKAGE} {version}, {} patches)",
@@ -111,7 +118,11 @@ pub fn ensure() -> Result<Kernel> {
         "lab: kernel {key} built in {:.0}s",
         start.elapsed().as_secs_f64()
     );
-    Ok(Kernel { bzimage, key })
+    Ok(Kernel {
+        bzimage,
+        key,
+        modules: Vec::new(),
+    })
 }
 
 /// A source tree with exactly the repo's patches applied.

@@ -4,6 +4,7 @@
 mod disk;
 mod initramfs;
 mod kernel;
+mod stock;
 mod suite;
 mod vm;
 
@@ -17,10 +18,17 @@ pub use suite::test_suite;
 #[derive(Subcommand)]
 pub enum Command {
     /// Build (or reuse from the cache) the patched lab kernel; prints its path.
-    Kernel,
+    Kernel {
+        /// Debian's stock 6.12 kernel instead (downloaded once, not rebuilt).
+        #[arg(long)]
+        stock: bool,
+    },
     /// Boot the lab kernel and run a shell command in the guest (cwd: the
     /// ext4 test disk at /mnt; `dmaprof` is on PATH). Exits with its status.
     Run {
+        /// Boot Debian's stock 6.12 kernel (no RW_FILE) instead of the patched one.
+        #[arg(long)]
+        stock: bool,
         /// Kill the guest after this many seconds.
         #[arg(long, default_value_t = 600)]
         timeout: u64,
@@ -38,18 +46,28 @@ pub enum Command {
 
 pub fn run(command: Command) -> Result<ExitCode> {
     match command {
-        Command::Kernel => {
-            let k = kernel::ensure()?;
+        Command::Kernel { stock } => {
+            let k = if stock {
+                stock::ensure()?
+            } else {
+                kernel::ensure()?
+            };
             println!("{}", k.bzimage.display());
             Ok(ExitCode::SUCCESS)
         }
         Command::Run {
+            stock,
             timeout,
             interactive,
             command,
         } => {
-            let kernel = kernel::ensure()?;
-            let guest = suite::guest_files(&[])?;
+            let kernel = if stock {
+                stock::ensure()?
+            } else {
+                kernel::ensure()?
+            };
+            // The lab test binaries too (/lab/NAME), to run one test by hand.
+            let guest = suite::guest_files(suite::LAB_TESTS)?;
             if interactive {
                 let status = vm::run_interactive(&kernel, &guest, &command.join(" "))?;
                 return Ok(ExitCode::from(status.clamp(0, 255) as u8));

@@ -6,14 +6,18 @@ use anyhow::{Context, Result, bail, ensure};
 use serde_json::Value;
 
 use super::{
-    kernel,
+    kernel, stock,
     vm::{self, GuestFiles},
 };
 use crate::cmd::{self, Phases};
 
 /// Guest test binaries: integration tests of the `dmaprof-e2e` crate marked
-/// `#[ignore = "lab: ..."]`, run in the guest with `--ignored`.
-const LAB_TESTS: &[&str] = &["lab_rw_file", "signals"];
+/// `#[ignore = "lab: ..."]`, run in the patched guest with `--ignored`.
+const PATCHED_TESTS: &[&str] = &["lab_rw_file", "signals"];
+/// The same for the stock kernel (`#[ignore = "lab-stock: ..."]`).
+const STOCK_TESTS: &[&str] = &["lab_stock"];
+/// Every guest test binary (each guest gets them all; `lab run` too).
+pub const LAB_TESTS: &[&str] = &["lab_rw_file", "signals", "lab_stock"];
 
 /// Builds the release `dmaprof` (and the named lab test binaries) for the guest.
 pub fn guest_files(lab_tests: &[&str]) -> Result<GuestFiles> {
@@ -74,28 +78,9 @@ pub fn test_suite(phases: &mut Phases) -> Result<()> {
         check_doctor(&report)
     })?;
 
-    for test in LAB_TESTS {
+    for test in PATCHED_TESTS {
         phases.run(&format!("lab: {test} in the guest"), || {
-            let out = vm::run(
-                &kernel,
-                &files,
-                &format!(
-                    "DMAPROF_BIN=/usr/bin/dmaprof DMAPROF_TEST_DIR=/mnt \
-                     /lab/{test} --ignored --test-threads=1 --nocapture"
-                ),
-                900,
-            )?;
-            eprint!("{}", out.output);
-            check_clean(&out)?;
-            ensure!(
-                out.status == 0,
-                "{test} failed in the guest (exit {})",
-                out.status
-            );
-            let passed = tests_passed(&out.output)
-                .with_context(|| format!("{test}: no `test result: ok` line"))?;
-            ensure!(passed > 0, "{test}: the guest ran 0 tests");
-            Ok(())
+            guest_tests(&kernel, &files, test)
         })?;
     }
     phases.run("lab: dmaprof run, read, every mode", || {
@@ -155,10 +140,148 @@ pub fn test_suite(phases: &mut Phases) -> Result<()> {
             "missing-heap error not reported:\n{}",
             out.output
         );
-        ensure!(lines.iter().any(|l| l.contains("not a multiple of 4096")), "alignment error:\n{}", out.output);
+        ensure!(lines.iter().any(|l| l.contains("the direct I/O alignment of this file")), "alignment error:\n{}", out.output);
         ensure!(lines.iter().filter(|l| **l == "rc=2").count() == 2, "exit codes:\n{}", out.output);
         Ok(())
     })?;
+    stock_suite(phases, &files)
+}
+
+/// A guest test binary, all its lab tests, in `kernel`'s guest.
+fn guest_tests(kernel: &kernel::Kernel, files: &GuestFiles, test: &str) -> Result<()> {
+    let out = vm::run(
+        kernel,
+        files,
+        &format!(
+            "DMAPROF_BIN=/usr/bin/dmaprof DMAPROF_TEST_DIR=/mnt \
+             /lab/{test} --ignored --test-threads=1 --nocapture"
+        ),
+        900,
+    )?;
+    eprint!("{}", out.output);
+    check_clean(&out)?;
+    ensure!(
+        out.status == 0,
+        "{test} failed in the guest (exit {})",
+        out.status
+    );
+    let passed =
+        tests_passed(&out.output).with_context(|| format!("{test}: no `test result: ok` line"))?;
+    ensure!(passed > 0, "{test}: the guest ran 0 tests");
+    Ok(())
+}
+
+/// Debian's stock 6.12 kernel, unpatched: what users run. doctor says
+/// RW_FILE is absent (ENOTTY) and what else is there; run does every other
+/// mode, both directions, and skips the RW_FILE ones with that reason;
+/// trace follows a process's dma-buf SYNC ioctls.
+fn stock_suite(phases: &mut Phases, files: &GuestFiles) -> Result<()> {
+    let kernel = phases.run("lab stock: kernel (download or cache)", stock::ensure)?;
+    phases.run("lab stock: dmaprof doctor in the guest", || {
+        let out = vm::run(&kernel, files, "dmaprof doctor --json --path /mnt", 300)?;
+        check_clean(&out)?;
+        eprintln!("lab stock: boot to command {:.1}s", out.boot_secs);
+        ensure!(
+            out.status == 0,
+            "doctor exited {}:\n{}",
+            out.status,
+            out.output
+        );
+        let start = out.output.find('{').context("no JSON in doctor output")?;
+        let report: Value = serde_json::from_str(&out.output[start..])
+            .with_context(|| format!("doctor output is not JSON:\n{}", out.output))?;
+        check_stock_doctor(&report)
+    })?;
+    phases.run("lab stock: dmaprof run, both directions, every mode", || {
+        let cmd = "dmaprof run --file /mnt/data-256m.bin --mode all; echo \"@@rc=$?\"; \
+                   mkdir -p /mnt/out && dmaprof run --direction write --dir /mnt/out --size 64M --mode all; echo \"@@rc=$?\"";
+        let out = vm::run(&kernel, files, cmd, 1200)?;
+        eprint!("{}", out.output);
+        check_clean(&out)?;
+        ensure!(
+            out.output.lines().filter(|l| *l == "@@rc=0").count() == 2,
+            "dmaprof run did not exit 0 in both directions"
+        );
+        check_stock_run(&out.output)
+    })?;
+    for test in STOCK_TESTS {
+        phases.run(&format!("lab stock: {test} in the guest"), || {
+            guest_tests(&kernel, files, test)
+        })?;
+    }
+    Ok(())
+}
+
+/// Every mode but RW_FILE's runs and verifies; the RW_FILE modes are
+/// skipped, in both directions, because the kernel answers ENOTTY.
+fn check_stock_run(output: &str) -> Result<()> {
+    let rw_file = ["rw-file", "rw-file-direct"];
+    let read: Vec<&str> = READ_MODES
+        .iter()
+        .copied()
+        .filter(|m| !rw_file.contains(m))
+        .collect();
+    let write: Vec<&str> = WRITE_MODES
+        .iter()
+        .copied()
+        .filter(|m| !rw_file.contains(m))
+        .collect();
+    let (reads, writes) = output
+        .split_once("@@rc=")
+        .context("no end of the read run")?;
+    for (text, modes) in [(reads, read), (writes, write)] {
+        for mode in rw_file {
+            let skip = format!(
+                "dmaprof: skipping {mode}: kernel does not support DMA_BUF_IOCTL_RW_FILE (ENOTTY)"
+            );
+            ensure!(text.contains(&skip), "`{skip}` missing in:\n{text}");
+        }
+        let other_skips: Vec<&str> = text
+            .lines()
+            .filter(|l| l.starts_with("dmaprof: skipping") && !l.contains("RW_FILE"))
+            .collect();
+        ensure!(
+            other_skips.is_empty(),
+            "skipped on the stock kernel: {other_skips:?}"
+        );
+        check_rows(text, &modes)?;
+    }
+    Ok(())
+}
+
+/// What the stock kernel has and lacks, as doctor must report it.
+fn check_stock_doctor(r: &Value) -> Result<()> {
+    let d = &r["dma_buf"];
+    ensure!(
+        d["heaps"].to_string().contains("\"system\""),
+        "no system heap: {d}"
+    );
+    ensure!(d["udmabuf"] == true, "no udmabuf: {d}");
+    ensure!(d["rw_file"] == "not-supported", "RW_FILE: {d}");
+    ensure!(
+        d["rw_file_detail"]
+            .as_str()
+            .is_some_and(|s| s.contains("ENOTTY")),
+        "RW_FILE detail: {d}"
+    );
+    ensure!(
+        d["rw_file_in_btf"] == false,
+        "dma_buf_ops.rw_file in a stock kernel's BTF: {d}"
+    );
+    ensure!(
+        d["read_only_refused"].is_null(),
+        "read-only probe without RW_FILE: {d}"
+    );
+    let ioctl = target(r, "dma_buf_ioctl")?;
+    ensure!(
+        ioctl["best"] == "fentry" || ioctl["best"] == "kprobe",
+        "dma_buf_ioctl on a kernel with BTF and kprobes: {ioctl:#}"
+    );
+    ensure!(
+        r["filesystem"]["info"]["o_direct"] == true,
+        "O_DIRECT on /mnt: {}",
+        r["filesystem"]
+    );
     Ok(())
 }
 
@@ -197,6 +320,11 @@ fn check_table(output: &str, modes: &[&str]) -> Result<()> {
         !output.contains("skipping"),
         "a mode was skipped in the lab:\n{output}"
     );
+    check_rows(output, modes)
+}
+
+/// A verified row of the run's table for each of `modes`.
+fn check_rows(output: &str, modes: &[&str]) -> Result<()> {
     for mode in modes {
         let row = output
             .lines()
@@ -336,7 +464,11 @@ fn check_rungs(output: &str) -> Result<()> {
 }
 
 fn check_clean(out: &vm::VmOutput) -> Result<()> {
-    let complaints = vm::kernel_complaints(&out.console);
+    // dmesg has every level; the console adds what came after it (poweroff).
+    let mut complaints = vm::kernel_complaints(&out.dmesg);
+    if complaints.is_empty() {
+        complaints = vm::kernel_complaints(&out.console);
+    }
     ensure!(
         complaints.is_empty(),
         "the guest kernel complained:\n{}",
@@ -365,6 +497,11 @@ fn check_doctor(r: &Value) -> Result<()> {
     ensure!(
         r["dma_buf"]["rw_file_in_btf"] == true,
         "dma_buf_ops.rw_file missing from BTF"
+    );
+    ensure!(
+        r["dma_buf"]["read_only_refused"] == true,
+        "READ into a read-only dma-buf is not refused: {}",
+        r["dma_buf"]["read_only_detail"]
     );
     let ioctl = target(r, "dma_buf_ioctl")?;
     ensure!(ioctl["best"] == "fentry", "dma_buf_ioctl: {ioctl:#}");

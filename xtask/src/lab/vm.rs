@@ -15,6 +15,10 @@ use crate::cmd;
 
 const BEGIN: &str = "@@DMAPROF-LAB-BEGIN@@";
 const END: &str = "@@DMAPROF-LAB-END@@ rc=";
+/// The guest's whole kernel log follows, up to DMESG_END: the console shows
+/// warnings and worse (loglevel=5), dmesg every level.
+const DMESG: &str = "@@DMAPROF-LAB-DMESG@@";
+const DMESG_END: &str = "@@DMAPROF-LAB-DMESG-END@@";
 
 /// Files to put into the guest: (guest path, host path).
 pub struct GuestFiles {
@@ -26,6 +30,8 @@ pub struct VmOutput {
     pub output: String,
     /// Everything on the console, kernel messages included.
     pub console: String,
+    /// The guest's kernel log after the command (`dmesg`), every level.
+    pub dmesg: String,
     pub status: i32,
     /// Seconds from QEMU start to the command starting.
     pub boot_secs: f64,
@@ -40,6 +46,12 @@ mount -t devtmpfs devtmpfs /dev
 mount -t tmpfs tmpfs /tmp
 mount -t tracefs tracefs /sys/kernel/tracing 2>/dev/null
 mount -t debugfs debugfs /sys/kernel/debug 2>/dev/null
+# The stock kernel's disk and filesystem drivers are modules (in order).
+if [ -f /modules ]; then
+    for m in $(cat /modules); do
+        insmod /lib/modules/$m.ko || echo "lab: insmod $m failed"
+    done
+fi
 mount -t ext4 /dev/vda /mnt || echo "lab: mounting /dev/vda on /mnt failed"
 cd /mnt
 echo "@@DMAPROF-LAB-BEGIN@@"
@@ -54,13 +66,21 @@ else
 fi
 rc=$?
 echo "@@DMAPROF-LAB-END@@ rc=$rc"
+echo "@@DMAPROF-LAB-DMESG@@"
+dmesg
+echo "@@DMAPROF-LAB-DMESG-END@@"
 cd /
 sync
 umount /mnt
 poweroff -f
 "#;
 
-fn build_initramfs(files: &GuestFiles, command: &str, interactive: bool) -> Result<Vec<u8>> {
+fn build_initramfs(
+    kernel: &Kernel,
+    files: &GuestFiles,
+    command: &str,
+    interactive: bool,
+) -> Result<Vec<u8>> {
     let mut fs = Initramfs::default();
     for d in [
         "/dev", "/proc", "/sys", "/tmp", "/mnt", "/bin", "/usr/bin", "/lab",
@@ -78,6 +98,15 @@ fn build_initramfs(files: &GuestFiles, command: &str, interactive: bool) -> Resu
     }
     for (guest, host) in &files.executables {
         fs.executable(guest, host)?;
+    }
+    let mut order = String::new();
+    for module in &kernel.modules {
+        let name = module.file_stem().unwrap().to_string_lossy();
+        fs.copy(&format!("/lib/modules/{name}.ko"), module, 0o644)?;
+        order.push_str(&format!("{name}\n"));
+    }
+    if !order.is_empty() {
+        fs.file("/modules", order.into_bytes(), 0o644);
     }
     Ok(fs.write())
 }
@@ -143,7 +172,7 @@ fn run_in(
     timeout_secs: u64,
 ) -> Result<VmOutput> {
     let initrd = work.join("initramfs.cpio");
-    std::fs::write(&initrd, build_initramfs(files, command, false)?)?;
+    std::fs::write(&initrd, build_initramfs(kernel, files, command, false)?)?;
     let disk_img = work.join("disk.img");
     disk::fresh_copy(&disk_img)?;
 
@@ -182,6 +211,7 @@ fn run_in(
     let mut console = String::new();
     let mut output = String::new();
     let (mut began, mut status, mut boot_secs) = (false, None, 0.0);
+    let (mut in_dmesg, mut dmesg) = (false, String::new());
     let mut saw_begin = false;
     loop {
         let now = Instant::now();
@@ -205,6 +235,13 @@ fn run_in(
                 } else if let Some(rc) = line.split(END).nth(1) {
                     status = rc.trim().parse::<i32>().ok();
                     began = false;
+                } else if line.contains(DMESG_END) {
+                    in_dmesg = false;
+                } else if line.contains(DMESG) {
+                    in_dmesg = true;
+                } else if in_dmesg {
+                    dmesg.push_str(&line);
+                    dmesg.push('\n');
                 } else if began {
                     output.push_str(&line);
                     output.push('\n');
@@ -233,6 +270,7 @@ fn run_in(
     Ok(VmOutput {
         output,
         console,
+        dmesg,
         status,
         boot_secs,
     })
@@ -279,7 +317,10 @@ fn qemu(kernel: &Kernel, initrd: &Path, disk_img: &Path, extra_cmdline: &str) ->
     .arg(initrd)
     .arg("-append")
     .arg(format!(
-        "console=ttyS0 quiet loglevel=4 panic=-1 {extra_cmdline} {}",
+        // loglevel=5: warnings (KERN_WARNING, lockdep's reports) reach the
+        // console too, so a guest that dies before its dmesg is collected
+        // still shows them.
+        "console=ttyS0 loglevel=5 panic=-1 {extra_cmdline} {}",
         // Extra kernel parameters for debugging the lab (e.g. ignore_loglevel).
         std::env::var("DMAPROF_LAB_APPEND").unwrap_or_default()
     ))
@@ -296,7 +337,7 @@ pub fn run_interactive(kernel: &Kernel, files: &GuestFiles, command: &str) -> Re
         .join(format!("{}-tty", std::process::id()));
     std::fs::create_dir_all(&work)?;
     let initrd = work.join("initramfs.cpio");
-    std::fs::write(&initrd, build_initramfs(files, command, true)?)?;
+    std::fs::write(&initrd, build_initramfs(kernel, files, command, true)?)?;
     let disk_img = work.join("disk.img");
     disk::fresh_copy(&disk_img)?;
     let status = qemu(kernel, &initrd, &disk_img, "")
@@ -306,19 +347,30 @@ pub fn run_interactive(kernel: &Kernel, files: &GuestFiles, command: &str) -> Re
     Ok(status.code().unwrap_or(1))
 }
 
-/// Kernel complaints that fail a lab run even when the command succeeded.
-pub fn kernel_complaints(console: &str) -> Vec<String> {
-    const BAD: [&str; 6] = [
+/// Kernel complaints that fail a lab run even when the command succeeded:
+/// warnings (lockdep's reports start with one), bugs (sleeping in atomic
+/// context is one), oopses, list corruption, KASAN, each with the lines
+/// around it so the report shows what the kernel said.
+pub fn kernel_complaints(log: &str) -> Vec<String> {
+    const BAD: [&str; 9] = [
         "WARNING:",
         "BUG:",
         "Oops",
         "Kernel panic",
         "Call Trace",
         "KASAN",
+        "possible circular locking",
+        "list_add corruption",
+        "list_del corruption",
     ];
-    console
-        .lines()
-        .filter(|l| BAD.iter().any(|b| l.contains(b)))
-        .map(str::to_string)
-        .collect()
+    let lines: Vec<&str> = log.lines().collect();
+    let mut out = Vec::new();
+    let mut shown_to = 0;
+    for (i, l) in lines.iter().enumerate() {
+        if i >= shown_to && BAD.iter().any(|b| l.contains(b)) {
+            shown_to = (i + 25).min(lines.len());
+            out.push(lines[i..shown_to].join("\n"));
+        }
+    }
+    out
 }
