@@ -106,6 +106,17 @@ fn rw(
     dma_buf::rw_file(buf, &args)
 }
 
+/// A fresh output file, open for reading and writing.
+fn create_output(path: impl AsRef<Path>) -> File {
+    OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(path)
+        .unwrap()
+}
+
 fn errno(r: std::io::Result<u64>) -> i32 {
     r.expect_err("expected an error")
         .raw_os_error()
@@ -205,13 +216,7 @@ fn write_direct_and_buffered_save_the_buffer() {
         ("WRITE", RW_FLAGS_WRITE),
     ] {
         let path = Path::new("/mnt").join(format!("saved-{}.bin", flags));
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .open(&path)
-            .unwrap();
+        let file = create_output(&path);
         let moved = rw(&buf, &file, flags, 0, 0, 4 * MIB).unwrap_or_else(|e| panic!("{name}: {e}"));
         assert_eq!(moved, 4 * MIB, "{name}: a WRITE is never short");
         file.sync_all().unwrap();
@@ -450,13 +455,7 @@ fn read_only_and_write_only_dma_bufs_are_respected() {
     // WRITE loads from the buffer, which a read-only fd allows: what it
     // saves shows the refused READs left the (zeroed) buffer untouched.
     let path = "/mnt/ro-saved.bin";
-    let out = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .open(path)
-        .unwrap();
+    let out = create_output(path);
     assert_eq!(rw(&ro, &out, RW_FLAGS_WRITE, 0, 0, MIB).unwrap(), MIB);
     let back = std::fs::read(path).unwrap();
     assert!(
@@ -829,12 +828,7 @@ fn rw_file_waits_for_the_buffers_fences() {
                     MIB,
                 )
             } else {
-                let out = OpenOptions::new()
-                    .write(true)
-                    .create(true)
-                    .truncate(true)
-                    .open(out_path)
-                    .unwrap();
+                let out = create_output(out_path);
                 rw(&worker_buf, &out, RW_FLAGS_WRITE, 0, 0, MIB)
             }
         });
@@ -888,12 +882,7 @@ fn rw_file_while_the_buffer_is_written_through_its_mmap() {
     started_rx.recv().unwrap();
     let file = File::open(DATA_4M).unwrap();
     let out_path = "/mnt/mmap-race-save.bin";
-    let out = OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .open(out_path)
-        .unwrap();
+    let out = create_output(out_path);
     for round in 0..10 {
         for flags in [RW_FLAGS_READ | RW_FLAGS_DIRECT, RW_FLAGS_READ] {
             let moved = rw(&buf, &file, flags, 0, 0, 4 * MIB)

@@ -42,7 +42,7 @@ pub fn run(with_lab: bool) -> Result<ExitCode> {
             )
         })?;
         if with_lab {
-            lab::test_suite(&mut phases)?;
+            lab::test_suite(&mut phases, lab::Variant::Debug)?;
         }
         Ok(())
     })();

@@ -67,11 +67,47 @@ fn cache_key(version: &str, fragment: &[u8], patches: &[PathBuf]) -> Result<Stri
         .collect())
 }
 
+/// Which lab kernel: the debug kernel CI boots, or the same with KASAN
+/// (too slow under TCG for CI: measured in docs/rw-file.md; run it with
+/// `cargo xtask lab test --kasan`). Each has its own source tree, so
+/// switching between them rebuilds neither from scratch.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum Variant {
+    #[default]
+    Debug,
+    Kasan,
+}
+
+impl Variant {
+    /// The config fragments, merged in this order.
+    fn fragments(self) -> Vec<PathBuf> {
+        let mut list = vec![kernel_dir().join("config.fragment")];
+        if self == Variant::Kasan {
+            list.push(kernel_dir().join("kasan.fragment"));
+        }
+        list
+    }
+
+    fn tree_name(self) -> String {
+        match self {
+            Variant::Debug => TREE_NAME.to_string(),
+            Variant::Kasan => format!("{TREE_NAME}-kasan"),
+        }
+    }
+}
+
 pub fn ensure() -> Result<Kernel> {
+    ensure_variant(Variant::Debug)
+}
+
+pub fn ensure_variant(variant: Variant) -> Result<Kernel> {
     let version = source_version()?;
-    let fragment_path = kernel_dir().join("config.fragment");
-    let fragment = std::fs::read(&fragment_path)
-        .with_context(|| format!("reading {}", fragment_path.display()))?;
+    let fragment_paths = variant.fragments();
+    let mut fragment = Vec::new();
+    for path in &fragment_paths {
+        fragment
+            .extend(std::fs::read(path).with_context(|| format!("reading {}", path.display()))?);
+    }
     let patches = patches()?;
     let key = cache_key(&version, &fragment, &patches)?;
     let out_dir = cmd::cache_dir().join("lab/kernels").join(&key);
@@ -89,8 +125,8 @@ pub fn ensure() -> Result<Kernel> {
         patches.len()
     );
     let start = std::time::Instant::now();
-    let tree = prepare_tree(&patches, &fragment_path)?;
-    configure(&tree, &fragment_path, &fragment)?;
+    let tree = prepare_tree(&patches, &variant.tree_name())?;
+    configure(&tree, &fragment_paths, &fragment)?;
     let jobs = std::thread::available_parallelism()
         .map(|n| n.get())
         .unwrap_or(2);
@@ -126,9 +162,9 @@ pub fn ensure() -> Result<Kernel> {
 }
 
 /// A source tree with exactly the repo's patches applied.
-fn prepare_tree(patches: &[PathBuf], fragment: &Path) -> Result<PathBuf> {
+fn prepare_tree(patches: &[PathBuf], tree_name: &str) -> Result<PathBuf> {
     let src = cmd::cache_dir().join("lab/src");
-    let tree = src.join(TREE_NAME);
+    let tree = src.join(tree_name);
     let applied = tree.join(APPLIED_DIR);
     if tree.exists() && !same_patches(&applied, patches)? && !revert(&tree, &applied)? {
         eprintln!("lab: could not revert the old patches cleanly; extracting a fresh tree");
@@ -155,11 +191,10 @@ fn prepare_tree(patches: &[PathBuf], fragment: &Path) -> Result<PathBuf> {
                     .arg(p)
                     .current_dir(&tree),
             )
-            .with_context(|| format!("{} does not apply to {TREE_NAME}", p.display()))?;
+            .with_context(|| format!("{} does not apply to {tree_name}", p.display()))?;
             std::fs::copy(p, applied.join(p.file_name().unwrap()))?;
         }
     }
-    std::fs::copy(fragment, applied.join("config.fragment"))?;
     Ok(tree)
 }
 
@@ -209,16 +244,16 @@ fn revert(tree: &Path, applied: &Path) -> Result<bool> {
     Ok(true)
 }
 
-/// defconfig + kvm_guest.config + our fragment, then a check that every
-/// option the fragment sets survived olddefconfig (it drops unmet dependencies silently).
-fn configure(tree: &Path, fragment_path: &Path, fragment: &[u8]) -> Result<()> {
+/// defconfig + kvm_guest.config + our fragments, then a check that every
+/// option they set survived olddefconfig (it drops unmet dependencies silently).
+fn configure(tree: &Path, fragment_paths: &[PathBuf], fragment: &[u8]) -> Result<()> {
     let make = |args: &[&str]| cmd::output(Command::new("make").args(args).current_dir(tree));
     make(&["defconfig"])?;
     make(&["kvm_guest.config"])?;
     cmd::output(
         Command::new("scripts/kconfig/merge_config.sh")
             .args(["-m", ".config"])
-            .arg(fragment_path)
+            .args(fragment_paths)
             .current_dir(tree),
     )?;
     make(&["olddefconfig"])?;
@@ -238,8 +273,8 @@ fn configure(tree: &Path, fragment_path: &Path, fragment: &[u8]) -> Result<()> {
     }
     if !missing.is_empty() {
         bail!(
-            "the kernel config lost options from {}: {}",
-            fragment_path.display(),
+            "the kernel config lost options from {:?}: {}",
+            fragment_paths,
             missing.join(", ")
         );
     }

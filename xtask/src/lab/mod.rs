@@ -13,6 +13,7 @@ use std::process::ExitCode;
 use anyhow::Result;
 use clap::Subcommand;
 
+pub use kernel::Variant;
 pub use suite::test_suite;
 
 #[derive(Subcommand)]
@@ -20,15 +21,21 @@ pub enum Command {
     /// Build (or reuse from the cache) the patched lab kernel; prints its path.
     Kernel {
         /// Debian's stock 6.12 kernel instead (downloaded once, not rebuilt).
-        #[arg(long)]
+        #[arg(long, conflicts_with = "kasan")]
         stock: bool,
+        /// The patched debug kernel with KASAN (its own source tree and cache).
+        #[arg(long)]
+        kasan: bool,
     },
     /// Boot the lab kernel and run a shell command in the guest (cwd: the
     /// ext4 test disk at /mnt; `dmaprof` is on PATH). Exits with its status.
     Run {
         /// Boot Debian's stock 6.12 kernel (no RW_FILE) instead of the patched one.
-        #[arg(long)]
+        #[arg(long, conflicts_with = "kasan")]
         stock: bool,
+        /// Boot the patched debug kernel with KASAN.
+        #[arg(long)]
+        kasan: bool,
         /// Kill the guest after this many seconds.
         #[arg(long, default_value_t = 600)]
         timeout: u64,
@@ -40,32 +47,29 @@ pub enum Command {
         #[arg(trailing_var_arg = true, required = true, allow_hyphen_values = true)]
         command: Vec<String>,
     },
-    /// The lab test suite (builds the kernel first if needed).
-    Test,
+    /// The lab test suite, patched and stock kernels (builds the kernel first if needed).
+    Test {
+        /// The patched kernel with KASAN (about 2.7x slower under TCG; not in CI).
+        #[arg(long)]
+        kasan: bool,
+    },
 }
 
 pub fn run(command: Command) -> Result<ExitCode> {
     match command {
-        Command::Kernel { stock } => {
-            let k = if stock {
-                stock::ensure()?
-            } else {
-                kernel::ensure()?
-            };
+        Command::Kernel { stock, kasan } => {
+            let k = pick(stock, kasan)?;
             println!("{}", k.bzimage.display());
             Ok(ExitCode::SUCCESS)
         }
         Command::Run {
             stock,
+            kasan,
             timeout,
             interactive,
             command,
         } => {
-            let kernel = if stock {
-                stock::ensure()?
-            } else {
-                kernel::ensure()?
-            };
+            let kernel = pick(stock, kasan)?;
             // The lab test binaries too (/lab/NAME), to run one test by hand.
             let guest = suite::guest_files(suite::LAB_TESTS)?;
             if interactive {
@@ -80,12 +84,29 @@ pub fn run(command: Command) -> Result<ExitCode> {
             );
             Ok(ExitCode::from(out.status.clamp(0, 255) as u8))
         }
-        Command::Test => {
+        Command::Test { kasan } => {
             let mut phases = crate::cmd::Phases::default();
-            let result = test_suite(&mut phases);
+            let result = test_suite(&mut phases, variant(kasan));
             eprint!("{}", phases.summary());
             result.map(|()| ExitCode::SUCCESS)
         }
+    }
+}
+
+fn variant(kasan: bool) -> kernel::Variant {
+    if kasan {
+        kernel::Variant::Kasan
+    } else {
+        kernel::Variant::Debug
+    }
+}
+
+/// The kernel a lab command boots: stock, or the patched one (with KASAN).
+fn pick(stock: bool, kasan: bool) -> Result<kernel::Kernel> {
+    if stock {
+        stock::ensure()
+    } else {
+        kernel::ensure_variant(variant(kasan))
     }
 }
 

@@ -58,24 +58,14 @@ fn test_executable(name: &str) -> Result<PathBuf> {
     bail!("cargo did not report an executable for test {name}")
 }
 
-pub fn test_suite(phases: &mut Phases) -> Result<()> {
-    let kernel = phases.run("lab: kernel (build or cache)", kernel::ensure)?;
+pub fn test_suite(phases: &mut Phases, variant: kernel::Variant) -> Result<()> {
+    let kernel = phases.run("lab: kernel (build or cache)", || {
+        kernel::ensure_variant(variant)
+    })?;
     let files = phases.run("lab: guest binaries", || guest_files(LAB_TESTS))?;
 
     phases.run("lab: dmaprof doctor in the guest", || {
-        let out = vm::run(&kernel, &files, "dmaprof doctor --json --path /mnt", 300)?;
-        check_clean(&out)?;
-        eprintln!("lab: boot to command {:.1}s", out.boot_secs);
-        ensure!(
-            out.status == 0,
-            "doctor exited {}:\n{}",
-            out.status,
-            out.output
-        );
-        let start = out.output.find('{').context("no JSON in doctor output")?;
-        let report: Value = serde_json::from_str(&out.output[start..])
-            .with_context(|| format!("doctor output is not JSON:\n{}", out.output))?;
-        check_doctor(&report)
+        check_doctor(&guest_doctor(&kernel, &files)?)
     })?;
 
     for test in PATCHED_TESTS {
@@ -147,6 +137,22 @@ pub fn test_suite(phases: &mut Phases) -> Result<()> {
     stock_suite(phases, &files)
 }
 
+/// `dmaprof doctor --json` in `kernel`'s guest: its report.
+fn guest_doctor(kernel: &kernel::Kernel, files: &GuestFiles) -> Result<Value> {
+    let out = vm::run(kernel, files, "dmaprof doctor --json --path /mnt", 300)?;
+    check_clean(&out)?;
+    eprintln!("lab: {}: boot to command {:.1}s", kernel.key, out.boot_secs);
+    ensure!(
+        out.status == 0,
+        "doctor exited {}:\n{}",
+        out.status,
+        out.output
+    );
+    let start = out.output.find('{').context("no JSON in doctor output")?;
+    serde_json::from_str(&out.output[start..])
+        .with_context(|| format!("doctor output is not JSON:\n{}", out.output))
+}
+
 /// A guest test binary, all its lab tests, in `kernel`'s guest.
 fn guest_tests(kernel: &kernel::Kernel, files: &GuestFiles, test: &str) -> Result<()> {
     let out = vm::run(
@@ -178,19 +184,7 @@ fn guest_tests(kernel: &kernel::Kernel, files: &GuestFiles, test: &str) -> Resul
 fn stock_suite(phases: &mut Phases, files: &GuestFiles) -> Result<()> {
     let kernel = phases.run("lab stock: kernel (download or cache)", stock::ensure)?;
     phases.run("lab stock: dmaprof doctor in the guest", || {
-        let out = vm::run(&kernel, files, "dmaprof doctor --json --path /mnt", 300)?;
-        check_clean(&out)?;
-        eprintln!("lab stock: boot to command {:.1}s", out.boot_secs);
-        ensure!(
-            out.status == 0,
-            "doctor exited {}:\n{}",
-            out.status,
-            out.output
-        );
-        let start = out.output.find('{').context("no JSON in doctor output")?;
-        let report: Value = serde_json::from_str(&out.output[start..])
-            .with_context(|| format!("doctor output is not JSON:\n{}", out.output))?;
-        check_stock_doctor(&report)
+        check_stock_doctor(&guest_doctor(&kernel, files)?)
     })?;
     phases.run("lab stock: dmaprof run, both directions, every mode", || {
         let cmd = "dmaprof run --file /mnt/data-256m.bin --mode all; echo \"@@rc=$?\"; \
