@@ -112,6 +112,7 @@ fn block_only(filter_tgid: Option<u32>) -> Session {
         families: Families::BLOCK,
         inflight_capacity: None,
         stats: false,
+        profile_hz: None,
     })
     .expect("attach block probe")
 }

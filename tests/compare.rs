@@ -185,7 +185,7 @@ fn unusable_inputs_exit_2_with_one_line() {
                 "schema.json",
                 &std::fs::read_to_string(good_json(dir.path()))
                     .unwrap()
-                    .replace("dmaprof.results/1", "x/9"),
+                    .replace("dmaprof.results/2", "x/9"),
             ),
             "schema `x/9`",
         ),
@@ -201,6 +201,15 @@ fn unusable_inputs_exit_2_with_one_line() {
             "{path}: expected `{needle}` in {err}"
         );
     }
+    // Schema 1 (no profile) is still read.
+    let v1 = write(
+        "v1.json",
+        &std::fs::read_to_string(good_json(dir.path()))
+            .unwrap()
+            .replace("dmaprof.results/2", "dmaprof.results/1"),
+    );
+    let (code, _, err) = compare(&[g, &v1]);
+    assert_eq!(code, 0, "a schema 1 file: {err}");
     let (code, _, err) = compare(&[g, g, "--threshold", "-3"]);
     assert_eq!(code, 2, "{err}");
 }

@@ -1032,6 +1032,100 @@ fn closing_the_file_during_a_call_is_safe_and_leaks_nothing() {
     );
 }
 
+/// `stack count` lines of a folded file (empty when there is none).
+fn folded(path: &Path) -> Vec<(String, u64)> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| {
+            let (stack, n) = l.rsplit_once(' ')?;
+            Some((stack.to_string(), n.parse().ok()?))
+        })
+        .collect()
+}
+
+/// Samples (or microseconds) of the stacks holding any of `frames`.
+fn through(stacks: &[(String, u64)], frames: &[&str]) -> u64 {
+    stacks
+        .iter()
+        .filter(|(s, _)| {
+            s.split(';')
+                .any(|f| frames.iter().any(|w| f.strip_suffix("_[k]") == Some(w)))
+        })
+        .map(|(_, n)| n)
+        .sum()
+}
+
+/// What the kernel reviewers asked, from the profile of each dma-buf mode:
+/// RW_FILE's calls run the exporter's rw_file and vfs_iocb_iter_read (no
+/// page-table walk); udmabuf's direct reads pin user pages (GUP) for the
+/// bio; dmabuf-read's calls copy through the page cache into a mapping the
+/// system heap populated at mmap() (remap_pfn_range), so no fault path runs
+/// in them; the direct modes' off-CPU time is mostly waiting for the device.
+#[test]
+#[ignore = "lab: needs the patched kernel; run by `cargo xtask lab test`"]
+fn profiles_of_the_dma_buf_modes_show_their_kernel_paths() {
+    let dir = "/tmp/profile";
+    let run = std::process::Command::new(dmaprof_e2e::dmaprof_bin())
+        .args(["run", "--headless", "--file", DATA_256M, "--chunk", "32M"])
+        .args(["--mode", "rw-file-direct", "--mode", "udmabuf-direct-read"])
+        .args(["--mode", "dmabuf-read", "--profile", "--folded", dir])
+        .args(["--flamegraph", dir])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&run.stdout);
+    assert!(
+        run.status.success(),
+        "{}\n{stdout}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    println!("{stdout}");
+    let on = |mode: &str| folded(Path::new(&format!("{dir}/{mode}.on-cpu.folded")));
+    let off = |mode: &str| folded(Path::new(&format!("{dir}/{mode}.off-cpu.folded")));
+
+    let rw = on("rw-file-direct");
+    assert!(
+        through(&rw, &["system_heap_rw_file"]) > 0 && through(&rw, &["vfs_iocb_iter_read"]) > 0,
+        "rw-file-direct: {rw:#?}"
+    );
+    let gup = [
+        "pin_user_pages_fast",
+        "gup_fast_fallback",
+        "__gup_longterm_locked",
+        "iov_iter_extract_pages",
+        "bio_iov_iter_get_pages",
+    ];
+    assert_eq!(
+        through(&rw, &gup),
+        0,
+        "RW_FILE walks no page table: {rw:#?}"
+    );
+    let udma = on("udmabuf-direct-read");
+    assert!(through(&udma, &gup) > 0, "udmabuf-direct-read: {udma:#?}");
+    let mapped = on("dmabuf-read");
+    assert!(
+        through(&mapped, &["filemap_read"]) > 0,
+        "dmabuf-read: {mapped:#?}"
+    );
+    assert_eq!(
+        through(&mapped, &["handle_mm_fault"]),
+        0,
+        "the system heap maps every page at mmap(): {mapped:#?}"
+    );
+    for mode in ["rw-file-direct", "udmabuf-direct-read"] {
+        let waits = off(mode);
+        let all: u64 = waits.iter().map(|(_, n)| n).sum();
+        let io = through(
+            &waits,
+            &["io_schedule", "blk_mq_get_tag", "folio_wait_bit_common"],
+        );
+        println!("lab: {mode}: {io} of {all} us off-CPU waiting for I/O");
+        assert!(io * 2 > all, "{mode}: off-CPU mostly I/O wait: {waits:#?}");
+    }
+    let svg = std::fs::read_to_string(format!("{dir}/rw-file-direct.on-cpu.svg")).unwrap();
+    assert!(svg.contains("<svg") && svg.contains("system_heap_rw_file"));
+}
+
 /// Figures, not a speed assertion: RW_FILE READ|DIRECT against READ over
 /// the 256 MiB file, 32 MiB per call (the seed's shape), caches dropped
 /// before each pass, data verified after each call (outside the timing).

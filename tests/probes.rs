@@ -30,6 +30,7 @@ fn session(force: Option<Method>) -> anyhow::Result<Session> {
         families: Families::WORKLOAD,
         inflight_capacity: None,
         stats: false,
+        profile_hz: None,
     })
 }
 
@@ -509,6 +510,7 @@ fn a_full_map_is_counted_and_reported_never_silent() {
         families: Families::BLOCK,
         inflight_capacity: Some(1),
         stats: false,
+        profile_hz: None,
     })
     .expect("attach");
     let dir = disk_scratch_dir();

@@ -10,6 +10,7 @@ extern crate std;
 pub mod block;
 pub mod call;
 pub mod pattern;
+pub mod profile;
 #[cfg(feature = "std")]
 pub mod stats;
 pub mod uapi;
@@ -36,6 +37,10 @@ pub mod programs {
     pub const PREAD_SYS_EXIT: &str = "sys_exit_pread64";
     pub const PREAD_RAW_ENTER: &str = "pread_raw_enter";
     pub const PREAD_RAW_EXIT: &str = "pread_raw_exit";
+    /// `--profile`: on-CPU samples (perf event on the CPU clock) and
+    /// off-CPU intervals (sched_switch).
+    pub const PROFILE_CPU_SAMPLE: &str = "profile_cpu_sample";
+    pub const PROFILE_OFF_CPU: &str = "profile_off_cpu";
     /// No-op programs used by `dmaprof doctor` to test each attach mechanism for real.
     pub const PROBE_FENTRY: &str = "probe_fentry";
     pub const PROBE_KPROBE: &str = "probe_kprobe";

@@ -10,6 +10,7 @@ mod dma_buf_ioctl;
 mod pending;
 mod pread;
 mod probe_check;
+mod profile;
 mod rw_file;
 mod sched;
 mod threads;

@@ -37,12 +37,18 @@ impl<T> TaskStorage<T> {
     /// The current thread's value, created zeroed on first use when `create`.
     #[inline(always)]
     pub fn current(&self, create: bool) -> Option<*mut T> {
+        self.of(unsafe { bpf_get_current_task_btf() }.cast(), create)
+    }
+
+    /// `task`'s value (a BTF `struct task_struct *`, e.g. a tp_btf
+    /// argument), created zeroed on first use when `create`.
+    #[inline(always)]
+    pub fn of(&self, task: *mut core::ffi::c_void, create: bool) -> Option<*mut T> {
         let flags = if create {
             BPF_LOCAL_STORAGE_GET_F_CREATE as u64
         } else {
             0
         };
-        let task = unsafe { bpf_get_current_task_btf() };
         let p = unsafe {
             bpf_task_storage_get(
                 ptr::from_ref(self).cast_mut().cast(),

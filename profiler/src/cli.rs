@@ -94,7 +94,7 @@ pub struct OutputArgs {
     /// Write one CSV row per mode (calls, bytes, MiB/s, latency percentiles, CPU per MiB ...).
     #[arg(long, value_name = "PATH")]
     pub summary_csv: Option<PathBuf>,
-    /// Write the results document (schema dmaprof.results/1, docs/results.md):
+    /// Write the results document (schema dmaprof.results/2, docs/results.md):
     /// what `dmaprof compare` reads.
     #[arg(long, value_name = "PATH")]
     pub json: Option<PathBuf>,
@@ -103,7 +103,7 @@ pub struct OutputArgs {
 #[derive(clap::Args, Default)]
 pub struct ProbeArgs {
     /// Run without kernel probes (userspace timing only).
-    #[arg(long, conflicts_with = "attach")]
+    #[arg(long, conflicts_with_all = ["attach", "profile", "folded", "flamegraph"])]
     pub no_probes: bool,
     /// Force the mechanism for the dma_buf_ioctl and rw_file probes instead
     /// of the best that works (fentry, then kprobe, then tracepoint).
@@ -115,6 +115,39 @@ pub struct ProbeArgs {
     pub exporter_fn: Option<String>,
     #[command(flatten)]
     pub stats: StatsArgs,
+    #[command(flatten)]
+    pub profile: ProfileArgs,
+}
+
+/// Stack profiles of the calls: where each mode's time goes.
+#[derive(clap::Args, Default, Clone)]
+pub struct ProfileArgs {
+    /// Sample the kernel and user stacks of the calls: on-CPU at
+    /// --profile-hz on every CPU (the software CPU clock), off-CPU at every
+    /// switch; each sample goes to the call in flight on its thread, and
+    /// the top kernel functions of each mode are printed (and in --json).
+    #[arg(long)]
+    pub profile: bool,
+    /// On-CPU samples per second per CPU, with --profile.
+    #[arg(long, value_name = "HZ", default_value_t = 999,
+          value_parser = clap::value_parser!(u64).range(1..=20000))]
+    pub profile_hz: u64,
+    /// Folded stacks per mode into DIR (MODE.on-cpu.folded: samples;
+    /// MODE.off-cpu.folded: microseconds); implies --profile.
+    #[arg(long, value_name = "DIR")]
+    pub folded: Option<PathBuf>,
+    /// A flame graph SVG per mode into DIR (MODE.on-cpu.svg,
+    /// MODE.off-cpu.svg); implies --profile.
+    #[arg(long, value_name = "DIR")]
+    pub flamegraph: Option<PathBuf>,
+}
+
+impl ProfileArgs {
+    /// The sampling frequency when profiling, else None.
+    pub fn hz(&self) -> Option<u64> {
+        (self.profile || self.folded.is_some() || self.flamegraph.is_some())
+            .then_some(self.profile_hz)
+    }
 }
 
 /// The probes' own cost, per program, from BPF run-time statistics.
@@ -213,6 +246,10 @@ pub struct TraceArgs {
     pub json: Option<PathBuf>,
     #[command(flatten)]
     pub stats: StatsArgs,
+    /// Stack profile of the traced process, its samples in the bucket of
+    /// the traced call in flight (pread, ioctl RW_FILE, ioctl SYNC ...).
+    #[command(flatten)]
+    pub profile: ProfileArgs,
 }
 
 #[derive(clap::Args)]
@@ -226,6 +263,17 @@ pub struct CompareArgs {
     pub threshold: Option<f64>,
     #[arg(long, value_enum, default_value = "text")]
     pub format: Format,
+    /// Also write a differential flame graph of on-CPU stacks to OUT.svg:
+    /// the candidate's stacks coloured by how their share changed from the
+    /// baseline's (red grew, blue shrank). Needs results JSON written with
+    /// `run --profile --json`. With one file, two of its modes compare.
+    #[arg(long, value_name = "OUT.svg")]
+    pub flamegraph: Option<PathBuf>,
+    /// The modes of the flame graph: MODE (in both files) or
+    /// BASE_MODE,CANDIDATE_MODE (with one file, two of its modes; with two,
+    /// a mode of each). Default: the one mode both sides have.
+    #[arg(long, value_name = "MODE[,MODE]", requires = "flamegraph")]
+    pub flamegraph_modes: Option<String>,
 }
 
 /// clap's errors span several lines; dmaprof's rule is one line naming the

@@ -17,6 +17,7 @@ pub mod live;
 pub mod mapping;
 pub mod metrics;
 pub mod probes;
+pub mod profile;
 pub mod stop;
 pub mod tracefs;
 pub mod workload;

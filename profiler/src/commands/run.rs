@@ -61,13 +61,14 @@ fn workload(
 ) -> Result<Exit, Exit> {
     // Signals first: from here on no signal leaves a temporary file behind.
     let stop = Stop::on_signals(rt).map_err(|e| Exit::failed(format!("signals: {e}")))?;
-    let mut outputs = Outputs::open(output_args).map_err(Exit::Input)?;
+    let mut outputs = Outputs::open(output_args, &probe_args.profile).map_err(Exit::Input)?;
     let plan = make_plan(plan_args, &stop)?;
     announce(&plan);
-    let probes = probes::start(probe_args)?;
+    let mut probes = probes::start(rt, probe_args)?;
     let view = View::start(rt, view_args, &plan.config, probes.as_ref(), &stop);
     let started_unix_s = unix_now();
     let outcome = drive(&plan, &stop, &view, outputs.calls.as_mut(), probes.as_ref());
+    let profile = probes.as_mut().and_then(|p| p.profile(rt, &outcome));
     let probe_report = finish_probes(probes, &view);
     let summary = summary::summarize(&outcome.passes);
     workload::announce(format_args!("export"));
@@ -78,9 +79,13 @@ fn workload(
         summary: &summary,
         started_unix_s,
         probes: probe_report.clone(),
+        profile: profile.as_ref(),
     });
     view.finish();
     print_tables(&plan, &outcome, &summary, table, probe_report.as_ref());
+    if let Some(p) = &profile {
+        print!("{}", crate::profile::report::render(p));
+    }
     Ok(exit_for(&outcome, export_error))
 }
 

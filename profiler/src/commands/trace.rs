@@ -18,15 +18,18 @@ use crate::{
     exit::Exit,
     export::{
         atomic::{self, AtomicFile},
+        flame,
         trace_sink::Sink,
     },
     kernel::Privileges,
     live::{self, state::LiveState, tui},
     probes::{
         events::{self, TraceSummary},
+        profile::Collector,
         report,
         session::{Families, Options, Session},
     },
+    profile::{self, Profile},
     stop::Stop,
 };
 
@@ -53,17 +56,20 @@ pub fn trace(rt: &Runtime, a: TraceArgs) -> Result<Exit, Exit> {
         families: Families::ALL,
         inflight_capacity: None,
         stats: !a.stats.no_probe_stats,
+        profile_hz: a.profile.hz(),
     })
     .map_err(|e| Exit::input(format!("attaching probes: {e:#}")))?;
     let ring = session
         .take_events()
         .map_err(|e| Exit::failed(format!("reading events: {e:#}")))?;
+    let profiling = start_profile(rt, &a, &mut session)?;
     report::print_attached(&session.attached, false);
     let dashboard = start_dashboard(rt, &a, csv.is_some(), &session, &stop);
     let mut sink = sink_for(csv, &dashboard);
     eprintln!("dmaprof: tracing {} (Ctrl-C to stop)", target.label());
     let mut summary = TraceSummary {
         pid: a.pid,
+        kept: profiling.as_ref().map(|_| Vec::new()),
         ..Default::default()
     };
     let watched = rt.block_on(watch(
@@ -89,6 +95,9 @@ pub fn trace(rt: &Runtime, a: TraceArgs) -> Result<Exit, Exit> {
             eprintln!("dmaprof: dashboard: {e}");
         }
     }
+    if let Some(p) = profiling {
+        summary.profile = p.finish(rt, &session, summary.kept.take().unwrap_or_default());
+    }
     let block = session.block();
     report::print_diagnostics(&mut session);
     if let Some(why) = session.stats_unavailable() {
@@ -98,12 +107,69 @@ pub fn trace(rt: &Runtime, a: TraceArgs) -> Result<Exit, Exit> {
     if let Ok(snap) = block {
         print_block_table(&snap);
     }
-    let failed = write_results(watched, sink, &summary, json.as_deref());
+    let mut failed = write_results(watched, sink, &summary, json.as_deref());
+    if let Some(p) = &summary.profile {
+        print!("{}", profile::report::render(p));
+        failed = failed.or(flame::write_dirs(
+            a.profile.folded.as_deref(),
+            a.profile.flamegraph.as_deref(),
+            p,
+        ));
+    }
     eprintln!("dmaprof: {}", summary.line());
     if summary.lost.total() > 0 {
         eprintln!("dmaprof: WARNING: the probes lost events: {}", summary.lost);
     }
     Ok(failed.map_or(Exit::Success, Exit::Failed))
+}
+
+/// `--profile`: the samples drained while the trace runs, and the traced
+/// process's mappings taken now (it may be gone when the trace ends).
+struct Profiling {
+    hz: u64,
+    collector: Collector,
+    symbols: profile::symbols::Symbols,
+}
+
+fn start_profile(
+    rt: &Runtime,
+    a: &TraceArgs,
+    session: &mut Session,
+) -> Result<Option<Profiling>, Exit> {
+    let Some(hz) = a.profile.hz() else {
+        return Ok(None);
+    };
+    let collector = session
+        .collect_profile(rt)
+        .map_err(|e| Exit::failed(format!("--profile: {e:#}")))?;
+    let mut symbols = profile::symbols::Symbols::new();
+    if let Some(pid) = a.pid {
+        symbols.snapshot(pid);
+    }
+    Ok(Some(Profiling {
+        hz,
+        collector,
+        symbols,
+    }))
+}
+
+impl Profiling {
+    /// The profile, its samples put on the traced calls' time line.
+    fn finish(
+        mut self,
+        rt: &Runtime,
+        session: &Session,
+        calls: Vec<profiler_common::call::CallEvent>,
+    ) -> Option<Profile> {
+        profile::finish(
+            rt,
+            self.hz,
+            self.collector,
+            session.profile_lost(),
+            &profile::trace_timeline(&calls),
+            &mut self.symbols,
+        )
+    }
 }
 
 /// Commits the CSV, prints the probes' costs and writes the JSON summary;
@@ -197,6 +263,14 @@ fn open_process(pid: u32) -> Result<OwnedFd, Exit> {
 fn open_outputs(a: &TraceArgs) -> Result<(Option<AtomicFile>, Option<std::path::PathBuf>), Exit> {
     if let Some(j) = &a.json {
         crate::export::check_writable("--json", j).map_err(Exit::Input)?;
+    }
+    for (flag, dir) in [
+        ("--folded", &a.profile.folded),
+        ("--flamegraph", &a.profile.flamegraph),
+    ] {
+        if let Some(d) = dir {
+            crate::export::check_dir(flag, d).map_err(Exit::Input)?;
+        }
     }
     let csv = a
         .csv

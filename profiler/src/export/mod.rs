@@ -5,6 +5,7 @@
 pub mod atomic;
 pub mod calls_csv;
 pub mod fanout;
+pub mod flame;
 pub mod results;
 pub mod trace_sink;
 
@@ -13,8 +14,9 @@ use std::path::PathBuf;
 use atomic::AtomicFile;
 
 use crate::{
-    cli::OutputArgs,
+    cli::{OutputArgs, ProfileArgs},
     probes::session::ProbeReport,
+    profile::Profile,
     workload::{Config, Outcome, mode::Mode, summary::ModeSummary},
 };
 
@@ -40,6 +42,9 @@ pub struct Outputs {
     pub calls: Option<CallsCsv>,
     summary_csv: Option<PathBuf>,
     json: Option<PathBuf>,
+    /// `--folded` and `--flamegraph` directories (made if missing).
+    folded: Option<PathBuf>,
+    flamegraph: Option<PathBuf>,
 }
 
 /// Everything the end-of-run files are made of; the summary is computed once.
@@ -51,6 +56,14 @@ pub struct RunReport<'a> {
     pub started_unix_s: u64,
     /// How the probes attached, what they lost and cost (None: probes off).
     pub probes: Option<ProbeReport>,
+    /// The stack profile (`--profile`).
+    pub profile: Option<&'a Profile>,
+}
+
+/// Makes `dir` if it is missing and checks a file can be written in it.
+pub fn check_dir(flag: &str, dir: &std::path::Path) -> Result<(), String> {
+    std::fs::create_dir_all(dir).map_err(|e| format!("{flag} {}: {e}", dir.display()))?;
+    check_writable(flag, &dir.join(".dmaprof-check"))
 }
 
 /// Checks a path can be written (creates and removes its temporary file).
@@ -62,7 +75,13 @@ pub fn check_writable(flag: &str, path: &std::path::Path) -> Result<(), String> 
 
 impl Outputs {
     /// Fails, naming the flag and the path, before any file is made.
-    pub fn open(a: &OutputArgs) -> Result<Outputs, String> {
+    pub fn open(a: &OutputArgs, profile: &ProfileArgs) -> Result<Outputs, String> {
+        if let Some(d) = &profile.folded {
+            check_dir("--folded", d)?;
+        }
+        if let Some(d) = &profile.flamegraph {
+            check_dir("--flamegraph", d)?;
+        }
         if let Some(p) = &a.summary_csv {
             check_writable("--summary-csv", p)?;
         }
@@ -84,6 +103,8 @@ impl Outputs {
             calls,
             summary_csv: a.summary_csv.clone(),
             json: a.json.clone(),
+            folded: profile.folded.clone(),
+            flamegraph: profile.flamegraph.clone(),
         })
     }
 
@@ -111,6 +132,13 @@ impl Outputs {
             if let Err(e) = atomic::write(p, text.as_bytes()) {
                 errors.push(format!("--json {}: {e}", p.display()));
             }
+        }
+        if let Some(p) = run.profile {
+            errors.extend(flame::write_dirs(
+                self.folded.as_deref(),
+                self.flamegraph.as_deref(),
+                p,
+            ));
         }
         errors.into_iter().next()
     }

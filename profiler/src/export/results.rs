@@ -1,8 +1,11 @@
-//! The JSON results document (schema `dmaprof.results/1`, described in
+//! The JSON results document (schema `dmaprof.results/2`, described in
 //! docs/results.md) and the per-mode summary CSV. The same types read the
 //! document back for `dmaprof compare`, with unknown fields refused, so
 //! what is written and what is read cannot drift apart.
-use std::io::{self, Write};
+use std::{
+    collections::BTreeMap,
+    io::{self, Write},
+};
 
 pub use crate::metrics::LatencyHistogram;
 
@@ -11,11 +14,15 @@ use serde::{Deserialize, Serialize};
 use super::RunReport;
 use crate::metrics::CallTotals;
 use crate::probes::session::{Attached, Lost, ProgramCost};
+use crate::profile::{Profile, TopFunction, top};
 use crate::workload::{
     BufferUse, CallRecord, Pass, Verification, mode::Mode, summary::ModeSummary,
 };
 
-pub const SCHEMA: &str = "dmaprof.results/1";
+pub const SCHEMA: &str = "dmaprof.results/2";
+/// The schemas this reader takes: each later one only added fields
+/// (2: `profile` and `profile_top_kernel`).
+const READABLE: [&str; 2] = ["dmaprof.results/1", SCHEMA];
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -38,6 +45,13 @@ pub struct Results {
     #[serde(default)]
     pub probe_costs: Option<Vec<ProgramCost>>,
     pub modes: Vec<ModeResult>,
+    /// The stack profile (`--profile`): folded stacks per bucket (a mode,
+    /// "between calls", "other threads") and what it could not see.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub profile: Option<Profile>,
+    /// Per bucket, its top kernel functions (self and total % of samples).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub profile_top_kernel: Option<BTreeMap<String, Vec<TopFunction>>>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -174,15 +188,29 @@ pub fn build(run: &RunReport) -> Results {
         lost_events,
         probe_costs,
         modes,
+        profile: run.profile.cloned(),
+        profile_top_kernel: run.profile.map(|p| {
+            p.buckets
+                .iter()
+                .map(|(b, s)| (b.clone(), top::kernel_functions(s, TOP_IN_JSON)))
+                .collect()
+        }),
     }
 }
+
+/// Kernel functions per bucket in the JSON.
+const TOP_IN_JSON: usize = 20;
 
 /// Reads a results document, with the reason when it is not one.
 pub fn parse(text: &str) -> Result<Results, String> {
     let r: Results =
         serde_json::from_str(text).map_err(|e| format!("not a dmaprof results file: {e}"))?;
-    if r.schema != SCHEMA {
-        return Err(format!("schema `{}` is not `{SCHEMA}`", r.schema));
+    if !READABLE.contains(&r.schema.as_str()) {
+        return Err(format!(
+            "schema `{}` is not one of {}",
+            r.schema,
+            READABLE.join(", ")
+        ));
     }
     Ok(r)
 }

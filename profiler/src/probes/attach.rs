@@ -24,6 +24,11 @@ pub enum Method {
     #[value(skip)]
     #[serde(rename = "tp_btf")]
     TpBtf,
+    /// A perf event's overflow program (`--profile`'s CPU-clock sampling);
+    /// not a value of `--attach`.
+    #[value(skip)]
+    #[serde(rename = "perf_event")]
+    PerfEvent,
 }
 
 impl fmt::Display for Method {
@@ -33,6 +38,7 @@ impl fmt::Display for Method {
             Method::Kprobe => "kprobe",
             Method::Tracepoint => "tracepoint",
             Method::TpBtf => "tp_btf",
+            Method::PerfEvent => "perf_event",
         })
     }
 }

@@ -111,12 +111,24 @@ pub struct TraceSummary {
     pub probe_pct_of_call_time: Option<f64>,
     /// Sum of the traced calls' durations, ns.
     pub call_ns: u64,
+    /// With `--profile`: every ioctl and pread event, kept for the
+    /// profile's time line (the exporter's calls run inside an ioctl's).
+    #[serde(skip)]
+    pub kept: Option<Vec<CallEvent>>,
+    /// The stack profile (`--profile`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub profile: Option<crate::profile::Profile>,
 }
 
 impl TraceSummary {
     pub fn count(&mut self, e: &CallEvent) {
         self.events += 1;
         self.call_ns += e.duration_ns;
+        if let Some(kept) = &mut self.kept
+            && e.kind != EVENT_EXPORTER
+        {
+            kept.push(*e);
+        }
         // No allocation per event: the kind's entry exists after its first.
         match self.by_kind.get_mut(kind(e)) {
             Some(n) => *n += 1,

@@ -5,5 +5,6 @@ pub mod block;
 pub mod diagnostics;
 pub mod events;
 pub mod object;
+pub mod profile;
 pub mod report;
 pub mod session;

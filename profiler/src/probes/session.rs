@@ -70,6 +70,8 @@ pub struct Options {
     /// Hold BPF run-time statistics on for the session (the probes' own
     /// cost, per program); they cost two clock reads per program run.
     pub stats: bool,
+    /// `--profile`: sample stacks at this many Hz per CPU, and off-CPU stacks.
+    pub profile_hz: Option<u64>,
 }
 
 /// How one probe target ended up attached, and why better rungs were not used.
@@ -256,6 +258,12 @@ impl Session {
                 not_used: Vec::new(),
             });
         }
+        if let Some(hz) = opts.profile_hz {
+            let btf = btf
+                .as_ref()
+                .context("--profile needs the kernel's BTF (/sys/kernel/btf/vmlinux)")?;
+            attached.push(super::profile::attach(&mut ebpf, btf, hz)?);
+        }
         // After attaching: aya-log reads the log ring of the loaded programs.
         let logger =
             aya_log::EbpfLogger::init_with_logger(&mut ebpf, super::diagnostics::Collector).ok();
@@ -363,6 +371,20 @@ impl Session {
             l.flush();
         }
         super::diagnostics::take()
+    }
+
+    /// `--profile`: starts draining the stack samples on `rt` (the ring
+    /// and the stack map leave the session for the collector).
+    pub fn collect_profile(
+        &mut self,
+        rt: &tokio::runtime::Runtime,
+    ) -> Result<super::profile::Collector> {
+        super::profile::collect(rt, &mut self.ebpf)
+    }
+
+    /// Samples the profile programs could not record.
+    pub fn profile_lost(&self) -> Result<super::profile::ProfileLost> {
+        super::profile::lost(&self.ebpf)
     }
 
     /// The ring buffer of finished ioctl/exporter/pread calls (for `dmaprof
@@ -541,8 +563,8 @@ fn ioctl_ladder(
                 tracepoint(ebpf, programs::IOCTL_SYS_EXIT, "syscalls", "sys_exit_ioctl")?;
                 Ok("syscalls:sys_enter_ioctl+sys_exit_ioctl (cmd type 'b')".to_string())
             }),
-            Method::TpBtf => Err(anyhow::anyhow!(
-                "tp_btf is a rung of the pread64 probes only"
+            Method::TpBtf | Method::PerfEvent => Err(anyhow::anyhow!(
+                "{m} is not a rung of the dma_buf_ioctl probe"
             )),
         };
         r.map_err(|e| attach::describe(&e, m))
@@ -595,7 +617,7 @@ fn exporter_ladder(ebpf: &mut Ebpf, btf: Option<&Btf>, opts: &Options) -> Result
                 programs::EXPORTER_KRETPROBE,
                 &function,
             ),
-            Method::Tracepoint | Method::TpBtf => Err(anyhow::anyhow!(
+            Method::Tracepoint | Method::TpBtf | Method::PerfEvent => Err(anyhow::anyhow!(
                 "exporters have no tracepoint; the ioctl probe covers the call"
             )),
         };

@@ -184,6 +184,10 @@ pub struct Outcome {
     pub passes: Vec<Pass>,
     pub interrupted: bool,
     pub error: Option<RunError>,
+    /// CLOCK_MONOTONIC (the kernel's bpf_ktime_get_ns clock) at the run's
+    /// epoch, the zero of every call's `start_ns`: kernel-side samples are
+    /// placed on the calls' time line with it.
+    pub epoch_mono_ns: u64,
 }
 
 pub fn run(
@@ -194,6 +198,7 @@ pub fn run(
 ) -> Outcome {
     let mut out = Outcome::default();
     let epoch = Instant::now();
+    out.epoch_mono_ns = monotonic_ns();
     // --buffers reuse: each mode's one buffer, kept across passes.
     let mut warm: Vec<(Mode, Buffer)> = Vec::new();
     'outer: for iteration in 0..cfg.iterations {
@@ -229,6 +234,17 @@ pub fn run(
         }
     }
     out
+}
+
+/// CLOCK_MONOTONIC now, in ns (Instant's clock on Linux, and the BPF side's).
+pub fn monotonic_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime fills the timespec we pass.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
 }
 
 /// Announces on stderr that a phase starts (`dmaprof: phase alloc pread 0`,

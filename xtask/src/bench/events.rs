@@ -155,7 +155,7 @@ fn wait_fio(fio: &mut Child) -> Result<()> {
 
 /// Lines of `r` up to and including the first containing `marker`; on
 /// end of output first, fio is stopped and the lines so far are the error.
-fn read_until(
+pub(super) fn read_until(
     lines: &mut impl Iterator<Item = std::io::Result<String>>,
     marker: &str,
     fio: &mut Child,
@@ -228,7 +228,7 @@ fn dmaprof_trace(
 }
 
 /// A `dmaprof trace` child that has said it is tracing, its stderr drained.
-struct Tracing {
+pub(super) struct Tracing {
     child: Child,
     stderr: std::thread::JoinHandle<Vec<String>>,
 }
@@ -236,7 +236,7 @@ struct Tracing {
 impl Tracing {
     /// Spawns `c` and returns once it is attached (before fio's start
     /// delay ends); fio is stopped if it ends first.
-    fn start(c: &mut Command, fio: &mut Child) -> Result<Tracing> {
+    pub(super) fn start(c: &mut Command, fio: &mut Child) -> Result<Tracing> {
         let mut child = c
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -250,7 +250,7 @@ impl Tracing {
     }
 
     /// Waits for it to end (after `signal`, if given); its stderr if it failed.
-    fn end(mut self, signal: Option<i32>) -> Result<()> {
+    pub(super) fn end(mut self, signal: Option<i32>) -> Result<()> {
         if let Some(sig) = signal {
             // SAFETY: signalling our own child, still unreaped.
             unsafe { libc::kill(self.child.id() as i32, sig) };

@@ -4,6 +4,7 @@ mod events;
 mod fidelity;
 mod loopfs;
 mod overhead;
+mod profile;
 mod soak;
 
 use std::process::{Command, ExitCode};
@@ -49,6 +50,9 @@ pub enum Bench {
     /// Per-call records the agent sustains (fio 4 KiB page-cache reads
     /// traced by `dmaprof trace`), where loss starts, agent CPU per million.
     Events,
+    /// What `--profile` costs (99 and 999 Hz against none, on the RAM-backed
+    /// loop device), and its top kernel functions beside bpftrace's on one load.
+    Profile,
     /// Agent RSS after 1 minute and at the end of a continuous traced run,
     /// and the CPU of the dashboard drawing at 10 fps.
     Soak {
@@ -82,6 +86,7 @@ pub fn run(b: Bench) -> Result<ExitCode> {
         })?,
         Bench::Overhead { rounds, no_lab } => overhead::run(rounds, no_lab)?,
         Bench::Events => events::run()?,
+        Bench::Profile => profile::run()?,
         Bench::Soak { minutes } => soak::run(minutes)?,
         Bench::Report {
             rounds,
@@ -143,7 +148,7 @@ fn report(rounds: u32, minutes: u32, out: &std::path::Path) -> Result<String> {
     writeln!(
         r,
         "- command: `cargo xtask bench report --rounds {rounds} --minutes {minutes}`, which runs \
-         `bench overhead --rounds {rounds}`, `bench fidelity --rounds 10` (loop device), `bench fidelity --device disk --rounds 6`, `bench events` and \
+         `bench overhead --rounds {rounds}`, `bench fidelity --rounds 10` (loop device), `bench fidelity --device disk --rounds 6`, `bench events`, `bench profile` and \
          `bench soak --minutes {minutes}` in that order"
     )?;
     writeln!(
@@ -179,6 +184,7 @@ fn report(rounds: u32, minutes: u32, out: &std::path::Path) -> Result<String> {
             Box::new(fidelity_on(fidelity::Device::Disk, 6)),
         ),
         ("events", Box::new(events::run)),
+        ("profile", Box::new(profile::run)),
         ("soak", Box::new(|| soak::run(minutes))),
     ];
     let save = |text: &str| {

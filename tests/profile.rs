@@ -1,0 +1,175 @@
+//! `--profile` on this host: real perf-event and sched_switch programs, real
+//! stacks of real preads, symbolized and attributed to the calls.
+use std::{collections::BTreeMap, path::Path, process::Command};
+
+use dmaprof_e2e::{disk_scratch_dir, dmaprof_bin, probe_lock, require_bpf};
+
+/// `stack count` lines of a folded file.
+fn folded(path: &Path) -> BTreeMap<String, u64> {
+    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    text.lines()
+        .map(|l| {
+            let (stack, n) = l.rsplit_once(' ').expect("stack count");
+            (stack.to_string(), n.parse().expect("a count"))
+        })
+        .collect()
+}
+
+/// Samples whose stack holds any of `frames`.
+fn with_any(stacks: &BTreeMap<String, u64>, frames: &[&str]) -> u64 {
+    stacks
+        .iter()
+        .filter(|(s, _)| s.split(';').any(|f| frames.contains(&f)))
+        .map(|(_, n)| n)
+        .sum()
+}
+
+/// The page-cache read and the direct-I/O read, as their call stacks show
+/// them: each mode's samples go through its own kernel path, the time
+/// between calls holds no pread, and the files agree with the JSON.
+#[test]
+fn pread_and_pread_direct_profiles_show_their_kernel_paths() {
+    if !require_bpf("profile") {
+        return;
+    }
+    let _serial = probe_lock();
+    let dir = disk_scratch_dir();
+    let out = tempfile::tempdir().unwrap();
+    let (folded_dir, svg_dir, json) = (
+        out.path().join("folded"),
+        out.path().join("svg"),
+        out.path().join("r.json"),
+    );
+    let run = Command::new(dmaprof_bin())
+        .args([
+            "run",
+            "--headless",
+            "--mode",
+            "pread",
+            "--mode",
+            "pread-direct",
+        ])
+        .args([
+            "--size",
+            "128M",
+            "--chunk",
+            "1M",
+            "--iterations",
+            "3",
+            "--profile",
+        ])
+        .arg("--dir")
+        .arg(dir.path())
+        .arg("--folded")
+        .arg(&folded_dir)
+        .arg("--flamegraph")
+        .arg(&svg_dir)
+        .arg("--json")
+        .arg(&json)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&run.stdout);
+    assert!(
+        run.status.success(),
+        "{}\n{stdout}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    assert!(
+        stdout.contains("stack profile (999 Hz per CPU)"),
+        "{stdout}"
+    );
+
+    let pread = folded(&folded_dir.join("pread.on-cpu.folded"));
+    let direct = folded(&folded_dir.join("pread-direct.on-cpu.folded"));
+    let syscall = ["ksys_pread64_[k]", "__x64_sys_pread64_[k]"];
+    // Buffered: the page-cache read; direct: the iomap direct-I/O path.
+    let page_cache = ["filemap_read_[k]"];
+    let direct_io = ["iomap_dio_rw_[k]", "__iomap_dio_rw_[k]"];
+    let n = pread.values().sum::<u64>();
+    assert!(
+        with_any(&pread, &page_cache) * 2 > n,
+        "most pread samples are in filemap_read: {pread:#?}"
+    );
+    assert_eq!(with_any(&pread, &direct_io), 0, "{pread:#?}");
+    assert!(
+        with_any(&direct, &direct_io) > 0,
+        "pread-direct goes through iomap_dio_rw: {direct:#?}"
+    );
+    assert!(with_any(&pread, &syscall) * 2 > n, "{pread:#?}");
+    // The dmaprof frames that issue the call are on the user side.
+    assert!(
+        pread
+            .keys()
+            .any(|s| s.contains("workload::paths::pread::read")),
+        "{pread:#?}"
+    );
+    // Between calls: dmaprof's own work, never a pread.
+    let between = folded_dir.join("between-calls.on-cpu.folded");
+    if between.exists() {
+        let between = folded(&between);
+        assert_eq!(with_any(&between, &syscall), 0, "{between:#?}");
+    }
+    // Off-CPU: the direct reads wait for the device.
+    let off = folded(&folded_dir.join("pread-direct.off-cpu.folded"));
+    assert!(
+        with_any(&off, &["io_schedule_[k]", "schedule_[k]"]) > 0,
+        "{off:#?}"
+    );
+
+    // The JSON holds the same stacks, and the files' counts add up to the
+    // samples the profile took.
+    let v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    assert_eq!(v["schema"], "dmaprof.results/2");
+    let p = &v["profile"];
+    let mut total = 0;
+    for entry in std::fs::read_dir(&folded_dir).unwrap().flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if let Some(bucket) = name.strip_suffix(".on-cpu.folded") {
+            let stacks = folded(&entry.path());
+            let key = bucket.replace('-', " ");
+            let key = if p["buckets"].get(&key).is_some() {
+                key
+            } else {
+                bucket.to_string()
+            };
+            let in_json: u64 = p["buckets"][&key]["on_cpu"]
+                .as_object()
+                .unwrap_or_else(|| panic!("bucket {key} in the JSON"))
+                .values()
+                .map(|n| n.as_u64().unwrap())
+                .sum();
+            assert_eq!(in_json, stacks.values().sum::<u64>(), "{key}");
+            total += in_json;
+        }
+    }
+    assert_eq!(Some(total), p["limits"]["samples"].as_u64());
+    let top = &v["profile_top_kernel"]["pread"];
+    assert!(top.as_array().is_some_and(|a| !a.is_empty()), "{top}");
+
+    // The flame graphs are SVG and show the same frames.
+    let svg = std::fs::read_to_string(svg_dir.join("pread.on-cpu.svg")).unwrap();
+    assert!(svg.starts_with("<?xml") && svg.contains("<svg"));
+    assert!(svg.contains("filemap_read"), "pread's flame graph");
+    let svg = std::fs::read_to_string(svg_dir.join("pread-direct.on-cpu.svg")).unwrap();
+    assert!(svg.contains("iomap_dio_rw"), "pread-direct's flame graph");
+}
+
+#[test]
+fn profile_needs_the_probes() {
+    let out = Command::new(dmaprof_bin())
+        .args(["run", "--no-probes", "--profile", "--mode", "pread"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("--no-probes") && err.contains("--profile"),
+        "{err}"
+    );
+    let out = Command::new(dmaprof_bin())
+        .args(["run", "--profile", "--profile-hz", "0", "--mode", "pread"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+}
