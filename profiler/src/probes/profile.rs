@@ -136,6 +136,9 @@ impl Stacks {
     }
 }
 
+/// How long the collector lets samples gather after a drain.
+const BATCH: std::time::Duration = std::time::Duration::from_millis(20);
+
 /// Drains the samples' ring on the runtime while the workload runs on its
 /// own thread, resolving their stacks as they come; `finish` takes every
 /// sample emitted up to then.
@@ -169,6 +172,9 @@ pub fn collect(rt: &tokio::runtime::Runtime, ebpf: &mut Ebpf) -> Result<Collecto
                     drain(guard.get_inner_mut(), &mut samples);
                     stacks.resolve(&mut samples[from..]);
                     guard.clear_ready();
+                    // A wake-up per sample would cost the run more than the
+                    // samples do; the 1 MiB ring holds far more than this.
+                    tokio::time::sleep(BATCH).await;
                 }
             }
         }
