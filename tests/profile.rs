@@ -173,3 +173,86 @@ fn profile_needs_the_probes() {
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
 }
+
+/// `trace --profile` of another process: its pread64 calls' samples land in
+/// the `pread` bucket, with the page-cache read under them, and the traced
+/// program's own frames are named although it has exited by the end.
+#[test]
+fn trace_profile_puts_another_processes_preads_in_their_bucket() {
+    if !require_bpf("profile") {
+        return;
+    }
+    let _serial = probe_lock();
+    let dir = disk_scratch_dir();
+    let data = dir.path().join("d.bin");
+    std::fs::write(&data, vec![7u8; 4 << 20]).unwrap();
+    let (go, folded_dir, json) = (
+        dir.path().join("go"),
+        dir.path().join("folded"),
+        dir.path().join("trace.json"),
+    );
+    // Waits for its go file (made once the tracer is attached), then reads
+    // the cached file in 4 KiB preads for a second and exits.
+    let script = format!(
+        r#"
+import os, time
+deadline = time.time() + 60
+while not os.path.exists("{g}") and time.time() < deadline:
+    time.sleep(0.05)
+fd = os.open("{d}", os.O_RDONLY)
+end = time.time() + 1.0
+while time.time() < end:
+    for i in range(1024):
+        os.pread(fd, 4096, i * 4096)
+"#,
+        d = data.display(),
+        g = go.display()
+    );
+    let mut child = Command::new("python3")
+        .arg("-c")
+        .arg(script)
+        .spawn()
+        .expect("python3");
+    let mut tracer = Command::new(dmaprof_bin())
+        .args([
+            "trace",
+            "--headless",
+            "--pid",
+            &child.id().to_string(),
+            "--profile",
+        ])
+        .arg("--folded")
+        .arg(&folded_dir)
+        .arg("--json")
+        .arg(&json)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let log = dmaprof_e2e::wait_until_tracing(&mut tracer);
+    std::fs::write(&go, b"").unwrap();
+    assert!(child.wait().unwrap().success());
+    let out = tracer.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", log.join().unwrap());
+
+    let pread = folded(&folded_dir.join("pread.on-cpu.folded"));
+    let n: u64 = pread.values().sum();
+    assert!(n > 0, "samples inside the traced preads");
+    assert!(
+        with_any(&pread, &["filemap_read_[k]"]) * 2 > n,
+        "{pread:#?}"
+    );
+    // Its user frames are named from its mappings, taken while it ran (it
+    // has exited when the profile is built): libc's pread wrapper at least
+    // (python has no frame pointers, so the walk stops there).
+    assert!(
+        with_any(&pread, &["__libc_pread", "pread64", "__pread64"]) * 2 > n,
+        "user frames of the traced program: {pread:#?}"
+    );
+    let v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    assert!(
+        v["profile"]["buckets"]["pread"]["on_cpu"].is_object(),
+        "{v}"
+    );
+}
