@@ -10,6 +10,7 @@ use std::{
     time::Instant,
 };
 
+use dmaprof_e2e::{folded_stacks, through};
 use profiler::dma_buf::{self, RW_FLAGS_DIRECT, RW_FLAGS_READ, RW_FLAGS_WRITE, RwFileArgs};
 use profiler_common::pattern::{self, LAB_SEED};
 
@@ -1032,30 +1033,6 @@ fn closing_the_file_during_a_call_is_safe_and_leaks_nothing() {
     );
 }
 
-/// `stack count` lines of a folded file (empty when there is none).
-fn folded(path: &Path) -> Vec<(String, u64)> {
-    std::fs::read_to_string(path)
-        .unwrap_or_default()
-        .lines()
-        .filter_map(|l| {
-            let (stack, n) = l.rsplit_once(' ')?;
-            Some((stack.to_string(), n.parse().ok()?))
-        })
-        .collect()
-}
-
-/// Samples (or microseconds) of the stacks holding any of `frames`.
-fn through(stacks: &[(String, u64)], frames: &[&str]) -> u64 {
-    stacks
-        .iter()
-        .filter(|(s, _)| {
-            s.split(';')
-                .any(|f| frames.iter().any(|w| f.strip_suffix("_[k]") == Some(w)))
-        })
-        .map(|(_, n)| n)
-        .sum()
-}
-
 /// What the kernel reviewers asked, from the profile of each dma-buf mode:
 /// RW_FILE's calls run the exporter's rw_file and vfs_iocb_iter_read (no
 /// page-table walk); udmabuf's direct reads pin user pages (GUP) for the
@@ -1080,8 +1057,8 @@ fn profiles_of_the_dma_buf_modes_show_their_kernel_paths() {
         String::from_utf8_lossy(&run.stderr)
     );
     println!("{stdout}");
-    let on = |mode: &str| folded(Path::new(&format!("{dir}/{mode}.on-cpu.folded")));
-    let off = |mode: &str| folded(Path::new(&format!("{dir}/{mode}.off-cpu.folded")));
+    let on = |mode: &str| folded_stacks(Path::new(&format!("{dir}/{mode}.on-cpu.folded")));
+    let off = |mode: &str| folded_stacks(Path::new(&format!("{dir}/{mode}.off-cpu.folded")));
 
     let rw = on("rw-file-direct");
     assert!(
@@ -1114,7 +1091,7 @@ fn profiles_of_the_dma_buf_modes_show_their_kernel_paths() {
     );
     for mode in ["rw-file-direct", "udmabuf-direct-read"] {
         let waits = off(mode);
-        let all: u64 = waits.iter().map(|(_, n)| n).sum();
+        let all: u64 = waits.values().sum();
         let io = through(
             &waits,
             &["io_schedule", "blk_mq_get_tag", "folio_wait_bit_common"],

@@ -338,6 +338,61 @@ fn bufinfo_total(text: &str) -> Option<u64> {
     })
 }
 
+/// `python3 -c script` (a script that waits for its go file) traced by
+/// `dmaprof trace --pid` with `args`; returns once every probe is attached,
+/// with the tracer's stderr (read to its end by a thread).
+pub fn traced_python<S: AsRef<std::ffi::OsStr>>(
+    script: &str,
+    args: &[S],
+) -> (
+    std::process::Child,
+    std::process::Child,
+    std::thread::JoinHandle<String>,
+) {
+    let child = std::process::Command::new("python3")
+        .arg("-c")
+        .arg(script)
+        .spawn()
+        .expect("python3");
+    let mut tracer = std::process::Command::new(dmaprof_bin())
+        .args(["trace", "--pid", &child.id().to_string()])
+        .args(args)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let rest = wait_until_tracing(&mut tracer);
+    (child, tracer, rest)
+}
+
+/// A folded-stack file (`frame;frame count` lines) as stack -> count;
+/// empty when there is no file.
+pub fn folded_stacks(path: &std::path::Path) -> std::collections::BTreeMap<String, u64> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| {
+            let (stack, n) = l.rsplit_once(' ')?;
+            Some((stack.to_string(), n.parse().ok()?))
+        })
+        .collect()
+}
+
+/// The count of the stacks holding any of `functions` (a kernel frame
+/// matches without its `_[k]` mark).
+pub fn through(stacks: &std::collections::BTreeMap<String, u64>, functions: &[&str]) -> u64 {
+    stacks
+        .iter()
+        .filter(|(s, _)| {
+            s.split(';').any(|f| {
+                let name = f.strip_suffix("_[k]").unwrap_or(f);
+                functions.contains(&name)
+            })
+        })
+        .map(|(_, n)| n)
+        .sum()
+}
+
 #[cfg(test)]
 mod tests {
     #[test]

@@ -5,7 +5,7 @@ use std::{
     ffi::OsStr,
     os::fd::AsRawFd,
     path::Path,
-    process::{Child, Command},
+    process::Command,
     sync::atomic::AtomicBool,
 };
 
@@ -316,7 +316,7 @@ time.sleep(0.5)
         d = data.display(),
         g = go.display()
     );
-    let (mut child, tracer, log) = traced_python(&script, &["--duration", "60"]);
+    let (mut child, tracer, log) = dmaprof_e2e::traced_python(&script, &["--duration", "60"]);
     std::fs::write(&go, b"").unwrap();
     let out = tracer.wait_with_output().unwrap();
     assert!(child.wait().unwrap().success());
@@ -399,7 +399,7 @@ ts = [threading.Thread(target=work) for _ in range(2)]
         json.as_os_str(),
     ];
     args.extend(extra.iter().map(OsStr::new));
-    let (mut child, tracer, log) = traced_python(&script, &args);
+    let (mut child, tracer, log) = dmaprof_e2e::traced_python(&script, &args);
     std::fs::write(&go, b"").unwrap();
     assert!(child.wait().unwrap().success());
     let out = tracer.wait_with_output().unwrap();
@@ -436,29 +436,6 @@ ts = [threading.Thread(target=work) for _ in range(2)]
         .and_then(|a| a.iter().find(|p| p["probe"] == "pread64 syscall"))
         .unwrap_or_else(|| panic!("pread64 in the probes: {v}"));
     assert_eq!(pread_probe["method"], method, "{pread_probe}");
-}
-
-/// `python3 -c script` (which waits for its go file) traced by `dmaprof
-/// trace --pid` with `args`; returns once every probe is attached, with
-/// the tracer's stderr (read to its end by a thread).
-fn traced_python<S: AsRef<OsStr>>(
-    script: &str,
-    args: &[S],
-) -> (Child, Child, std::thread::JoinHandle<String>) {
-    let child = Command::new("python3")
-        .arg("-c")
-        .arg(script)
-        .spawn()
-        .expect("python3");
-    let mut tracer = Command::new(dmaprof_bin())
-        .args(["trace", "--pid", &child.id().to_string()])
-        .args(args)
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let rest = dmaprof_e2e::wait_until_tracing(&mut tracer);
-    (child, tracer, rest)
 }
 
 #[test]
@@ -573,7 +550,7 @@ for i in range(200):
         d = data.display()
     );
     let (mut third, mut tracer, log) =
-        traced_python(&script, &[OsStr::new("--csv"), trace_csv.as_os_str()]);
+        dmaprof_e2e::traced_python(&script, &[OsStr::new("--csv"), trace_csv.as_os_str()]);
     let children: Vec<_> = dirs
         .iter()
         .map(|d| {

@@ -2,26 +2,12 @@
 //! stacks of real preads, symbolized and attributed to the calls.
 use std::{collections::BTreeMap, path::Path, process::Command};
 
-use dmaprof_e2e::{disk_scratch_dir, dmaprof_bin, probe_lock, require_bpf};
+use dmaprof_e2e::{disk_scratch_dir, dmaprof_bin, folded_stacks, probe_lock, require_bpf, through};
 
-/// `stack count` lines of a folded file.
+/// A folded file that must exist.
 fn folded(path: &Path) -> BTreeMap<String, u64> {
-    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    text.lines()
-        .map(|l| {
-            let (stack, n) = l.rsplit_once(' ').expect("stack count");
-            (stack.to_string(), n.parse().expect("a count"))
-        })
-        .collect()
-}
-
-/// Samples whose stack holds any of `frames`.
-fn with_any(stacks: &BTreeMap<String, u64>, frames: &[&str]) -> u64 {
-    stacks
-        .iter()
-        .filter(|(s, _)| s.split(';').any(|f| frames.contains(&f)))
-        .map(|(_, n)| n)
-        .sum()
+    assert!(path.exists(), "{} missing", path.display());
+    folded_stacks(path)
 }
 
 /// The page-cache read and the direct-I/O read, as their call stacks show
@@ -81,21 +67,21 @@ fn pread_and_pread_direct_profiles_show_their_kernel_paths() {
 
     let pread = folded(&folded_dir.join("pread.on-cpu.folded"));
     let direct = folded(&folded_dir.join("pread-direct.on-cpu.folded"));
-    let syscall = ["ksys_pread64_[k]", "__x64_sys_pread64_[k]"];
+    let syscall = ["ksys_pread64", "__x64_sys_pread64"];
     // Buffered: the page-cache read; direct: the iomap direct-I/O path.
-    let page_cache = ["filemap_read_[k]"];
-    let direct_io = ["iomap_dio_rw_[k]", "__iomap_dio_rw_[k]"];
+    let page_cache = ["filemap_read"];
+    let direct_io = ["iomap_dio_rw", "__iomap_dio_rw"];
     let n = pread.values().sum::<u64>();
     assert!(
-        with_any(&pread, &page_cache) * 2 > n,
+        through(&pread, &page_cache) * 2 > n,
         "most pread samples are in filemap_read: {pread:#?}"
     );
-    assert_eq!(with_any(&pread, &direct_io), 0, "{pread:#?}");
+    assert_eq!(through(&pread, &direct_io), 0, "{pread:#?}");
     assert!(
-        with_any(&direct, &direct_io) > 0,
+        through(&direct, &direct_io) > 0,
         "pread-direct goes through iomap_dio_rw: {direct:#?}"
     );
-    assert!(with_any(&pread, &syscall) * 2 > n, "{pread:#?}");
+    assert!(through(&pread, &syscall) * 2 > n, "{pread:#?}");
     // The dmaprof frames that issue the call are on the user side.
     assert!(
         pread
@@ -107,14 +93,11 @@ fn pread_and_pread_direct_profiles_show_their_kernel_paths() {
     let between = folded_dir.join("between-calls.on-cpu.folded");
     if between.exists() {
         let between = folded(&between);
-        assert_eq!(with_any(&between, &syscall), 0, "{between:#?}");
+        assert_eq!(through(&between, &syscall), 0, "{between:#?}");
     }
     // Off-CPU: the direct reads wait for the device.
     let off = folded(&folded_dir.join("pread-direct.off-cpu.folded"));
-    assert!(
-        with_any(&off, &["io_schedule_[k]", "schedule_[k]"]) > 0,
-        "{off:#?}"
-    );
+    assert!(through(&off, &["io_schedule", "schedule"]) > 0, "{off:#?}");
 
     // The JSON holds the same stacks, and the files' counts add up to the
     // samples the profile took.
@@ -208,28 +191,15 @@ while time.time() < end:
         d = data.display(),
         g = go.display()
     );
-    let mut child = Command::new("python3")
-        .arg("-c")
-        .arg(script)
-        .spawn()
-        .expect("python3");
-    let mut tracer = Command::new(dmaprof_bin())
-        .args([
-            "trace",
-            "--headless",
-            "--pid",
-            &child.id().to_string(),
-            "--profile",
-        ])
-        .arg("--folded")
-        .arg(&folded_dir)
-        .arg("--json")
-        .arg(&json)
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let log = dmaprof_e2e::wait_until_tracing(&mut tracer);
+    let args = [
+        std::ffi::OsStr::new("--headless"),
+        std::ffi::OsStr::new("--profile"),
+        std::ffi::OsStr::new("--folded"),
+        folded_dir.as_os_str(),
+        std::ffi::OsStr::new("--json"),
+        json.as_os_str(),
+    ];
+    let (mut child, tracer, log) = dmaprof_e2e::traced_python(&script, &args);
     std::fs::write(&go, b"").unwrap();
     assert!(child.wait().unwrap().success());
     let out = tracer.wait_with_output().unwrap();
@@ -238,15 +208,12 @@ while time.time() < end:
     let pread = folded(&folded_dir.join("pread.on-cpu.folded"));
     let n: u64 = pread.values().sum();
     assert!(n > 0, "samples inside the traced preads");
-    assert!(
-        with_any(&pread, &["filemap_read_[k]"]) * 2 > n,
-        "{pread:#?}"
-    );
+    assert!(through(&pread, &["filemap_read"]) * 2 > n, "{pread:#?}");
     // Its user frames are named from its mappings, taken while it ran (it
     // has exited when the profile is built): libc's pread wrapper at least
     // (python has no frame pointers, so the walk stops there).
     assert!(
-        with_any(&pread, &["__libc_pread", "pread64", "__pread64"]) * 2 > n,
+        through(&pread, &["__libc_pread", "pread64", "__pread64"]) * 2 > n,
         "user frames of the traced program: {pread:#?}"
     );
     let v: serde_json::Value =
