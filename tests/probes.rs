@@ -1,13 +1,7 @@
 //! The kernel probes on this host (the tracepoint rung): per-call join,
 //! the ioctl probe on a dma-buf command, forced rungs that cannot work
 //! here, and nothing left attached afterwards.
-use std::{
-    ffi::OsStr,
-    os::fd::AsRawFd,
-    path::Path,
-    process::Command,
-    sync::atomic::AtomicBool,
-};
+use std::{ffi::OsStr, os::fd::AsRawFd, path::Path, process::Command, sync::atomic::AtomicBool};
 
 use dmaprof_e2e::{disk_scratch_dir, dmaprof_bin, probe_lock, require_bpf};
 use profiler::{
