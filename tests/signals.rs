@@ -1123,11 +1123,20 @@ fn a_signalled_trace_commits_its_csv_and_detaches() {
     let mut reader = Command::new("python3")
         .arg("-c")
         .arg(format!(
-            "import os\nfd = os.open('{}', os.O_RDONLY)\nwhile True:\n    os.pread(fd, 4096, 0)",
+            "import os\nfd = os.open('{}', os.O_RDONLY)\nos.pread(fd, 4096, 0)\nprint('ready', flush=True)\nwhile True:\n    os.pread(fd, 4096, 0)",
             data.display()
         ))
+        .stdout(Stdio::piped())
         .spawn()
         .expect("python3");
+    // Started, and in its loop, before any tracer looks for its calls.
+    let mut ready = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(reader.stdout.take().unwrap()),
+        &mut ready,
+    )
+    .unwrap();
+    assert_eq!(ready.trim(), "ready");
     for sig in [libc::SIGINT, libc::SIGTERM] {
         let (csv, json) = (dir.path().join("t.csv"), dir.path().join("t.json"));
         let mut tracer = Command::new(dmaprof_bin())
@@ -1142,8 +1151,8 @@ fn a_signalled_trace_commits_its_csv_and_detaches() {
         let log = dmaprof_e2e::wait_until_tracing(&mut tracer);
         let held = bpf_ids_held_by(tracer.id());
         assert!(!held.progs.is_empty(), "the tracer holds its programs");
-        // Mid-stream: hundreds of thousands of calls a second are flowing.
-        std::thread::sleep(Duration::from_millis(300));
+        // Mid-stream: rows are flowing into the CSV's temporary file.
+        wait_for_rows_in_flight(dir.path(), ".t.csv.dmaprof-", 128 << 10);
         unsafe { libc::kill(tracer.id() as i32, sig) };
         let code = tracer.wait().unwrap().code();
         let log = log.join().unwrap();
@@ -1227,5 +1236,29 @@ fn a_signal_while_trace_attaches_leaves_no_temp_file() {
                 .unwrap()
                 .starts_with("start_ns,")
         );
+    }
+}
+
+/// Waits until the temporary file an output is being written to (the name
+/// starting with `prefix` in `dir`) holds `bytes`: the run is mid-stream.
+fn wait_for_rows_in_flight(dir: &Path, prefix: &str, bytes: u64) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let size = std::fs::read_dir(dir)
+            .unwrap()
+            .filter_map(Result::ok)
+            .filter(|e| e.file_name().to_string_lossy().starts_with(prefix))
+            .filter_map(|e| e.metadata().ok())
+            .map(|m| m.len())
+            .max()
+            .unwrap_or(0);
+        if size >= bytes {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{prefix}*: {size} of {bytes} bytes after 60 s"
+        );
+        std::thread::sleep(Duration::from_millis(5));
     }
 }
