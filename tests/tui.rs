@@ -193,3 +193,38 @@ while not os.path.exists("{s}") and time.time() < deadline:
     assert_eq!(wait_file(&status, 30).trim(), "EXIT=0");
     assert!(!t.alternate_screen(), "terminal restored");
 }
+
+#[test]
+fn the_profile_panel_shows_the_selected_modes_kernel_functions_live() {
+    if !dmaprof_e2e::require_bpf("live profile panel") {
+        return;
+    }
+    let _serial = dmaprof_e2e::probe_lock();
+    let dir = disk_scratch_dir();
+    let d = dir.path().display().to_string();
+    let status = dir.path().join("status");
+    let cmd = format!(
+        "{} run --mode pread --mode pread-direct --size 64M --chunk 1M --iterations 100000 --cache warm --profile --dir {d}; echo EXIT=$? > {}; sleep 60",
+        dmaprof_bin().display(),
+        status.display()
+    );
+    let Some(t) = Tmux::start(&cmd) else { return };
+    t.wait_for("per-call latency", 120);
+    for _ in 0..3 {
+        t.keys("Tab");
+    }
+    // Page-cache preads copy out of filemap_read; direct ones go through
+    // iomap's direct-I/O path: both named while the run goes.
+    let screen = t.wait_for("filemap_read", 60);
+    assert!(
+        screen.contains("top kernel functions: pread ") && screen.contains("samples at 999 Hz"),
+        "{screen}"
+    );
+    t.keys("Right");
+    t.wait_for("top kernel functions: pread-direct", 10);
+    let screen = t.wait_for("iomap_dio_rw", 60);
+    assert!(!screen.contains("filemap_read"), "{screen}");
+    t.keys("q");
+    assert_eq!(wait_file(&status, 30).trim(), "EXIT=130");
+    assert!(!t.alternate_screen(), "terminal restored");
+}

@@ -50,6 +50,7 @@ pub enum Panel {
     Latency,
     Cpu,
     Block,
+    Profile,
 }
 
 impl Panel {
@@ -57,7 +58,8 @@ impl Panel {
         match self {
             Panel::Latency => Panel::Cpu,
             Panel::Cpu => Panel::Block,
-            Panel::Block => Panel::Latency,
+            Panel::Block => Panel::Profile,
+            Panel::Profile => Panel::Latency,
         }
     }
 }
@@ -81,6 +83,21 @@ pub struct ModeView {
     pub cpu: Cpu,
     /// Against pread / pread-direct in the same run: (baseline, throughput ratio, p50 ratio).
     pub versus: Vec<(String, f64, f64)>,
+    /// The stack profile of the mode's calls so far (None without --profile).
+    pub profile: Option<ProfileView>,
+}
+
+/// A mode's on-CPU samples so far and its top kernel functions.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ProfileView {
+    pub hz: u64,
+    pub samples: u64,
+    /// % of the samples taken in the kernel.
+    pub kernel_pct: f64,
+    /// (function, self %, total %), the most self first.
+    pub functions: Vec<(String, f64, f64)>,
+    /// Samples of the run no call could be placed for (bounded memory).
+    pub unattributed: u64,
 }
 
 #[derive(Debug, Clone, Default, PartialEq)]

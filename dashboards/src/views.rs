@@ -52,6 +52,7 @@ pub fn render(frame: &mut Frame, s: &Snapshot) {
                 Panel::Latency => render_latency(frame, detail, m),
                 Panel::Cpu => render_cpu(frame, detail, m),
                 Panel::Block => render_block(frame, detail, s),
+                Panel::Profile => render_profile(frame, detail, m),
             }
             render_bandwidth(frame, side, m);
         }
@@ -361,6 +362,56 @@ fn render_bandwidth(frame: &mut Frame, area: Rect, m: &ModeView) {
     frame.render_widget(Sparkline::default().data(&m.bandwidth[start..]), spark);
 }
 
+/// The selected mode's top kernel functions, self and total, as perf
+/// report shows them.
+fn render_profile(frame: &mut Frame, area: Rect, m: &ModeView) {
+    let block = Block::bordered().title(format!(" top kernel functions: {} ", m.name));
+    let inner = block.inner(area);
+    frame.render_widget(block, area);
+    let Some(p) = &m.profile else {
+        frame.render_widget(
+            Paragraph::new(Line::styled(
+                "no stack profile: run with --profile",
+                Style::new().fg(Color::Yellow),
+            )),
+            inner,
+        );
+        return;
+    };
+    let [summary, table] =
+        Layout::vertical([Constraint::Length(1), Constraint::Min(1)]).areas(inner);
+    let mut line = format!(
+        "{} samples at {} Hz, {:.0}% in the kernel",
+        p.samples, p.hz, p.kernel_pct
+    );
+    if p.unattributed > 0 {
+        line.push_str(&format!(", {} not placed", p.unattributed));
+    }
+    frame.render_widget(Paragraph::new(line), summary);
+    if p.functions.is_empty() {
+        frame.render_widget(Paragraph::new("no kernel samples yet ..."), table);
+        return;
+    }
+    let rows = p.functions.iter().map(|(f, own, total)| {
+        Row::new([format!("{own:5.1}%"), format!("{total:5.1}%"), f.clone()])
+    });
+    frame.render_widget(
+        Table::new(
+            rows,
+            [
+                Constraint::Length(6),
+                Constraint::Length(6),
+                Constraint::Min(10),
+            ],
+        )
+        .header(
+            Row::new(["self", "total", "function"])
+                .style(Style::new().add_modifier(Modifier::BOLD)),
+        ),
+        table,
+    );
+}
+
 fn render_help(frame: &mut Frame, area: Rect) {
     let w = 50.min(area.width);
     let h = 11.min(area.height);
@@ -376,7 +427,7 @@ fn render_help(frame: &mut Frame, area: Rect) {
             Line::from("q / Ctrl-C  quit (exports are finished cleanly)"),
             Line::from("p           pause / resume the display"),
             Line::from("r           reset the histograms and bandwidth"),
-            Line::from("tab         latency -> CPU -> block panel"),
+            Line::from("tab         latency -> CPU -> block -> profile"),
             Line::from("← → ↑ ↓     previous / next mode"),
             Line::from("?           this help"),
             Line::from(""),
@@ -473,6 +524,7 @@ mod tests {
                         per_call: lat,
                     },
                     versus: vec![("pread".into(), 23.43, 0.04)],
+                    profile: None,
                 },
             ],
             selected: 1,
@@ -589,5 +641,37 @@ mod tests {
         assert!(screen(&s, 200, 30).contains("buffers distinct"));
         s.header.probe_cost_pct = Some(0.34);
         assert!(screen(&s, 160, 30).contains("probes cost 0.34% of call time"));
+    }
+
+    #[test]
+    fn the_profile_panel_lists_the_selected_modes_top_functions() {
+        let mut s = sample();
+        s.panel = Panel::Profile;
+        assert!(
+            screen(&s, 100, 30).contains("no stack profile: run with --profile"),
+            "{}",
+            screen(&s, 100, 30)
+        );
+        s.modes[1].profile = Some(ProfileView {
+            hz: 999,
+            samples: 412,
+            kernel_pct: 97.0,
+            functions: vec![
+                ("memcpy_orig".into(), 41.5, 41.5),
+                ("system_heap_rw_file".into(), 0.2, 88.0),
+            ],
+            unattributed: 3,
+        });
+        let text = screen(&s, 100, 30);
+        for want in [
+            "top kernel functions: rw-file-direct",
+            "412 samples at 999 Hz, 97% in the kernel, 3 not placed",
+            " 41.5%  41.5% memcpy_orig",
+            "  0.2%  88.0% system_heap_rw_file",
+        ] {
+            assert!(text.contains(want), "missing `{want}` in:\n{text}");
+        }
+        s.modes[1].profile.as_mut().unwrap().functions.clear();
+        assert!(screen(&s, 100, 30).contains("no kernel samples yet"));
     }
 }

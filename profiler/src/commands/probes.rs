@@ -1,12 +1,15 @@
 //! The kernel probes of a workload run: attached unless told not to, or
 //! skipped with a reason (no privileges, nothing attaches) unless a method
 //! was forced with --attach, which makes any shortfall an error.
+use std::sync::{Arc, Mutex};
+
 use tokio::runtime::Runtime;
 
 use crate::{
     cli::ProbeArgs,
     exit::Exit,
     kernel::Privileges,
+    live::{self, state::LiveState},
     probes::{
         profile::Collector,
         report,
@@ -37,6 +40,18 @@ impl RunProbes {
             &profile::run_timeline(outcome, self.tid),
             &mut profile::symbols::Symbols::new(),
         )
+    }
+}
+
+impl RunProbes {
+    /// `--profile` under the dashboard: the workload thread's samples go
+    /// to its profile panel as they come.
+    pub fn show_profile(&self, state: &Arc<Mutex<LiveState>>) {
+        let Some((hz, collector)) = &self.profile else {
+            return;
+        };
+        let tid = self.tid;
+        live::show_profile(state, collector, *hz, move |s| s.tid == tid);
     }
 }
 

@@ -266,6 +266,9 @@ impl View {
         let header = live::run_header(cfg, cache_label(cfg), &report::status(attached));
         let modes: Vec<String> = cfg.modes.iter().map(|m| m.name().to_string()).collect();
         let state = Arc::new(Mutex::new(LiveState::new(header, &modes)));
+        if let Some(p) = probes {
+            p.show_profile(&state);
+        }
         match tui::start(rt, state.clone(), stop.clone(), args.fps) {
             Ok(ui) => View::Dashboard { state, ui },
             Err(e) => {

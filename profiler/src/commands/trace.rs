@@ -65,6 +65,9 @@ pub fn trace(rt: &Runtime, a: TraceArgs) -> Result<Exit, Exit> {
     let profiling = start_profile(rt, &a, &mut session)?;
     report::print_attached(&session.attached, false);
     let dashboard = start_dashboard(rt, &a, csv.is_some(), &session, &stop);
+    if let (Some((state, _)), Some(p)) = (&dashboard, &profiling) {
+        p.show_live(state, a.pid);
+    }
     let mut sink = sink_for(csv, &dashboard);
     eprintln!("dmaprof: tracing {} (Ctrl-C to stop)", target.label());
     let mut summary = TraceSummary {
@@ -154,6 +157,14 @@ fn start_profile(
 }
 
 impl Profiling {
+    /// Under the dashboard: the traced process's samples (every process's
+    /// with --all) go to its profile panel as they come.
+    fn show_live(&self, state: &Arc<Mutex<LiveState>>, pid: Option<u32>) {
+        live::show_profile(state, &self.collector, self.hz, move |s| {
+            pid.is_none_or(|p| s.tgid == p)
+        });
+    }
+
     /// The profile, its samples put on the traced calls' time line.
     fn finish(
         mut self,

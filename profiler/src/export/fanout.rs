@@ -84,6 +84,12 @@ pub fn progress_bar(calls: u64) -> ProgressBar {
 }
 
 impl Observer for Fanout<'_> {
+    fn on_run_start(&mut self, epoch_mono_ns: u64) {
+        if let Some(live) = &self.live {
+            live.lock().epoch_mono_ns = Some(epoch_mono_ns);
+        }
+    }
+
     fn on_pass_start(&mut self, mode: Mode, _iteration: u32) {
         if let Some(live) = &self.live {
             live.lock().header.running = Some(mode.name().into());

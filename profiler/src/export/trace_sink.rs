@@ -30,7 +30,9 @@ impl Sink {
                 let end_ns = start.elapsed().as_nanos() as u64;
                 while let Some(e) = next_event(ring) {
                     summary.count(&e);
-                    s.record_event(&name(&e), e.duration_ns, bytes(&e), end_ns);
+                    let kind = name(&e);
+                    s.record_event(&kind, e.duration_ns, bytes(&e), end_ns);
+                    s.profile_call(e.tid, e.start_ns, e.start_ns + e.duration_ns, &kind);
                 }
             }
             Sink::Csv(f) => {

@@ -9,11 +9,14 @@ use profiler_common::block::LATENCY_SLOTS;
 use crate::{
     metrics::{self, CallTotals, LatencyHistogram},
     probes::block::BlockSnapshot,
+    profile::live::{LiveProfile, LiveSample},
     workload::CallRecord,
 };
 
 /// Seconds of bandwidth history kept per mode.
 const BANDWIDTH_SECONDS: usize = 600;
+/// Rows of the profile panel (more than a detail panel shows).
+const PROFILE_FUNCTIONS: usize = 40;
 
 pub struct ModeState {
     pub name: String,
@@ -103,6 +106,7 @@ impl ModeState {
                 per_call: log_buckets(&self.cpu_hist),
             },
             versus: Vec::new(),
+            profile: None,
         }
     }
 }
@@ -138,6 +142,10 @@ pub struct LiveState {
     pub tgid: u32,
     /// Call time of the windows reset away (the probe cost spans the session).
     reset_call_ns: u64,
+    /// `--profile`: the samples at this frequency, placed on the calls.
+    profile: Option<(u64, LiveProfile)>,
+    /// CLOCK_MONOTONIC at the run's epoch (the zero of its calls' start_ns).
+    pub epoch_mono_ns: Option<u64>,
 }
 
 impl LiveState {
@@ -150,12 +158,36 @@ impl LiveState {
             block: None,
             tgid: std::process::id(),
             reset_call_ns: 0,
+            profile: None,
+            epoch_mono_ns: None,
         }
+    }
+
+    /// Shows the stack profile sampled at `hz` as it comes.
+    pub fn enable_profile(&mut self, hz: u64) {
+        self.profile = Some((hz, LiveProfile::default()));
     }
 
     pub fn record(&mut self, c: &CallRecord) {
         if let Some(m) = self.modes.iter_mut().find(|m| m.name == c.mode.name()) {
             m.record(c);
+        }
+        if let Some(epoch) = self.epoch_mono_ns {
+            let start = epoch + c.start_ns;
+            self.profile_call(c.tid, start, start + c.wall_ns, c.mode.name());
+        }
+    }
+
+    /// A call on the kernel's clock, for placing the profile's samples.
+    pub fn profile_call(&mut self, tid: u32, start_ns: u64, end_ns: u64, bucket: &str) {
+        if let Some((_, p)) = &mut self.profile {
+            p.call(tid, start_ns, end_ns, bucket);
+        }
+    }
+
+    pub fn profile_samples(&mut self, samples: impl IntoIterator<Item = LiveSample>) {
+        if let Some((_, p)) = &mut self.profile {
+            p.samples(samples);
         }
     }
 
@@ -188,6 +220,9 @@ impl LiveState {
         for m in &mut self.modes {
             *m = ModeState::new(&m.name);
         }
+        if let Some((_, p)) = &mut self.profile {
+            p.reset();
+        }
     }
 
     pub fn snapshot(&self, selected: usize, panel: model::Panel, show_help: bool) -> Snapshot {
@@ -216,6 +251,23 @@ impl LiveState {
                     )
                 })
                 .collect();
+        }
+        if let Some((hz, p)) = &self.profile {
+            for m in modes.iter_mut() {
+                let counts = p.bucket(&m.name);
+                m.profile = Some(model::ProfileView {
+                    hz: *hz,
+                    samples: counts.map_or(0, |c| c.samples()),
+                    kernel_pct: counts.map_or(0.0, |c| c.kernel_share()),
+                    functions: counts
+                        .map(|c| c.top(PROFILE_FUNCTIONS))
+                        .unwrap_or_default()
+                        .into_iter()
+                        .map(|f| (f.function, f.self_pct, f.total_pct))
+                        .collect(),
+                    unattributed: p.unattributed,
+                });
+            }
         }
         let block = match &self.block {
             Some(b) => {
@@ -325,5 +377,37 @@ mod tests {
             s.snapshot(1, model::Panel::Latency, false).modes[1].calls,
             0
         );
+    }
+
+    #[test]
+    fn profile_samples_show_under_the_mode_of_their_call() {
+        let mut s = LiveState::new(model::Header::default(), &["pread".into()]);
+        assert_eq!(
+            s.snapshot(0, model::Panel::Profile, false).modes[0].profile,
+            None
+        );
+        s.enable_profile(999);
+        s.epoch_mono_ns = Some(1_000);
+        s.profile_samples([LiveSample {
+            tid: 1,
+            time_ns: 1_000 + 150,
+            kernel: ["vfs_read", "filemap_read"]
+                .map(std::sync::Arc::from)
+                .into(),
+        }]);
+        // The call (100..200 after the epoch) comes after its sample.
+        s.record(&call(Mode::Pread, 100, 100, 4096));
+        let p = s.snapshot(0, model::Panel::Profile, false).modes[0]
+            .profile
+            .clone()
+            .unwrap();
+        assert_eq!((p.hz, p.samples, p.kernel_pct), (999, 1, 100.0));
+        assert_eq!(p.functions[0], ("filemap_read".into(), 100.0, 100.0));
+        s.reset();
+        let p = s.snapshot(0, model::Panel::Profile, false).modes[0]
+            .profile
+            .clone()
+            .unwrap();
+        assert_eq!(p.samples, 0);
     }
 }

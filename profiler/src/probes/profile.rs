@@ -3,7 +3,10 @@
 //! clock every kernel has; these VMs have no hardware counters), the
 //! off-CPU program on sched_switch (tp_btf), the ring buffer the samples
 //! come through, the stack-trace map they point into and the loss counters.
-use std::collections::HashMap;
+use std::{
+    collections::HashMap,
+    sync::{Arc, Mutex},
+};
 
 use anyhow::{Context, Result};
 use aya::{
@@ -139,12 +142,17 @@ impl Stacks {
 /// How long the collector lets samples gather after a drain.
 const BATCH: std::time::Duration = std::time::Duration::from_millis(20);
 
+/// Sees each batch of samples as it is drained (their stack fields already
+/// keys of the frames map, as in `Collected`): the dashboard's live profile.
+pub type Tap = Box<dyn FnMut(&[StackSample], &HashMap<u32, Vec<u64>>) + Send>;
+
 /// Drains the samples' ring on the runtime while the workload runs on its
 /// own thread, resolving their stacks as they come; `finish` takes every
 /// sample emitted up to then.
 pub struct Collector {
     stop: tokio::sync::oneshot::Sender<()>,
     task: tokio::task::JoinHandle<std::io::Result<Collected>>,
+    tap: Arc<Mutex<Option<Tap>>>,
 }
 
 /// Starts collecting; takes the ring and the stack map out of the object.
@@ -157,6 +165,8 @@ pub fn collect(rt: &tokio::runtime::Runtime, ebpf: &mut Ebpf) -> Result<Collecto
         frames: HashMap::new(),
     };
     let (stop, mut stopped) = tokio::sync::oneshot::channel::<()>();
+    let tap: Arc<Mutex<Option<Tap>>> = Arc::default();
+    let tapped = tap.clone();
     let task = rt.spawn(async move {
         // SAFETY: the ring owns its map fd and keeps it open until the
         // AsyncFd (which owns the ring) is dropped.
@@ -172,6 +182,9 @@ pub fn collect(rt: &tokio::runtime::Runtime, ebpf: &mut Ebpf) -> Result<Collecto
                     drain(guard.get_inner_mut(), &mut samples);
                     stacks.resolve(&mut samples[from..]);
                     guard.clear_ready();
+                    if let Some(tap) = tapped.lock().unwrap_or_else(|e| e.into_inner()).as_mut() {
+                        tap(&samples[from..], &stacks.frames);
+                    }
                     // A wake-up per sample would cost the run more than the
                     // samples do; the 1 MiB ring holds far more than this.
                     tokio::time::sleep(BATCH).await;
@@ -186,10 +199,15 @@ pub fn collect(rt: &tokio::runtime::Runtime, ebpf: &mut Ebpf) -> Result<Collecto
             frames: stacks.frames,
         })
     });
-    Ok(Collector { stop, task })
+    Ok(Collector { stop, task, tap })
 }
 
 impl Collector {
+    /// From now on, each batch also goes to `tap`.
+    pub fn tap(&self, tap: Tap) {
+        *self.tap.lock().unwrap_or_else(|e| e.into_inner()) = Some(tap);
+    }
+
     pub fn finish(self, rt: &tokio::runtime::Runtime) -> Result<Collected> {
         let _ = self.stop.send(());
         Ok(rt.block_on(self.task).context("the profile collector")??)

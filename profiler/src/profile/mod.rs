@@ -5,6 +5,7 @@
 //! form (user frames outermost, then kernel frames marked `_[k]`), with the
 //! top kernel functions of each bucket.
 pub mod attribute;
+pub mod live;
 pub mod report;
 pub mod symbols;
 pub mod top;

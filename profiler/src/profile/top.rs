@@ -1,7 +1,7 @@
 //! The top kernel functions of a bucket's on-CPU samples: self (the sample
 //! was in the function itself) and total (the function was on the stack)
 //! as shares of the bucket's samples, perf report's two columns.
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeSet, HashMap};
 
 use serde::{Deserialize, Serialize};
 
@@ -16,58 +16,93 @@ pub struct TopFunction {
     pub total_pct: f64,
 }
 
-/// The `n` kernel functions with the most self samples (ties: most total).
-pub fn kernel_functions(stacks: &Stacks, n: usize) -> Vec<TopFunction> {
-    let all = stacks.samples();
-    if all == 0 {
-        return Vec::new();
+/// Self and total sample counts per kernel function, stack by stack: the
+/// one ranking behind the end-of-run table and the dashboard's live panel.
+#[derive(Debug, Default, Clone)]
+pub struct FunctionCounts {
+    samples: u64,
+    own: HashMap<String, u64>,
+    total: HashMap<String, u64>,
+}
+
+impl FunctionCounts {
+    /// `count` samples of one stack whose kernel frames are `kernel`,
+    /// outermost first; `in_kernel`: the sample was taken in the last one.
+    pub fn add<S: AsRef<str>>(&mut self, kernel: &[S], in_kernel: bool, count: u64) {
+        self.samples += count;
+        if let (Some(leaf), true) = (kernel.last(), in_kernel) {
+            *self.own.entry(leaf.as_ref().to_string()).or_default() += count;
+        }
+        let once: BTreeSet<&str> = kernel.iter().map(AsRef::as_ref).collect();
+        for f in once {
+            match self.total.get_mut(f) {
+                Some(n) => *n += count,
+                None => {
+                    self.total.insert(f.to_string(), count);
+                }
+            }
+        }
     }
-    let mut own: BTreeMap<&str, u64> = BTreeMap::new();
-    let mut total: BTreeMap<&str, u64> = BTreeMap::new();
+
+    pub fn samples(&self) -> u64 {
+        self.samples
+    }
+
+    /// % of the samples taken in the kernel.
+    pub fn kernel_share(&self) -> f64 {
+        pct(self.own.values().sum(), self.samples)
+    }
+
+    /// The `n` functions with the most self samples (ties: most total).
+    pub fn top(&self, n: usize) -> Vec<TopFunction> {
+        let mut rows: Vec<TopFunction> = self
+            .total
+            .iter()
+            .map(|(f, t)| TopFunction {
+                function: f.clone(),
+                self_pct: pct(self.own.get(f).copied().unwrap_or(0), self.samples),
+                total_pct: pct(*t, self.samples),
+            })
+            .collect();
+        rows.sort_by(|a, b| {
+            b.self_pct
+                .total_cmp(&a.self_pct)
+                .then(b.total_pct.total_cmp(&a.total_pct))
+                .then(a.function.cmp(&b.function))
+        });
+        rows.truncate(n);
+        rows
+    }
+}
+
+fn pct(n: u64, all: u64) -> f64 {
+    if all == 0 {
+        return 0.0;
+    }
+    100.0 * n as f64 / all as f64
+}
+
+/// The counts of a bucket's on-CPU folded stacks.
+pub fn counts(stacks: &Stacks) -> FunctionCounts {
+    let mut c = FunctionCounts::default();
     for (stack, count) in &stacks.on_cpu {
         let kernel: Vec<&str> = stack
             .split(';')
             .filter_map(|f| f.strip_suffix(KERNEL_MARK))
             .collect();
-        if let (Some(leaf), true) = (kernel.last(), stack.ends_with(KERNEL_MARK)) {
-            *own.entry(leaf).or_default() += count;
-        }
-        for f in kernel.into_iter().collect::<BTreeSet<_>>() {
-            *total.entry(f).or_default() += count;
-        }
+        c.add(&kernel, stack.ends_with(KERNEL_MARK), *count);
     }
-    let pct = |n: u64| 100.0 * n as f64 / all as f64;
-    let mut rows: Vec<TopFunction> = total
-        .iter()
-        .map(|(f, t)| TopFunction {
-            function: f.to_string(),
-            self_pct: pct(own.get(f).copied().unwrap_or(0)),
-            total_pct: pct(*t),
-        })
-        .collect();
-    rows.sort_by(|a, b| {
-        b.self_pct
-            .total_cmp(&a.self_pct)
-            .then(b.total_pct.total_cmp(&a.total_pct))
-            .then(a.function.cmp(&b.function))
-    });
-    rows.truncate(n);
-    rows
+    c
+}
+
+/// The `n` kernel functions with the most self samples (ties: most total).
+pub fn kernel_functions(stacks: &Stacks, n: usize) -> Vec<TopFunction> {
+    counts(stacks).top(n)
 }
 
 /// % of the bucket's samples taken in the kernel (the leaf is a kernel frame).
 pub fn kernel_share(stacks: &Stacks) -> f64 {
-    let all = stacks.samples();
-    if all == 0 {
-        return 0.0;
-    }
-    let kernel: u64 = stacks
-        .on_cpu
-        .iter()
-        .filter(|(s, _)| s.ends_with(KERNEL_MARK))
-        .map(|(_, n)| n)
-        .sum();
-    100.0 * kernel as f64 / all as f64
+    counts(stacks).kernel_share()
 }
 
 #[cfg(test)]

@@ -170,6 +170,8 @@ pub enum RunError {
 
 /// Receives the run as it happens (exports, progress, the TUI).
 pub trait Observer {
+    /// The run's epoch: CLOCK_MONOTONIC at the zero of its calls' start_ns.
+    fn on_run_start(&mut self, _epoch_mono_ns: u64) {}
     fn on_pass_start(&mut self, _mode: Mode, _iteration: u32) {}
     fn on_call(&mut self, _call: &CallRecord) {}
     fn on_pass(&mut self, _pass: &Pass) {}
@@ -199,6 +201,7 @@ pub fn run(
     let mut out = Outcome::default();
     let epoch = Instant::now();
     out.epoch_mono_ns = monotonic_ns();
+    obs.on_run_start(out.epoch_mono_ns);
     // --buffers reuse: each mode's one buffer, kept across passes.
     let mut warm: Vec<(Mode, Buffer)> = Vec::new();
     'outer: for iteration in 0..cfg.iterations {
