@@ -97,6 +97,7 @@ fn direct_reads_join_block_bytes_to_each_call_exactly() {
         verify: true,
         force: false,
         buffers: Default::default(),
+        queue_depth: 1,
     };
     let out = run_counted(&s, tid, &args);
     for call in out.passes.iter().flat_map(|p| &p.calls) {
@@ -762,6 +763,7 @@ fn untimed_work_around_a_reused_buffer_is_not_counted_to_the_calls() {
         verify: true,
         force: false,
         buffers: profiler::workload::BufferUse::Reuse,
+        queue_depth: 1,
     };
     let out = run_counted(&s, tid, &args);
     for p in &out.passes {

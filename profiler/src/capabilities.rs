@@ -23,6 +23,8 @@ pub struct Facts {
     /// Whether O_DIRECT works on the file (or its directory): the alignment
     /// of offsets and lengths it needs there, or why it does not work.
     pub o_direct: Result<u64, String>,
+    /// Whether io_uring with registered buffers works, or why not (tried).
+    pub io_uring: Result<(), String>,
 }
 
 impl Facts {
@@ -46,6 +48,7 @@ impl Facts {
             rw_file_detail,
             o_direct: crate::fsinfo::o_direct(path)
                 .map(|d| d.align.unwrap_or(DIRECT_ALIGN_UNREPORTED)),
+            io_uring: crate::workload::probe_io_uring(),
         }
     }
 
@@ -90,6 +93,13 @@ impl Facts {
                     self.rw_file_detail
                 ),
             });
+        }
+        if mode.uring()
+            && let Err(why) = &self.io_uring
+        {
+            return Err(format!(
+                "io_uring with registered buffers does not work here: {why}"
+            ));
         }
         if mode.direct()
             && let Err(why) = &self.o_direct

@@ -212,6 +212,7 @@ impl BenchArgs {
             verify: true,
             force: false,
             buffers: BufferUse::Distinct,
+            queue_depth: 1,
         }
     }
 }

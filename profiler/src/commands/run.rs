@@ -192,6 +192,12 @@ fn print_tables(
             println!("cache: {}", p.cache);
         }
         println!("buffers: {}", buffers_label(plan.config.buffers));
+        if plan.config.modes.iter().any(|m| m.uring()) {
+            println!(
+                "queue depth: {} (io_uring modes: I/Os in flight; per-call times are each I/O's submission to completion)",
+                plan.config.queue_depth
+            );
+        }
         match table {
             Table::Seed => print!("{}", summary::render_seed_table(rows)),
             Table::Run => print!("{}", summary::render_table(rows)),

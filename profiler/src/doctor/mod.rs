@@ -31,6 +31,8 @@ pub struct Report {
     pub probe_targets: Vec<ProbeTarget>,
     pub dma_buf: DmaBuf,
     pub filesystem: Option<FsCheck>,
+    /// io_uring with a registered buffer, tried (the uring modes need it).
+    pub io_uring: Check,
     /// Each mode and direction, checked as `dmaprof run` checks it.
     pub modes: Vec<ModeSupport>,
     /// Features lost on this machine, in plain words.
@@ -143,6 +145,16 @@ pub fn run(opts: &Options) -> Report {
         probe_targets,
         dma_buf,
         filesystem,
+        io_uring: match crate::workload::probe_io_uring() {
+            Ok(()) => Check {
+                ok: true,
+                detail: "one page READ_FIXED into a registered buffer succeeded".into(),
+            },
+            Err(why) => Check {
+                ok: false,
+                detail: why,
+            },
+        },
         modes,
         limitations: Vec::new(),
     };

@@ -35,6 +35,8 @@ pub fn render_text(r: &Report) -> String {
     if let Some(fs) = &r.filesystem {
         filesystem(&mut out, fs);
     }
+    let _ = writeln!(out, "\nio_uring");
+    line(&mut out, "registered buffers", &r.io_uring);
     let _ = writeln!(out, "\nlimitations on this machine");
     if r.limitations.is_empty() {
         let _ = writeln!(out, "  none: every mode and probe is available");

@@ -69,6 +69,13 @@ pub struct RunOptions {
     /// `distinct` or `reuse` (absent in older files: distinct).
     #[serde(default)]
     pub buffers: BufferUse,
+    /// I/Os in flight in the io_uring modes (absent in older files: 1).
+    #[serde(default = "one")]
+    pub queue_depth: u32,
+}
+
+fn one() -> u32 {
+    1
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -173,6 +180,7 @@ pub fn build(run: &RunReport) -> Results {
             cache: format!("{:?}", cfg.cache).to_lowercase(),
             verify: cfg.verify,
             buffers: cfg.buffers,
+            queue_depth: cfg.queue_depth,
         },
         interrupted: run.outcome.interrupted,
         error: run.outcome.error.as_ref().map(|e| e.to_string()),

@@ -8,6 +8,7 @@ mod kernel;
 pub mod mode;
 mod paths;
 pub mod plan;
+mod queued;
 pub mod resources;
 pub mod summary;
 pub mod syscpu;
@@ -29,6 +30,7 @@ use mode::{BufferKind, Direction, Mode};
 
 use crate::dma_buf;
 pub use kernel::KernelCall;
+pub use paths::uring::probe as probe_io_uring;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
@@ -80,6 +82,8 @@ pub struct Config {
     pub verify: bool,
     pub force: bool,
     pub buffers: BufferUse,
+    /// I/Os in flight in the io_uring modes.
+    pub queue_depth: u32,
     /// The source file's pattern seed, when dmaprof made it.
     pub seed: Option<u64>,
     /// Direct I/O's alignment of offsets and lengths on the file
@@ -202,8 +206,8 @@ pub fn run(
     let epoch = Instant::now();
     out.epoch_mono_ns = monotonic_ns();
     obs.on_run_start(out.epoch_mono_ns);
-    // --buffers reuse: each mode's one buffer, kept across passes.
-    let mut warm: Vec<(Mode, Buffer)> = Vec::new();
+    // --buffers reuse: each mode's buffers, kept across passes.
+    let mut warm: Vec<(Mode, Vec<Buffer>)> = Vec::new();
     'outer: for iteration in 0..cfg.iterations {
         for &mode in &cfg.modes {
             if stop.load(Ordering::Relaxed) {
@@ -332,7 +336,7 @@ struct PassCtx<'a> {
 
 fn run_pass(
     ctx: &PassCtx,
-    warm: &mut Vec<(Mode, Buffer)>,
+    warm: &mut Vec<(Mode, Vec<Buffer>)>,
     obs: &mut dyn Observer,
 ) -> Result<Pass, RunError> {
     let (cfg, mode, iteration, kernel) = (ctx.cfg, ctx.mode, ctx.iteration, ctx.kernel);
@@ -350,15 +354,28 @@ fn run_pass(
         .map(|i| warm.remove(i).1);
     let t = Instant::now();
     let mut bufs = match (cfg.buffers, kept) {
-        (BufferUse::Reuse, Some(b)) => vec![b],
-        (BufferUse::Reuse, None) => vec![allocate_one(cfg, mode, cfg.chunk.min(cfg.size))?],
+        (BufferUse::Reuse, Some(b)) => b,
+        (BufferUse::Reuse, None) => (0..reused_buffers(cfg, mode))
+            .map(|_| allocate_one(cfg, mode, cfg.chunk.min(cfg.size)))
+            .collect::<Result<_, _>>()?,
         (BufferUse::Distinct, _) => allocate(cfg, mode)?,
     };
     // A reused buffer from an earlier pass cost nothing to allocate now.
-    let alloc_ns = match cfg.buffers {
+    let mut alloc_ns = match cfg.buffers {
         BufferUse::Reuse if iteration > 0 => 0,
         _ => t.elapsed().as_nanos() as u64,
     };
+    // The io_uring modes register (pin) their buffers with a new ring: a
+    // user of the path pays it before the first I/O.
+    let t = Instant::now();
+    let mut ring = match mode.uring() {
+        true => Some(
+            paths::uring::Ring::new(cfg.queue_depth, &mut bufs)
+                .map_err(|e| failed(mode, "setting up io_uring", e))?,
+        ),
+        false => None,
+    };
+    alloc_ns += t.elapsed().as_nanos() as u64;
     if cfg.direction == Direction::Write && cfg.buffers == BufferUse::Distinct {
         fill_sources(mode, 0, &mut bufs)?;
     }
@@ -366,7 +383,10 @@ fn run_pass(
     announce(format_args!("transfer {mode} {iteration}"));
     let sys_before = syscpu::sample();
     let probe_before = kernel.and_then(|k| k.probe_ns());
-    let calls = transfer_all(ctx, &file, &mut bufs, obs)?;
+    let calls = match &mut ring {
+        Some(ring) => queued::transfer_all(ctx, &file, &mut bufs, ring, obs)?,
+        None => transfer_all(ctx, &file, &mut bufs, obs)?,
+    };
     let probe_ns = match (probe_before, kernel.and_then(|k| k.probe_ns())) {
         (Some(a), Some(b)) => Some(b.saturating_sub(a)),
         _ => None,
@@ -391,8 +411,9 @@ fn run_pass(
 
     announce(format_args!("free {mode} {iteration}"));
     let t = Instant::now();
+    drop(ring); // unregisters the buffers
     match cfg.buffers {
-        BufferUse::Reuse => warm.extend(bufs.pop().map(|b| (mode, b))),
+        BufferUse::Reuse => warm.push((mode, bufs)),
         BufferUse::Distinct => drop(bufs),
     }
     let free_ns = t.elapsed().as_nanos() as u64;
@@ -403,7 +424,7 @@ fn run_pass(
         iteration,
         bytes: calls.iter().map(|c| c.bytes).sum(),
         alloc_ns,
-        transfer_ns: calls.iter().map(|c| c.wall_ns).sum(),
+        transfer_ns: busy_ns(&calls),
         sync_ns,
         free_ns,
         others_cpu_ns,
@@ -412,6 +433,34 @@ fn run_pass(
         verified,
         calls,
     })
+}
+
+/// The time at least one of the calls was in flight: the sum of their
+/// times when one follows another, the span they cover when they overlap
+/// (the io_uring modes at a queue depth above 1).
+fn busy_ns(calls: &[CallRecord]) -> u64 {
+    let mut spans: Vec<(u64, u64)> = calls
+        .iter()
+        .map(|c| (c.start_ns, c.start_ns + c.wall_ns))
+        .collect();
+    spans.sort_unstable();
+    let mut busy = 0;
+    let mut covered_to = 0;
+    for (start, end) in spans {
+        let from = start.max(covered_to);
+        busy += end.saturating_sub(from);
+        covered_to = covered_to.max(end);
+    }
+    busy
+}
+
+/// --buffers reuse: one buffer, or one per I/O in flight for the io_uring
+/// modes (two I/Os never share one).
+fn reused_buffers(cfg: &Config, mode: Mode) -> u64 {
+    match mode.uring() {
+        true => (cfg.queue_depth as u64).min(cfg.size.div_ceil(cfg.chunk)),
+        false => 1,
+    }
 }
 
 /// Allocate: what a user of this path pays before moving any data.

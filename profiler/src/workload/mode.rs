@@ -71,9 +71,13 @@ pub enum Mode {
     PwriteDirect,
     #[serde(rename = "dmabuf-write")]
     DmabufWrite,
+    #[serde(rename = "uring-direct")]
+    UringDirect,
+    #[serde(rename = "udmabuf-uring-direct")]
+    UdmabufUringDirect,
 }
 
-pub const ALL_MODES: [Mode; 12] = [
+pub const ALL_MODES: [Mode; 14] = [
     Mode::Pread,
     Mode::PreadDirect,
     Mode::DmabufRead,
@@ -86,6 +90,8 @@ pub const ALL_MODES: [Mode; 12] = [
     Mode::Pwrite,
     Mode::PwriteDirect,
     Mode::DmabufWrite,
+    Mode::UringDirect,
+    Mode::UdmabufUringDirect,
 ];
 
 impl Mode {
@@ -103,6 +109,8 @@ impl Mode {
             Mode::Pwrite => "pwrite",
             Mode::PwriteDirect => "pwrite-direct",
             Mode::DmabufWrite => "dmabuf-write",
+            Mode::UringDirect => "uring-direct",
+            Mode::UdmabufUringDirect => "udmabuf-uring-direct",
         }
     }
 
@@ -110,10 +118,13 @@ impl Mode {
         ALL_MODES.into_iter().find(|m| m.name() == name)
     }
 
-    /// The directions a mode supports. `rw-file*` do both (READ and WRITE ops).
+    /// The directions a mode supports. `rw-file*` do both (READ and WRITE
+    /// ops), so do the io_uring modes (READ_FIXED and WRITE_FIXED).
     pub fn directions(self) -> &'static [Direction] {
         match self {
-            Mode::RwFile | Mode::RwFileDirect => &[Direction::Read, Direction::Write],
+            Mode::RwFile | Mode::RwFileDirect | Mode::UringDirect | Mode::UdmabufUringDirect => {
+                &[Direction::Read, Direction::Write]
+            }
             Mode::Pwrite | Mode::PwriteDirect | Mode::DmabufWrite => &[Direction::Write],
             _ => &[Direction::Read],
         }
@@ -128,10 +139,18 @@ impl Mode {
                 | Mode::UdmabufDirectRead
                 | Mode::UdmabufDirectSendfile
                 | Mode::PwriteDirect
+                | Mode::UringDirect
+                | Mode::UdmabufUringDirect
         )
     }
 
-    /// The same path through the page cache (a direct mode's buffered twin).
+    /// Through io_uring with registered buffers, up to --queue-depth in flight.
+    pub fn uring(self) -> bool {
+        matches!(self, Mode::UringDirect | Mode::UdmabufUringDirect)
+    }
+
+    /// The same path through the page cache (a direct mode's buffered twin;
+    /// the io_uring modes' is themselves on an fd without O_DIRECT).
     pub fn buffered(self) -> Mode {
         match self {
             Mode::PreadDirect => Mode::Pread,
@@ -150,14 +169,19 @@ impl Mode {
 
     pub fn buffer(self) -> BufferKind {
         match self {
-            Mode::Pread | Mode::PreadDirect | Mode::Pwrite | Mode::PwriteDirect => BufferKind::Anon,
+            Mode::Pread
+            | Mode::PreadDirect
+            | Mode::Pwrite
+            | Mode::PwriteDirect
+            | Mode::UringDirect => BufferKind::Anon,
             Mode::DmabufRead | Mode::DmabufWrite | Mode::RwFile | Mode::RwFileDirect => {
                 BufferKind::Heap
             }
             Mode::UdmabufRead
             | Mode::UdmabufDirectRead
             | Mode::UdmabufSendfile
-            | Mode::UdmabufDirectSendfile => BufferKind::Udmabuf,
+            | Mode::UdmabufDirectSendfile
+            | Mode::UdmabufUringDirect => BufferKind::Udmabuf,
         }
     }
 }
@@ -208,7 +232,8 @@ mod tests {
     fn every_direct_mode_has_a_buffered_twin_on_the_same_buffers() {
         for m in ALL_MODES {
             let b = m.buffered();
-            assert!(!b.direct(), "{m} -> {b}");
+            // io_uring's is itself, on the fd with O_DIRECT cleared.
+            assert!(!b.direct() || (b == m && m.uring()), "{m} -> {b}");
             assert_eq!(b.buffer(), m.buffer(), "{m} -> {b}");
             assert_eq!(b.directions(), m.directions(), "{m} -> {b}");
             if !m.direct() {

@@ -15,6 +15,10 @@ pub const DEFAULT_CHUNK: u64 = 32 << 20;
 pub const DEFAULT_CHUNK_TEXT: &str = "32M";
 pub const DEFAULT_SIZE: u64 = 256 << 20;
 pub const DEFAULT_HEAP: &str = "system";
+/// --queue-depth's bound (the ring's entries).
+pub const MAX_QUEUE_DEPTH: u32 = 4096;
+/// Buffers one io_uring can register (the kernel's IORING_MAX_REG_BUFFERS).
+pub const MAX_REGISTERED_BUFFERS: u64 = 1 << 14;
 
 /// What to run: the command line's workload options and the planner's input.
 #[derive(Debug, Clone, clap::Args)]
@@ -23,7 +27,8 @@ pub struct Args {
     /// every mode this machine supports for the direction and lists the
     /// others with the reason. Modes: pread, pread-direct, dmabuf-read,
     /// rw-file, rw-file-direct, udmabuf-read, udmabuf-direct-read,
-    /// udmabuf-sendfile, udmabuf-direct-sendfile, pwrite, pwrite-direct, dmabuf-write.
+    /// udmabuf-sendfile, udmabuf-direct-sendfile, pwrite, pwrite-direct, dmabuf-write,
+    /// uring-direct, udmabuf-uring-direct.
     #[arg(long = "mode", value_name = "MODE")]
     pub modes: Vec<String>,
     /// read: file -> buffer (restore); write: buffer -> file (save).
@@ -66,6 +71,12 @@ pub struct Args {
     /// call, outside the timed calls).
     #[arg(long, value_enum, default_value = "distinct")]
     pub buffers: BufferUse,
+    /// I/Os in flight in the io_uring modes (1: one at a time, like pread,
+    /// the like-for-like baseline; 1 to 4096). Each call's latency is its
+    /// I/O's submission to completion; a pass's transfer time is the time
+    /// any of its I/Os was in flight.
+    #[arg(long, value_name = "N", default_value_t = 1)]
+    pub queue_depth: u32,
 }
 
 /// Modes that cannot run here, with the reason.
@@ -121,6 +132,15 @@ pub fn plan(args: &Args, stop: &AtomicBool) -> Result<Plan, RunError> {
     }
     resources::check_fds(&modes, size.div_ceil(args.chunk), resources::fd_limit())
         .map_err(input)?;
+    let calls = size.div_ceil(args.chunk);
+    if let Some(m) = modes.iter().find(|m| m.uring())
+        && args.buffers == BufferUse::Distinct
+        && calls > MAX_REGISTERED_BUFFERS
+    {
+        return Err(input(format!(
+            "mode {m} registers each of a pass's {calls} buffers with io_uring, which takes at most {MAX_REGISTERED_BUFFERS}: use a larger --chunk or --buffers reuse"
+        )));
+    }
     if write_to.len() == 1 && modes.len() > 1 {
         return Err(input(
             "--file with --direction write names one destination: give exactly one --mode",
@@ -141,6 +161,7 @@ pub fn plan(args: &Args, stop: &AtomicBool) -> Result<Plan, RunError> {
             verify: args.verify,
             force: args.force,
             buffers: args.buffers,
+            queue_depth: args.queue_depth,
             seed,
             direct_align,
         },
@@ -158,6 +179,11 @@ fn check_numbers(args: &Args) -> Result<(), RunError> {
     }
     if args.iterations == 0 {
         return Err(input("--iterations must be at least 1"));
+    }
+    if !(1..=MAX_QUEUE_DEPTH).contains(&args.queue_depth) {
+        return Err(input(format!(
+            "--queue-depth must be between 1 and {MAX_QUEUE_DEPTH}"
+        )));
     }
     Ok(())
 }

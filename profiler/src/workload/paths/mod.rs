@@ -4,6 +4,7 @@ mod dmabuf_mmap;
 mod pread;
 mod rw_file;
 mod udmabuf;
+pub mod uring;
 
 use std::{fs::File, io};
 
