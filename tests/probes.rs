@@ -403,7 +403,7 @@ ts = [threading.Thread(target=work) for _ in range(2)]
     let mut lines = text.lines();
     assert_eq!(
         lines.next(),
-        Some("start_ns,pid,tid,kind,what,bytes_asked,ret,duration_ns")
+        Some("start_ns,pid,tid,kind,what,bytes_asked,ret,duration_ns,mechanism")
     );
     let rows: Vec<Vec<&str>> = lines.map(|l| l.split(',').collect()).collect();
     let preads: Vec<&Vec<&str>> = rows
@@ -415,7 +415,7 @@ ts = [threading.Thread(target=work) for _ in range(2)]
     assert!(
         preads
             .iter()
-            .all(|r| r.len() == 8 && r[1] == pid && r[6] == "4096")
+            .all(|r| r.len() == 9 && r[1] == pid && r[6] == "4096" && r[8] == "pread")
     );
     let tids: std::collections::BTreeSet<&str> = preads.iter().map(|r| r[2]).collect();
     assert!(tids.len() >= 2, "both threads are in the rows: {tids:?}");

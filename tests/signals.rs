@@ -1163,7 +1163,7 @@ fn a_signalled_trace_commits_its_csv_and_detaches() {
         assert!(text.ends_with('\n'), "{name}: no partial row");
         let rows = text.lines().skip(1).count() as u64;
         assert!(
-            text.lines().skip(1).all(|l| l.split(',').count() == 8),
+            text.lines().skip(1).all(|l| l.split(',').count() == 9),
             "{name}: every row whole"
         );
         let v: serde_json::Value =

@@ -15,6 +15,7 @@ pub mod fsinfo;
 pub mod kernel;
 pub mod live;
 pub mod mapping;
+pub mod mechanism;
 pub mod metrics;
 pub mod probes;
 pub mod profile;

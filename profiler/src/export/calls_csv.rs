@@ -29,13 +29,14 @@ const CALL_COLUMNS: &[&str] = &[
 ];
 
 /// Every column, in order. Kernel columns are empty when dmaprof ran without
-/// probes; `buffers` (distinct or reuse, appended after the first schema) last.
+/// probes; `buffers` (distinct or reuse) and `mechanism` (the kernel
+/// interface), appended after the first schema, last.
 pub fn columns() -> Vec<&'static str> {
     CALL_COLUMNS
         .iter()
         .copied()
         .chain(KernelCall::columns())
-        .chain(["buffers"])
+        .chain(["buffers", "mechanism"])
         .collect()
 }
 
@@ -69,7 +70,7 @@ pub fn row(out: &mut impl Write, c: &CallRecord) -> io::Result<()> {
         }
         None => write!(out, "{}", ",".repeat(KernelCall::COLUMN_COUNT))?,
     }
-    writeln!(out, ",{}", c.buffers)
+    writeln!(out, ",{},{}", c.buffers, c.mode.mechanism())
 }
 
 #[cfg(test)]

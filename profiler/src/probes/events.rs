@@ -5,6 +5,8 @@ use std::{borrow::Cow, collections::BTreeMap};
 use profiler_common::call::{CallEvent, EVENT_EXPORTER, EVENT_IOCTL, EVENT_PREAD};
 use serde::Serialize;
 
+use crate::mechanism::Mechanism;
+
 use profiler_common::uapi::{DMA_BUF_IOCTL_RW_FILE, DMA_BUF_IOCTL_SYNC};
 
 /// The short kind column of the CSV.
@@ -14,6 +16,15 @@ pub fn kind(e: &CallEvent) -> &'static str {
         EVENT_EXPORTER => "rw_file",
         EVENT_PREAD => "pread",
         _ => "unknown",
+    }
+}
+
+/// The kernel interface of the call.
+pub fn mechanism(e: &CallEvent) -> Mechanism {
+    match (e.kind, e.what) {
+        (EVENT_IOCTL, DMA_BUF_IOCTL_RW_FILE) | (EVENT_EXPORTER, _) => Mechanism::RwFileIoctl,
+        (EVENT_PREAD, _) => Mechanism::Pread,
+        _ => Mechanism::Ioctl,
     }
 }
 
@@ -51,6 +62,7 @@ pub const CSV_COLUMNS: &[&str] = &[
     "bytes_asked",
     "ret",
     "duration_ns",
+    "mechanism",
 ];
 
 pub fn csv_header(out: &mut impl std::io::Write) -> std::io::Result<()> {
@@ -74,6 +86,8 @@ pub fn csv_row(out: &mut impl std::io::Write, e: &CallEvent) -> std::io::Result<
     out.write_all(n.format(e.ret).as_bytes())?;
     out.write_all(b",")?;
     out.write_all(n.format(e.duration_ns).as_bytes())?;
+    out.write_all(b",")?;
+    out.write_all(mechanism(e).name().as_bytes())?;
     out.write_all(b"\n")
 }
 
@@ -218,7 +232,7 @@ mod tests {
         let mut out = Vec::new();
         csv_row(&mut out, &e).unwrap();
         let row = String::from_utf8(out).unwrap();
-        assert_eq!(row, "10,7,8,pread,0x3,4096,4096,1500\n");
+        assert_eq!(row, "10,7,8,pread,0x3,4096,4096,1500,pread\n");
         assert_eq!(row.trim().split(',').count(), CSV_COLUMNS.len());
         assert_eq!(name(&e), "pread");
         assert_eq!(bytes(&e), 4096);

@@ -3,6 +3,8 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
+use crate::mechanism::Mechanism;
+
 #[derive(
     Debug,
     Clone,
@@ -182,6 +184,23 @@ impl Mode {
             | Mode::UdmabufSendfile
             | Mode::UdmabufDirectSendfile
             | Mode::UdmabufUringDirect => BufferKind::Udmabuf,
+        }
+    }
+}
+
+impl Mode {
+    /// The kernel interface its calls go through.
+    pub fn mechanism(self) -> Mechanism {
+        match self {
+            Mode::Pread | Mode::PreadDirect | Mode::UdmabufRead | Mode::UdmabufDirectRead => {
+                Mechanism::Pread
+            }
+            Mode::Pwrite | Mode::PwriteDirect => Mechanism::Pwrite,
+            Mode::DmabufRead => Mechanism::MmapRead,
+            Mode::DmabufWrite => Mechanism::MmapWrite,
+            Mode::RwFile | Mode::RwFileDirect => Mechanism::RwFileIoctl,
+            Mode::UdmabufSendfile | Mode::UdmabufDirectSendfile => Mechanism::Sendfile,
+            Mode::UringDirect | Mode::UdmabufUringDirect => Mechanism::IoUring,
         }
     }
 }

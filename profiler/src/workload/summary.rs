@@ -12,6 +12,10 @@ use crate::metrics::{self, CallTotals};
 #[serde(deny_unknown_fields)]
 pub struct ModeSummary {
     pub mode: Mode,
+    /// The kernel interface the mode's calls go through (absent in older
+    /// files: read back as the mode's).
+    #[serde(default)]
+    pub mechanism: Option<crate::mechanism::Mechanism>,
     pub passes: usize,
     pub calls: u64,
     pub bytes: u64,
@@ -95,6 +99,7 @@ fn summarize_mode(mode: Mode, mine: &[&Pass]) -> ModeSummary {
     let probe_ns: Option<u64> = mine.iter().map(|p| p.probe_ns).sum();
     ModeSummary {
         mode,
+        mechanism: Some(mode.mechanism()),
         passes: mine.len(),
         calls: totals.calls,
         bytes: totals.bytes,
