@@ -855,3 +855,89 @@ fn uring_bad_inputs_get_one_line_and_exit_2() {
     ]);
     assert_clean_failure(&out, 2, "which takes at most 16384");
 }
+
+/// `bench --table all` and `--table v2`: every path's share of the device
+/// limit measured in the same run is its throughput over the limit's, as
+/// the JSON holds both; `all` names each path's mechanism and its ratio to
+/// the best baseline.
+#[test]
+fn bench_tables_state_each_paths_share_of_the_device_limit() {
+    let dir = disk_scratch_dir();
+    let d = dir.path().to_str().unwrap();
+    for table in ["all", "v2"] {
+        let json = dir.path().join(format!("{table}.json"));
+        let out = Command::new(dmaprof_bin())
+            .args([
+                "bench",
+                "--no-probes",
+                "--dir",
+                d,
+                "--size",
+                "32M",
+                "--chunk",
+                "4M",
+            ])
+            .args(["--iterations", "2", "--table", table, "--json"])
+            .arg(&json)
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "{text}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let v: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+        let limit = v["device_limit"]["mib_per_s"]
+            .as_f64()
+            .expect("device_limit");
+        assert_eq!(v["device_limit"]["queue_depth"], 32);
+        assert!(
+            text.contains(&format!("device limit: {limit:.0} MiB/s (uring-direct")),
+            "{text}"
+        );
+        let header = text
+            .lines()
+            .find(|l| l.contains("% limit"))
+            .unwrap_or_else(|| panic!("{table}: no table in {text}"));
+        let modes: Vec<(&str, &serde_json::Value)> = v["modes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| (m["summary"]["mode"].as_str().unwrap(), &m["summary"]))
+            .collect();
+        let best = modes
+            .iter()
+            .filter(|(n, _)| ["pread", "pread-direct", "uring-direct"].contains(n))
+            .map(|(_, m)| m["mib_per_s"].as_f64().unwrap())
+            .fold(0.0, f64::max);
+        assert_eq!(modes.len(), 3, "{table}: pread, pread-direct, uring-direct");
+        for &(name, m) in &modes {
+            let mibs = m["mib_per_s"].as_f64().unwrap();
+            let row: Vec<&str> = match text.lines().find(|l| {
+                let w: Vec<&str> = l.split_whitespace().collect();
+                (table == "all" && w.first() == Some(&name))
+                    || (table == "v2" && w.last() == Some(&name))
+            }) {
+                Some(l) => l.split_whitespace().collect(),
+                None if table == "v2" && name == "uring-direct" => continue, // not a seed row
+                None => panic!("{table}: no row for {name}:\n{text}"),
+            };
+            let share = if table == "all" {
+                row[row.len() - 1]
+            } else {
+                row[row.len() - 2]
+            };
+            assert_eq!(
+                share,
+                format!("{:.0}", 100.0 * mibs / limit),
+                "{table} {name}: {header}\n{row:?}"
+            );
+            if table == "all" {
+                assert_eq!(row[1], m["mechanism"].as_str().unwrap(), "{row:?}");
+                assert_eq!(row[row.len() - 2], format!("{:.2}", mibs / best), "{row:?}");
+            }
+        }
+    }
+}

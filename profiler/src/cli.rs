@@ -190,10 +190,23 @@ pub struct BenchArgs {
     /// dma-heap to allocate dma-bufs from (/dev/dma_heap/NAME).
     #[arg(long, default_value = plan::DEFAULT_HEAP)]
     pub heap: String,
+    /// v2: the seed's table (its rows and columns); all: every mode this
+    /// kernel runs side by side, fastest first, with its mechanism and the
+    /// ratio to the best baseline. Both end with each path's share of the
+    /// device's limit, measured after them on the same file (io_uring
+    /// O_DIRECT at queue depth 32).
+    #[arg(long, value_enum, default_value = "v2")]
+    pub table: BenchTable,
     #[command(flatten)]
     pub outputs: OutputArgs,
     #[command(flatten)]
     pub probes: ProbeArgs,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum BenchTable {
+    V2,
+    All,
 }
 
 impl BenchArgs {

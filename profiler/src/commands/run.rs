@@ -11,7 +11,7 @@ use tokio::runtime::Runtime;
 
 use super::probes::{self, RunProbes};
 use crate::{
-    cli::{BenchArgs, OutputArgs, ProbeArgs, RunArgs, ViewArgs},
+    cli::{BenchArgs, BenchTable, OutputArgs, ProbeArgs, RunArgs, ViewArgs},
     exit::Exit,
     export::{
         CallsCsv, Outputs, RunReport,
@@ -22,7 +22,7 @@ use crate::{
     stop::Stop,
     workload::{
         self, BufferUse, CacheMode, KernelCounters, Outcome, RunError,
-        mode::Direction,
+        mode::{Direction, Mode},
         plan::{self, Plan},
         summary::{self, ModeSummary},
     },
@@ -32,8 +32,11 @@ use crate::{
 enum Table {
     /// dmaprof's own columns.
     Run,
-    /// The seed's rows and columns, with the ratio to pread-direct.
+    /// The seed's rows and columns, with the ratio to pread-direct and the
+    /// share of the device's limit.
     Seed,
+    /// Every mode side by side, with the share of the device's limit.
+    All,
 }
 
 pub fn run(rt: &Runtime, a: RunArgs) -> Result<Exit, Exit> {
@@ -48,7 +51,11 @@ pub fn run(rt: &Runtime, a: RunArgs) -> Result<Exit, Exit> {
 }
 
 pub fn bench(rt: &Runtime, a: BenchArgs) -> Result<Exit, Exit> {
-    workload(rt, &a.plan_args(), &a.outputs, &a.probes, None, Table::Seed)
+    let table = match a.table {
+        BenchTable::V2 => Table::Seed,
+        BenchTable::All => Table::All,
+    };
+    workload(rt, &a.plan_args(), &a.outputs, &a.probes, None, table)
 }
 
 fn workload(
@@ -71,6 +78,7 @@ fn workload(
     let profile = probes.as_mut().and_then(|p| p.profile(rt, &outcome));
     let probe_report = finish_probes(probes, &view);
     let summary = summary::summarize(&outcome.passes);
+    let limit = device_limit(&plan, &outcome, &stop, table);
     workload::announce(format_args!("export"));
     let export_error = outputs.write(&RunReport {
         config: &plan.config,
@@ -80,13 +88,41 @@ fn workload(
         started_unix_s,
         probes: probe_report.clone(),
         profile: profile.as_ref(),
+        device_limit: limit.as_ref().and_then(|l| l.as_ref().ok()),
     });
     view.finish();
-    print_tables(&plan, &outcome, &summary, table, probe_report.as_ref());
+    print_tables(
+        &plan,
+        &outcome,
+        &summary,
+        table,
+        probe_report.as_ref(),
+        limit.as_ref(),
+    );
     if let Some(p) = &profile {
         print!("{}", crate::profile::report::render(p));
     }
     Ok(exit_for(&outcome, export_error))
+}
+
+/// The bench tables' device limit, measured once the paths have run (not
+/// after an interrupted or failed run).
+fn device_limit(
+    plan: &Plan,
+    outcome: &Outcome,
+    stop: &Stop,
+    table: Table,
+) -> Option<Result<workload::limit::DeviceLimit, String>> {
+    if table == Table::Run || outcome.interrupted || outcome.error.is_some() {
+        return None;
+    }
+    workload::announce(format_args!("limit"));
+    let why_not = plan
+        .skipped
+        .iter()
+        .find(|(m, _)| *m == Mode::UringDirect)
+        .map(|(_, why)| why.as_str());
+    Some(workload::limit::measure(&plan.config, why_not, stop.flag()))
 }
 
 fn make_plan(args: &plan::Args, stop: &Stop) -> Result<Plan, Exit> {
@@ -184,6 +220,7 @@ fn print_tables(
     rows: &[ModeSummary],
     table: Table,
     probes: Option<&ProbeReport>,
+    limit: Option<&Result<workload::limit::DeviceLimit, String>>,
 ) {
     if !rows.is_empty() {
         if let Some(p) = outcome.passes.first()
@@ -199,8 +236,18 @@ fn print_tables(
             );
         }
         match table {
-            Table::Seed => print!("{}", summary::render_seed_table(rows)),
+            Table::Seed => print!(
+                "{}",
+                summary::render_seed_table(rows, limit.and_then(|l| l.as_ref().ok()))
+            ),
+            Table::All => print!(
+                "{}",
+                summary::render_all_table(rows, limit.and_then(|l| l.as_ref().ok()))
+            ),
             Table::Run => print!("{}", summary::render_table(rows)),
+        }
+        if let Some(l) = limit {
+            print!("{}", summary::render_limit(l));
         }
         if probes.is_some() {
             print!("{}", summary::render_kernel_table(rows));

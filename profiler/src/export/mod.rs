@@ -58,6 +58,8 @@ pub struct RunReport<'a> {
     pub probes: Option<ProbeReport>,
     /// The stack profile (`--profile`).
     pub profile: Option<&'a Profile>,
+    /// `bench`: the device's limit on the file, measured after the paths.
+    pub device_limit: Option<&'a crate::workload::limit::DeviceLimit>,
 }
 
 /// Makes `dir` if it is missing and checks a file can be written in it.

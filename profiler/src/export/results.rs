@@ -52,6 +52,10 @@ pub struct Results {
     /// Per bucket, its top kernel functions (self and total % of samples).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub profile_top_kernel: Option<BTreeMap<String, Vec<TopFunction>>>,
+    /// `bench`: io_uring O_DIRECT at queue depth 32 on the same file, the
+    /// figure each path's share of the device's limit is taken against.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub device_limit: Option<crate::workload::limit::DeviceLimit>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -203,6 +207,7 @@ pub fn build(run: &RunReport) -> Results {
                 .map(|(b, s)| (b.clone(), top::kernel_functions(s, TOP_IN_JSON)))
                 .collect()
         }),
+        device_limit: run.device_limit.copied(),
     }
 }
 

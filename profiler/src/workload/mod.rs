@@ -5,6 +5,7 @@ pub mod buffers;
 pub mod cputime;
 pub mod datafile;
 mod kernel;
+pub mod limit;
 pub mod mode;
 mod paths;
 pub mod plan;

@@ -5,7 +5,7 @@ use std::fmt::Write;
 
 use serde::{Deserialize, Serialize};
 
-use super::{BufferUse, KernelCall, Pass, Verification, mode::Mode};
+use super::{BufferUse, KernelCall, Pass, Verification, limit::DeviceLimit, mode::Mode};
 use crate::metrics::{self, CallTotals};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -277,8 +277,9 @@ const SEED_ORDER: [Mode; 9] = [
 ];
 
 /// The table in the seed's shape: alloc / read / total per path, plus
-/// throughput, CPU and the ratio to the O_DIRECT pread baseline.
-pub fn render_seed_table(rows: &[ModeSummary]) -> String {
+/// throughput, CPU, the ratio to the O_DIRECT pread baseline and the share
+/// of the device's limit.
+pub fn render_seed_table(rows: &[ModeSummary], limit: Option<&DeviceLimit>) -> String {
     let mut s = String::new();
     let base = rows
         .iter()
@@ -286,7 +287,7 @@ pub fn render_seed_table(rows: &[ModeSummary]) -> String {
         .map(|r| r.mib_per_s);
     let _ = writeln!(
         s,
-        "{:<26} {:>10} {:>10} {:>10} {:>9} {:>11} {:>13} {:>15}  mode",
+        "{:<26} {:>10} {:>10} {:>10} {:>9} {:>11} {:>13} {:>15} {:>8}  mode",
         "path",
         "alloc (ms)",
         "read (ms)",
@@ -294,7 +295,8 @@ pub fn render_seed_table(rows: &[ModeSummary]) -> String {
         "MiB/s",
         "cpu ms/GiB",
         "others ms/GiB",
-        "x pread-direct"
+        "x pread-direct",
+        "% limit"
     );
     for mode in SEED_ORDER {
         let Some(r) = rows.iter().find(|r| r.mode == mode) else {
@@ -306,7 +308,7 @@ pub fn render_seed_table(rows: &[ModeSummary]) -> String {
         };
         let _ = writeln!(
             s,
-            "{:<26} {:>10.0} {:>10.0} {:>10.0} {:>9.0} {:>11.1} {:>13.1} {:>15}  {}",
+            "{:<26} {:>10.0} {:>10.0} {:>10.0} {:>9.0} {:>11.1} {:>13.1} {:>15} {:>8}  {}",
             seed_name(mode),
             r.alloc_ms,
             r.transfer_ms,
@@ -315,8 +317,81 @@ pub fn render_seed_table(rows: &[ModeSummary]) -> String {
             (r.cpu_user_ns_per_mib + r.cpu_sys_ns_per_mib) * 1024.0 / 1e6,
             r.others_cpu_ns_per_mib * 1024.0 / 1e6,
             ratio,
+            share_of(r, limit),
             mode.name()
         );
     }
     s
+}
+
+/// Every mode that ran, side by side, fastest first: its mechanism, the
+/// phases, throughput, latency, CPU, the ratio to the best baseline of the
+/// run (the fastest of pread, pread-direct, uring-direct) and the share of
+/// the device's limit.
+pub fn render_all_table(rows: &[ModeSummary], limit: Option<&DeviceLimit>) -> String {
+    let mut s = String::new();
+    let best = rows
+        .iter()
+        .filter(|r| BASELINES.contains(&r.mode))
+        .max_by(|a, b| a.mib_per_s.total_cmp(&b.mib_per_s));
+    let ratio_header = best.map_or("x best baseline".to_string(), |b| format!("x {}", b.mode));
+    let _ = writeln!(
+        s,
+        "{:<24} {:<15} {:>10} {:>10} {:>10} {:>9} {:>10} {:>11} {:>18} {:>8}",
+        "mode",
+        "mechanism",
+        "alloc (ms)",
+        "I/O (ms)",
+        "free (ms)",
+        "MiB/s",
+        "p50 (us)",
+        "cpu ms/GiB",
+        ratio_header,
+        "% limit"
+    );
+    let mut sorted: Vec<&ModeSummary> = rows.iter().collect();
+    sorted.sort_by(|a, b| b.mib_per_s.total_cmp(&a.mib_per_s));
+    for r in sorted {
+        let ratio = match best {
+            Some(b) if b.mib_per_s > 0.0 => format!("{:.2}", r.mib_per_s / b.mib_per_s),
+            _ => "-".into(),
+        };
+        let _ = writeln!(
+            s,
+            "{:<24} {:<15} {:>10.0} {:>10.0} {:>10.0} {:>9.0} {:>10.0} {:>11.1} {:>18} {:>8}",
+            r.mode.name(),
+            r.mode.mechanism().name(),
+            r.alloc_ms,
+            r.transfer_ms,
+            r.free_ms,
+            r.mib_per_s,
+            r.lat_p50_us,
+            (r.cpu_user_ns_per_mib + r.cpu_sys_ns_per_mib) * 1024.0 / 1e6,
+            ratio,
+            share_of(r, limit)
+        );
+    }
+    s
+}
+
+/// The paths any kernel has: what a new interface must beat.
+const BASELINES: [Mode; 3] = [Mode::Pread, Mode::PreadDirect, Mode::UringDirect];
+
+/// The row's throughput as a % of the device's limit ("-" unmeasured).
+fn share_of(r: &ModeSummary, limit: Option<&DeviceLimit>) -> String {
+    match limit {
+        Some(l) if l.mib_per_s > 0.0 => format!("{:.0}", 100.0 * r.mib_per_s / l.mib_per_s),
+        _ => "-".into(),
+    }
+}
+
+/// The line under a table saying what the limit is, or why it is missing.
+pub fn render_limit(limit: &Result<DeviceLimit, String>) -> String {
+    match limit {
+        Ok(l) => format!(
+            "device limit: {:.0} MiB/s (uring-direct: io_uring O_DIRECT reads, queue depth {}, same file and chunk, cold cache, median of {} pass(es), measured after the paths above)\n",
+            l.mib_per_s, l.queue_depth, l.passes
+        ),
+        Err(why) => format!("device limit: not measured: {why}\n"),
+    }
 }

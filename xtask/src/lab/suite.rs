@@ -117,7 +117,20 @@ pub fn test_suite(phases: &mut Phases, variant: kernel::Variant) -> Result<()> {
         eprint!("{}", out.output);
         check_clean(&out)?;
         ensure!(out.status == 0, "dmaprof bench exited {}", out.status);
-        check_seed_ordering(&out.output)
+        check_seed_ordering(&out.output)?;
+        check_device_limit(&out.output)
+    })?;
+    phases.run("lab: dmaprof bench --table all", || {
+        let out = vm::run(
+            &kernel,
+            &files,
+            "dmaprof bench --table all --file /mnt/data-256m.bin --size 64M --chunk 8M --iterations 1",
+            1200,
+        )?;
+        eprint!("{}", out.output);
+        check_clean(&out)?;
+        ensure!(out.status == 0, "dmaprof bench exited {}", out.status);
+        check_all_table(&out.output)
     })?;
     phases.run("lab: dmaprof run, lab-only bad inputs", || {
         let cmd = "dmaprof run --mode rw-file-direct --heap nope --file /mnt/data-4m.bin; echo rc=$?; \
@@ -291,6 +304,8 @@ const READ_MODES: &[&str] = &[
     "udmabuf-direct-read",
     "udmabuf-sendfile",
     "udmabuf-direct-sendfile",
+    "uring-direct",
+    "udmabuf-uring-direct",
 ];
 const WRITE_MODES: &[&str] = &[
     "pwrite",
@@ -298,6 +313,8 @@ const WRITE_MODES: &[&str] = &[
     "dmabuf-write",
     "rw-file",
     "rw-file-direct",
+    "uring-direct",
+    "udmabuf-uring-direct",
 ];
 
 /// How many tests libtest says passed (`test result: ok. N passed; ...`).
@@ -330,6 +347,46 @@ fn check_rows(output: &str, modes: &[&str]) -> Result<()> {
             "{mode} not verified against the pattern: {row}"
         );
     }
+    Ok(())
+}
+
+/// The bench's device limit was measured, and each row has its share.
+fn check_device_limit(output: &str) -> Result<()> {
+    let line = output
+        .lines()
+        .find(|l| l.starts_with("device limit: "))
+        .context("no device limit line")?;
+    ensure!(line.contains(" MiB/s (uring-direct"), "{line}");
+    Ok(())
+}
+
+/// `--table all`: every read mode of the lab kernel in one table, each
+/// with its mechanism and a share of the device's limit.
+fn check_all_table(output: &str) -> Result<()> {
+    check_device_limit(output)?;
+    let table: Vec<&str> = output
+        .lines()
+        .skip_while(|l| !(l.starts_with("mode ") && l.contains("mechanism")))
+        .skip(1)
+        .take_while(|l| !l.trim().is_empty() && !l.starts_with("device limit"))
+        .collect();
+    for mode in READ_MODES {
+        let row = table
+            .iter()
+            .find(|l| l.split_whitespace().next() == Some(*mode))
+            .with_context(|| format!("no --table all row for {mode}:\n{output}"))?;
+        let share = row.split_whitespace().last().unwrap_or_default();
+        ensure!(share.parse::<f64>().is_ok(), "no share of the limit: {row}");
+    }
+    let mechanism = |mode: &str| {
+        table
+            .iter()
+            .find(|l| l.split_whitespace().next() == Some(mode))
+            .and_then(|l| l.split_whitespace().nth(1))
+    };
+    ensure!(mechanism("rw-file-direct") == Some("rw_file-ioctl"), "{output}");
+    ensure!(mechanism("udmabuf-uring-direct") == Some("io_uring"), "{output}");
+    eprintln!("lab: --table all has every read mode with its share of the device limit");
     Ok(())
 }
 
