@@ -384,8 +384,14 @@ fn check_all_table(output: &str) -> Result<()> {
             .find(|l| l.split_whitespace().next() == Some(mode))
             .and_then(|l| l.split_whitespace().nth(1))
     };
-    ensure!(mechanism("rw-file-direct") == Some("rw_file-ioctl"), "{output}");
-    ensure!(mechanism("udmabuf-uring-direct") == Some("io_uring"), "{output}");
+    ensure!(
+        mechanism("rw-file-direct") == Some("rw_file-ioctl"),
+        "{output}"
+    );
+    ensure!(
+        mechanism("udmabuf-uring-direct") == Some("io_uring"),
+        "{output}"
+    );
     eprintln!("lab: --table all has every read mode with its share of the device limit");
     Ok(())
 }
