@@ -777,9 +777,9 @@ fn the_buffer_policy_is_named_in_every_export() {
     );
     assert!(String::from_utf8_lossy(&out.stdout).contains("buffers: reuse"));
     let text = std::fs::read_to_string(&csv).unwrap();
-    assert!(text.lines().next().unwrap().ends_with(",buffers"));
+    assert!(text.lines().next().unwrap().ends_with(",buffers,mechanism"));
     assert!(
-        text.lines().skip(1).all(|l| l.ends_with(",reuse")),
+        text.lines().skip(1).all(|l| l.ends_with(",reuse,pread")),
         "{text}"
     );
     let v: serde_json::Value =

@@ -368,15 +368,15 @@ fn run_pass(
     };
     // The io_uring modes register (pin) their buffers with a new ring: a
     // user of the path pays it before the first I/O.
-    let t = Instant::now();
-    let mut ring = match mode.uring() {
-        true => Some(
+    let mut ring = None;
+    if mode.uring() {
+        let t = Instant::now();
+        ring = Some(
             paths::uring::Ring::new(cfg.queue_depth, &mut bufs)
                 .map_err(|e| failed(mode, "setting up io_uring", e))?,
-        ),
-        false => None,
-    };
-    alloc_ns += t.elapsed().as_nanos() as u64;
+        );
+        alloc_ns += t.elapsed().as_nanos() as u64;
+    }
     if cfg.direction == Direction::Write && cfg.buffers == BufferUse::Distinct {
         fill_sources(mode, 0, &mut bufs)?;
     }
@@ -497,6 +497,18 @@ fn fill_sources(mode: Mode, first: u64, bufs: &mut [Buffer]) -> Result<(), RunEr
     Ok(())
 }
 
+/// With reused buffers a read is checked as soon as its call ends (the next
+/// call overwrites it): against this file, opened once per pass.
+fn reference_file(ctx: &PassCtx) -> Result<Option<File>, RunError> {
+    let cfg = ctx.cfg;
+    match (cfg.buffers, cfg.verify, cfg.direction) {
+        (BufferUse::Reuse, true, Direction::Read) => File::open(&cfg.file)
+            .map(Some)
+            .map_err(|e| failed(ctx.mode, "verification", e)),
+        _ => Ok(None),
+    }
+}
+
 /// One timed call per buffer, until done or stopped.
 fn transfer_all(
     ctx: &PassCtx,
@@ -509,12 +521,7 @@ fn transfer_all(
     let tid = unsafe { libc::gettid() } as u32;
     let count = cfg.size.div_ceil(cfg.chunk) as usize;
     let reuse = cfg.buffers == BufferUse::Reuse;
-    let reference = match (reuse, cfg.verify, cfg.direction) {
-        (true, true, Direction::Read) => {
-            Some(File::open(&cfg.file).map_err(|e| failed(mode, "verification", e))?)
-        }
-        _ => None,
-    };
+    let reference = reference_file(ctx)?;
     let mut calls = Vec::with_capacity(count);
     let mut counters = ctx.kernel.and_then(|k| k.read());
     for i in 0..count {

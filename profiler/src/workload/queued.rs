@@ -14,6 +14,7 @@ use super::{
     failed, fill_sources,
     mode::Direction,
     paths::uring::{Io, Ring},
+    reference_file,
 };
 
 /// An I/O queued or in flight.
@@ -37,12 +38,7 @@ pub(super) fn transfer_all(
     let tid = unsafe { libc::gettid() } as u32;
     let count = cfg.size.div_ceil(cfg.chunk) as usize;
     let reuse = cfg.buffers == BufferUse::Reuse;
-    let reference = match (reuse, cfg.verify, cfg.direction) {
-        (true, true, Direction::Read) => {
-            Some(File::open(&cfg.file).map_err(|e| failed(mode, "verification", e))?)
-        }
-        _ => None,
-    };
+    let reference = reference_file(ctx)?;
     // Reused buffers free for the next I/O; distinct: call i uses buffer i.
     let mut free: VecDeque<u16> = (0..bufs.len() as u16).collect();
     let mut flights: Vec<Flight> = Vec::new();

@@ -86,10 +86,7 @@ fn mib(bytes_per_s: f64) -> f64 {
 
 /// One dmaprof run of the case: (MiB/s in the calls, p50 us), dmaprof's own figures.
 fn dmaprof_once(dmaprof: &std::path::Path, dir: &str, c: &Case, buffers: &str) -> Result<[f64; 2]> {
-    // dmaprof's own output goes off the measured file system, as fio's does,
-    // so the device carries only the measured I/O.
-    let json = std::env::temp_dir().join("dmaprof-fidelity.json");
-    cmd::output(
+    super::dmaprof_figures(
         Command::new(dmaprof)
             .args([
                 "run",
@@ -103,14 +100,8 @@ fn dmaprof_once(dmaprof: &std::path::Path, dir: &str, c: &Case, buffers: &str) -
                 "--size",
                 c.size,
             ])
-            .args(["--direction", c.op(), "--dir", dir, "--buffers", buffers])
-            .arg("--json")
-            .arg(&json),
-    )?;
-    let d: Value = serde_json::from_str(&std::fs::read_to_string(&json)?)?;
-    let s = &d["modes"][0]["summary"];
-    let f = |k: &str| s[k].as_f64().unwrap_or(0.0);
-    Ok([f("mib_per_s"), f("lat_p50_us")])
+            .args(["--direction", c.op(), "--dir", dir, "--buffers", buffers]),
+    )
 }
 
 /// One fio job on the same file (reads) or a fresh file (writes):

@@ -6,6 +6,7 @@ mod loopfs;
 mod overhead;
 mod profile;
 mod soak;
+mod uring;
 
 use std::process::{Command, ExitCode};
 
@@ -53,6 +54,13 @@ pub enum Bench {
     /// What `--profile` costs (99 and 999 Hz against none, on the RAM-backed
     /// loop device), and its top kernel functions beside bpftrace's on one load.
     Profile,
+    /// dmaprof's uring-direct against fio's io_uring engine at queue depths
+    /// 1, 8 and 32 (O_DIRECT 1 MiB reads, the RAM-backed loop device), and
+    /// pread-direct beside uring-direct at depth 1.
+    Uring {
+        #[arg(long, default_value_t = 6)]
+        rounds: u32,
+    },
     /// Agent RSS after 1 minute and at the end of a continuous traced run,
     /// and the CPU of the dashboard drawing at 10 fps.
     Soak {
@@ -88,6 +96,7 @@ pub fn run(b: Bench) -> Result<ExitCode> {
         Bench::Events => events::run()?,
         Bench::Profile => profile::run()?,
         Bench::Soak { minutes } => soak::run(minutes)?,
+        Bench::Uring { rounds } => uring::run(rounds)?,
         Bench::Report {
             rounds,
             minutes,
@@ -148,7 +157,7 @@ fn report(rounds: u32, minutes: u32, out: &std::path::Path) -> Result<String> {
     writeln!(
         r,
         "- command: `cargo xtask bench report --rounds {rounds} --minutes {minutes}`, which runs \
-         `bench overhead --rounds {rounds}`, `bench fidelity --rounds 10` (loop device), `bench fidelity --device disk --rounds 6`, `bench events`, `bench profile` and \
+         `bench overhead --rounds {rounds}`, `bench fidelity --rounds 10` (loop device), `bench fidelity --device disk --rounds 6`, `bench events`, `bench profile`, `bench uring --rounds {rounds}` and \
          `bench soak --minutes {minutes}` in that order"
     )?;
     writeln!(
@@ -185,6 +194,7 @@ fn report(rounds: u32, minutes: u32, out: &std::path::Path) -> Result<String> {
         ),
         ("events", Box::new(events::run)),
         ("profile", Box::new(profile::run)),
+        ("io_uring", Box::new(|| uring::run(rounds))),
         ("soak", Box::new(|| soak::run(minutes))),
     ];
     let save = |text: &str| {
@@ -209,6 +219,19 @@ fn report(rounds: u32, minutes: u32, out: &std::path::Path) -> Result<String> {
         }
     }
     Ok(r)
+}
+
+/// Runs one `dmaprof run` (its arguments in `run`) and reads its first
+/// mode's (MiB/s, p50 us) from the results JSON, written off the measured
+/// file system (the device carries only the measured I/O).
+fn dmaprof_figures(run: &mut Command) -> Result<[f64; 2]> {
+    let json = std::env::temp_dir().join(format!("dmaprof-bench-{}.json", std::process::id()));
+    cmd::output(run.arg("--json").arg(&json))?;
+    let d: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&json)?)?;
+    let _ = std::fs::remove_file(&json);
+    let s = &d["modes"][0]["summary"];
+    let f = |k: &str| s[k].as_f64().unwrap_or(0.0);
+    Ok([f("mib_per_s"), f("lat_p50_us")])
 }
 
 /// How benchmarks state a ratio: the median of per-round ratios a/b (the
