@@ -1141,3 +1141,88 @@ fn rw_file_256mib_read_figures() {
         );
     }
 }
+
+/// `dmaprof trace --pid` of a process moving a file into dma-bufs with
+/// RW_FILE (`dmaprof run --mode rw-file-direct`, held until the tracer is
+/// attached): every ioctl row and every exporter-callback row carries the
+/// request as the kernel read it at the call (READ|DIRECT, the file's fd,
+/// file_offset k MiB, buf_offset 0, buf_len 1 MiB) and its result (the
+/// ioctl 0, the exporter the bytes moved), named by mechanism; the
+/// exporter's rows also the dma-buf (exporter name, size, inode).
+#[test]
+#[ignore = "lab: needs the patched kernel; run by `cargo xtask lab test`"]
+fn trace_decodes_each_rw_file_request_of_a_process() {
+    use std::{
+        io::Write,
+        process::{Command, Stdio},
+    };
+    let csv = "/tmp/rw-trace.csv";
+    let mut child = Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "read go; exec {} run --headless --no-probes --mode rw-file-direct \
+             --file /mnt/data-4m.bin --chunk 1M --iterations 1 --no-verify",
+            dmaprof_e2e::dmaprof_bin().display()
+        ))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = child.id().to_string();
+    let mut tracer = Command::new(dmaprof_e2e::dmaprof_bin())
+        .args(["trace", "--pid", &pid, "--csv", csv])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let log = dmaprof_e2e::wait_until_tracing(&mut tracer);
+    child.stdin.take().unwrap().write_all(b"go\n").unwrap();
+    let run = child.wait_with_output().unwrap();
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    let out = tracer.wait_with_output().unwrap();
+    let log = log.join().unwrap();
+    assert!(out.status.success(), "trace: {log}");
+    let text = std::fs::read_to_string(csv).unwrap();
+    let mut lines = text.lines();
+    let header: Vec<&str> = lines.next().unwrap().split(',').collect();
+    let col = |name: &str| header.iter().position(|h| *h == name).unwrap();
+    let rows: Vec<Vec<&str>> = lines.map(|l| l.split(',').collect()).collect();
+    let rw = format!("{:#x}", dma_buf::DMA_BUF_IOCTL_RW_FILE);
+    for (kind, ret) in [("ioctl", "0"), ("rw_file", "1048576")] {
+        let mut mine: Vec<&Vec<&str>> = rows
+            .iter()
+            .filter(|r| r[col("kind")] == kind && (kind != "ioctl" || r[col("what")] == rw))
+            .collect();
+        assert_eq!(mine.len(), 4, "{kind}: one per 1 MiB call:\n{text}\n{log}");
+        mine.sort_by_key(|r| r[col("file_offset")].parse::<u64>().unwrap());
+        for (k, r) in mine.iter().enumerate() {
+            assert_eq!(r[col("mechanism")], "rw_file-ioctl", "{r:?}");
+            assert_eq!(r[col("rw_flags")], "READ|DIRECT", "{r:?}");
+            assert_eq!(r[col("file_offset")], (k << 20).to_string(), "{r:?}");
+            assert_eq!(r[col("buf_offset")], "0", "{r:?}");
+            assert_eq!(r[col("buf_len")], "1048576", "{r:?}");
+            assert_eq!((r[col("ret")], r[col("errno")]), (ret, ""), "{r:?}");
+            assert!(r[col("rw_fd")].parse::<u32>().unwrap() > 2, "{r:?}");
+            if kind == "rw_file" {
+                // The dma-buf, read from struct dma_buf at the call: the
+                // system heap's 1 MiB buffers, each its own inode.
+                assert_eq!(r[col("dmabuf_exporter")], "system", "{r:?}");
+                assert_eq!(r[col("dmabuf_size")], "1048576", "{r:?}");
+                assert!(r[col("dmabuf_ino")].parse::<u64>().unwrap() > 0, "{r:?}");
+            } else {
+                assert_eq!(r[col("dmabuf_exporter")], "", "{r:?}");
+            }
+        }
+        if kind == "rw_file" {
+            let inodes: std::collections::BTreeSet<&str> =
+                mine.iter().map(|r| r[col("dmabuf_ino")]).collect();
+            assert_eq!(inodes.len(), 4, "four distinct buffers: {inodes:?}");
+        }
+    }
+    println!("lab: trace decoded 4 RW_FILE ioctls and their 4 exporter calls");
+}

@@ -12,7 +12,10 @@ use profiler::{
     },
     workload::{self, CacheMode, KernelCounters, mode::Direction, plan},
 };
-use profiler_common::call::{CallEvent, EVENT_IOCTL, ThreadCounters};
+use profiler_common::{
+    call::{CallEvent, EVENT_IOCTL, ThreadCounters},
+    uapi::{DMA_BUF_IOCTL_RW_FILE, RW_FLAGS_DIRECT, RW_FLAGS_READ, RW_FLAGS_WRITE},
+};
 
 const MIB: u64 = 1 << 20;
 
@@ -320,7 +323,11 @@ time.sleep(0.5)
     let ioctls = text
         .lines()
         .filter(|l| {
-            l.contains(" ioctl ") && l.contains("0x40206204") && l.trim_end().ends_with("-25")
+            l.contains(" ioctl ")
+                && l.contains("0x40206204")
+                && l.contains(" -25 READ fd=")
+                && l.trim_end()
+                    .ends_with(" file_offset=0 buf_offset=0 buf_len=4096 ENOTTY")
         })
         .count();
     assert_eq!(ioctls, 3, "{text}");
@@ -403,7 +410,7 @@ ts = [threading.Thread(target=work) for _ in range(2)]
     let mut lines = text.lines();
     assert_eq!(
         lines.next(),
-        Some("start_ns,pid,tid,kind,what,bytes_asked,ret,duration_ns,mechanism")
+        Some(profiler::probes::events::CSV_COLUMNS.join(",").as_str())
     );
     let rows: Vec<Vec<&str>> = lines.map(|l| l.split(',').collect()).collect();
     let preads: Vec<&Vec<&str>> = rows
@@ -415,7 +422,10 @@ ts = [threading.Thread(target=work) for _ in range(2)]
     assert!(
         preads
             .iter()
-            .all(|r| r.len() == 9 && r[1] == pid && r[6] == "4096" && r[8] == "pread")
+            .all(|r| r.len() == profiler::probes::events::CSV_COLUMNS.len()
+                && r[1] == pid
+                && r[6] == "4096"
+                && r[8] == "pread")
     );
     let tids: std::collections::BTreeSet<&str> = preads.iter().map(|r| r[2]).collect();
     assert!(tids.len() >= 2, "both threads are in the rows: {tids:?}");
@@ -776,5 +786,103 @@ fn untimed_work_around_a_reused_buffer_is_not_counted_to_the_calls() {
                 p.iteration, call.index
             );
         }
+    }
+}
+
+/// `trace` of a process issuing RW_FILE requests it chose (on a kernel
+/// without the ioctl, or on a file that is no dma-buf, they fail with
+/// ENOTTY: the probes still see them, on every rung): each CSV row and
+/// headless line carries the request as the kernel read it at the call
+/// (flags decoded, fd, offsets, length) and the failure by name.
+#[test]
+fn trace_decodes_rw_file_requests_and_names_their_errors() {
+    if !require_bpf("trace RW_FILE decoding") {
+        return;
+    }
+    let _serial = probe_lock();
+    let dir = disk_scratch_dir();
+    let data = dir.path().join("d.bin");
+    std::fs::write(&data, vec![7u8; 4096]).unwrap();
+    let (go, csv) = (dir.path().join("go"), dir.path().join("rw.csv"));
+    let requests = [
+        // (flags, file_offset, buf_offset, buf_len)
+        (
+            RW_FLAGS_READ | RW_FLAGS_DIRECT,
+            1u64 << 20,
+            4096u64,
+            8192u64,
+        ),
+        (RW_FLAGS_WRITE, 12_345, 0, 1 << 30),
+    ];
+    let calls: String = requests
+        .iter()
+        .map(|(flags, fo, bo, len)| {
+            format!(
+                "    try:\n        fcntl.ioctl(fd, {DMA_BUF_IOCTL_RW_FILE}, struct.pack('<IiQQQ', {flags}, fd, {fo}, {bo}, {len}))\n    except OSError as e:\n        assert e.errno == errno.ENOTTY, e\n"
+            )
+        })
+        .collect();
+    let script = format!(
+        "import errno, fcntl, os, struct, time\n\
+         deadline = time.time() + 300\n\
+         while not os.path.exists('{g}') and time.time() < deadline:\n    time.sleep(0.05)\n\
+         fd = os.open('{d}', os.O_RDONLY)\n\
+         for _ in range(3):\n{calls}",
+        g = go.display(),
+        d = data.display()
+    );
+    let (mut child, tracer, log) =
+        dmaprof_e2e::traced_python(&script, &[OsStr::new("--csv"), csv.as_os_str()]);
+    std::fs::write(&go, b"").unwrap();
+    assert!(child.wait().unwrap().success());
+    let out = tracer.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", log.join().unwrap());
+    let text = std::fs::read_to_string(&csv).unwrap();
+    let mut lines = text.lines();
+    let header: Vec<&str> = lines.next().unwrap().split(',').collect();
+    let col = |name: &str| header.iter().position(|h| *h == name).unwrap();
+    let rows: Vec<Vec<&str>> = lines
+        .map(|l| l.split(',').collect::<Vec<_>>())
+        .filter(|r| r[col("kind")] == "ioctl")
+        .collect();
+    assert_eq!(rows.len(), 6, "three rounds of two requests:\n{text}");
+    for (i, r) in rows.iter().enumerate() {
+        let (flags, fo, bo, len) = requests[i % 2];
+        let want_flags = if i % 2 == 0 { "READ|DIRECT" } else { "WRITE" };
+        assert_eq!(r.len(), header.len(), "{r:?}");
+        assert_eq!(r[col("what")], format!("{DMA_BUF_IOCTL_RW_FILE:#x}"));
+        assert_eq!(r[col("mechanism")], "rw_file-ioctl");
+        assert_eq!((r[col("ret")], r[col("errno")]), ("-25", "ENOTTY"), "{r:?}");
+        assert_eq!(r[col("rw_flags")], want_flags, "{flags:#x}: {r:?}");
+        assert_eq!(r[col("file_offset")], fo.to_string());
+        assert_eq!(r[col("buf_offset")], bo.to_string());
+        assert_eq!(r[col("buf_len")], len.to_string());
+        assert_eq!(
+            r[col("rw_fd")],
+            r[col("rw_fd")].parse::<u32>().unwrap().to_string()
+        );
+    }
+    // The same requests on stdout, one headless line each.
+    std::fs::remove_file(&go).unwrap();
+    let (mut child, tracer, log) = dmaprof_e2e::traced_python(&script, &[] as &[&str]);
+    std::fs::write(&go, b"").unwrap();
+    assert!(child.wait().unwrap().success());
+    let out = tracer.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", log.join().unwrap());
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let lines: Vec<&str> = stdout.lines().filter(|l| l.contains(" ioctl ")).collect();
+    assert_eq!(lines.len(), 6, "{stdout}");
+    for (i, l) in lines.iter().enumerate() {
+        let want = if i % 2 == 0 {
+            " READ|DIRECT fd="
+        } else {
+            " WRITE fd="
+        };
+        assert!(l.contains(want) && l.ends_with(" ENOTTY"), "{l}");
+        let (_, fo, bo, len) = requests[i % 2];
+        assert!(
+            l.contains(&format!(" file_offset={fo} buf_offset={bo} buf_len={len} ")),
+            "{l}"
+        );
     }
 }

@@ -3,6 +3,8 @@
 //! every call and takes the difference (counters only grow, so there is no
 //! reset race with events arriving from other CPUs).
 
+use crate::uapi::RwFileArgs;
+
 /// Declares the per-thread counters once: the `#[repr(C)]` struct the eBPF
 /// programs add to, and the table user space derives everything from (the
 /// per-call difference, sums, CSV columns, JSON fields).
@@ -79,6 +81,37 @@ pub struct Pending {
     pub what: u64,
     /// exporter: buf_len.
     pub len: u64,
+    /// RW_FILE calls: the request as the kernel sees it at the call.
+    pub rw: RwFileArgs,
+    /// The exporter's calls: the dma-buf, read at the call.
+    pub buf: DmaBufId,
+}
+
+/// A dma-buf as the exporter probe reads it from `struct dma_buf` at the
+/// call: its size, its file's inode number and the exporter's name.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct DmaBufId {
+    pub size: u64,
+    pub ino: u64,
+    /// `exp_name`, NUL-terminated (truncated to 15 bytes).
+    pub exporter: [u8; 16],
+}
+
+/// Where `DmaBufId`'s fields are, in bytes, from the kernel's BTF (set by
+/// user space before load; `valid` 0: unknown, nothing is read).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct DmaBufOffsets {
+    pub valid: u32,
+    /// In struct dma_buf.
+    pub size: u32,
+    pub exp_name: u32,
+    pub file: u32,
+    /// In struct file.
+    pub f_inode: u32,
+    /// In struct inode.
+    pub i_ino: u32,
 }
 
 /// One finished dma-buf ioctl, exporter call or pread, sent through the ring
@@ -96,6 +129,12 @@ pub struct CallEvent {
     pub duration_ns: u64,
     /// Exporter: buf_len.
     pub len: u64,
+    /// RW_FILE (the ioctl and the exporter's callback): the request read at
+    /// the call (the ioctl's from user memory at entry, the exporter's from
+    /// the kernel's copy); zero for other calls or when it was unreadable.
+    pub rw: RwFileArgs,
+    /// The exporter's calls: the dma-buf (zero for other calls).
+    pub buf: DmaBufId,
 }
 
 pub const EVENT_IOCTL: u32 = 1;
@@ -137,4 +176,5 @@ mod pod {
     unsafe impl aya::Pod for Pending {}
     unsafe impl aya::Pod for CallEvent {}
     unsafe impl aya::Pod for SchedOffsets {}
+    unsafe impl aya::Pod for DmaBufOffsets {}
 }

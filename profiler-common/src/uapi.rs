@@ -3,7 +3,7 @@
 //! SYNC ioctl, dma-heap allocation and udmabuf creation. Numbers come from
 //! the kernel headers and the seed patch, since libc does not carry them;
 //! the tests pin them to the values the kernel computes.
-use core::mem::{offset_of, size_of};
+use core::mem::size_of;
 
 /// `struct dma_buf_rw_file` from the seed patch (32 bytes).
 #[repr(C)]
@@ -15,10 +15,6 @@ pub struct RwFileArgs {
     pub buf_offset: u64,
     pub buf_len: u64,
 }
-
-/// Where the eBPF exporter probe reads the arguments it reports.
-pub const RW_FILE_FLAGS_OFFSET: usize = offset_of!(RwFileArgs, flags);
-pub const RW_FILE_BUF_LEN_OFFSET: usize = offset_of!(RwFileArgs, buf_len);
 
 pub const RW_FLAGS_OP_MASK: u32 = 0xff;
 /// file -> dma-buf ("restore").
@@ -102,6 +98,8 @@ pub const UDMABUF_FLAGS_CLOEXEC: u32 = 1;
 
 #[cfg(test)]
 mod tests {
+    use core::mem::offset_of;
+
     use super::*;
 
     #[test]
@@ -110,7 +108,8 @@ mod tests {
         assert_eq!(offset_of!(RwFileArgs, fd), 4);
         assert_eq!(offset_of!(RwFileArgs, file_offset), 8);
         assert_eq!(offset_of!(RwFileArgs, buf_offset), 16);
-        assert_eq!((RW_FILE_FLAGS_OFFSET, RW_FILE_BUF_LEN_OFFSET), (0, 24));
+        assert_eq!(offset_of!(RwFileArgs, flags), 0);
+        assert_eq!(offset_of!(RwFileArgs, buf_len), 24);
         assert_eq!(size_of::<HeapAllocationData>(), 24);
         assert_eq!(size_of::<UdmabufCreate>(), 24);
         // What the kernel's _IOW/_IOWR macros give on x86-64 and arm64.

@@ -3,12 +3,13 @@
 //! fentry/fexit and kprobe/kretprobe on `dma_buf_ioctl`, or the ioctl
 //! syscall tracepoints filtered to dma-buf commands (`_IOC_TYPE == 'b'`).
 use aya_ebpf::{
+    helpers::bpf_probe_read_user,
     macros::{btf_map, fentry, fexit, kprobe, kretprobe, tracepoint},
     programs::{FEntryContext, FExitContext, ProbeContext, RetProbeContext, TracePointContext},
 };
 use profiler_common::{
     call::{CallEvent, EVENT_IOCTL, Pending},
-    uapi::DMA_BUF_IOCTL_TYPE,
+    uapi::{DMA_BUF_IOCTL_RW_FILE, DMA_BUF_IOCTL_TYPE, RwFileArgs},
 };
 
 use crate::pending::TaskStorage;
@@ -17,17 +18,34 @@ use crate::threads::{add, begin, counters, emit, end, traced_current};
 #[btf_map]
 static IOCTL_PENDING: TaskStorage<Pending> = TaskStorage::new();
 
-// sys_enter_ioctl: cmd at 24; sys_exit_ioctl: ret at 16. Stable syscall
+// sys_enter_ioctl: cmd at 24, arg at 32; sys_exit_ioctl: ret at 16. Stable syscall
 // tracepoint layout; user space checks it against tracefs before attaching.
 const SYS_ENTER_CMD: usize = 24;
+const SYS_ENTER_ARG: usize = 32;
 const SYS_EXIT_RET: usize = 16;
 
+/// `arg` is the ioctl's user pointer: an RW_FILE request is read from it
+/// now, as the kernel is about to (zero when unreadable).
 #[inline(always)]
-fn enter(cmd: u32) {
+fn enter(cmd: u32, arg: u64) {
     if traced_current().is_none() {
         return;
     }
-    begin(&IOCTL_PENDING, cmd as u64, 0);
+    let rw = match cmd {
+        DMA_BUF_IOCTL_RW_FILE => {
+            unsafe { bpf_probe_read_user(arg as *const RwFileArgs) }.unwrap_or_default()
+        }
+        _ => RwFileArgs::default(),
+    };
+    begin(
+        &IOCTL_PENDING,
+        Pending {
+            what: cmd as u64,
+            len: rw.buf_len,
+            rw,
+            ..Default::default()
+        },
+    );
 }
 
 #[inline(always)]
@@ -55,14 +73,17 @@ fn exit(ret: i64) {
         ret,
         start_ns: p.start_ns,
         duration_ns,
-        len: 0,
+        len: p.len,
+        rw: p.rw,
+        ..Default::default()
     });
 }
 
 #[fentry]
 pub fn dma_buf_ioctl_fentry(ctx: FEntryContext) -> i32 {
     let cmd: u32 = ctx.arg(1);
-    enter(cmd);
+    let arg: u64 = ctx.arg(2);
+    enter(cmd, arg);
     0
 }
 
@@ -77,8 +98,8 @@ pub fn dma_buf_ioctl_fexit(ctx: FExitContext) -> i32 {
 
 #[kprobe]
 pub fn dma_buf_ioctl_kprobe(ctx: ProbeContext) -> u32 {
-    if let Some(cmd) = ctx.arg::<u32>(1) {
-        enter(cmd);
+    if let (Some(cmd), Some(arg)) = (ctx.arg::<u32>(1), ctx.arg::<u64>(2)) {
+        enter(cmd, arg);
     }
     0
 }
@@ -97,7 +118,8 @@ pub fn sys_enter_ioctl(ctx: TracePointContext) -> u32 {
     };
     let cmd = cmd as u32;
     if (cmd >> 8) & 0xff == DMA_BUF_IOCTL_TYPE {
-        enter(cmd);
+        let arg = unsafe { ctx.read_at::<u64>(SYS_ENTER_ARG) }.unwrap_or(0);
+        enter(cmd, arg);
     }
     0
 }

@@ -30,7 +30,14 @@ const SYS_EXIT_RET: usize = 16;
 #[inline(always)]
 fn enter(fd: u64, count: u64) {
     if traced_current().is_some() {
-        begin(&PREAD_PENDING, fd, count);
+        begin(
+            &PREAD_PENDING,
+            Pending {
+                what: fd,
+                len: count,
+                ..Default::default()
+            },
+        );
     }
 }
 
@@ -53,6 +60,7 @@ fn exit(ret: i64) {
         start_ns: p.start_ns,
         duration_ns,
         len: p.len,
+        ..Default::default()
     });
 }
 

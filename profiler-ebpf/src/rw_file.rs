@@ -3,13 +3,13 @@
 //! bytes requested, the flags and the result. fentry/fexit or
 //! kprobe/kretprobe; there is no tracepoint inside exporters.
 use aya_ebpf::{
-    helpers::bpf_probe_read_kernel,
+    helpers::{bpf_probe_read_kernel, bpf_probe_read_kernel_str_bytes},
     macros::{btf_map, fentry, fexit, kprobe, kretprobe},
     programs::{FEntryContext, FExitContext, ProbeContext, RetProbeContext},
 };
 use profiler_common::{
-    call::{CallEvent, EVENT_EXPORTER, Pending},
-    uapi::{RW_FILE_BUF_LEN_OFFSET, RW_FILE_FLAGS_OFFSET},
+    call::{CallEvent, DmaBufId, DmaBufOffsets, EVENT_EXPORTER, Pending},
+    uapi::RwFileArgs,
 };
 
 use crate::pending::TaskStorage;
@@ -18,17 +18,69 @@ use crate::threads::{add, begin, counters, emit, end, traced_current};
 #[btf_map]
 static EXPORTER_PENDING: TaskStorage<Pending> = TaskStorage::new();
 
-/// `arg` is the kernel copy of `struct dma_buf_rw_file`.
+/// Where the dma-buf's identity is (set by user space from BTF before load).
+#[unsafe(no_mangle)]
+static DMA_BUF_OFFSETS: DmaBufOffsets = DmaBufOffsets {
+    valid: 0,
+    size: 0,
+    exp_name: 0,
+    file: 0,
+    f_inode: 0,
+    i_ino: 0,
+};
+
+/// The dma-buf's size, inode number and exporter name, read now.
 #[inline(always)]
-fn enter(arg: *const u8) {
+fn identity(dmabuf: *const u8) -> DmaBufId {
+    // Volatile: patched into .rodata at load; the compiler must not fold it.
+    let off = unsafe { core::ptr::read_volatile(&DMA_BUF_OFFSETS) };
+    let mut id = DmaBufId::default();
+    if off.valid == 0 || dmabuf.is_null() {
+        return id;
+    }
+    unsafe {
+        id.size = bpf_probe_read_kernel(dmabuf.add(off.size as usize) as *const u64).unwrap_or(0);
+        let name: *const u8 =
+            bpf_probe_read_kernel(dmabuf.add(off.exp_name as usize) as *const *const u8)
+                .unwrap_or(core::ptr::null());
+        if !name.is_null() {
+            let _ = bpf_probe_read_kernel_str_bytes(name, &mut id.exporter);
+        }
+        let file: *const u8 =
+            bpf_probe_read_kernel(dmabuf.add(off.file as usize) as *const *const u8)
+                .unwrap_or(core::ptr::null());
+        if !file.is_null() {
+            let inode: *const u8 =
+                bpf_probe_read_kernel(file.add(off.f_inode as usize) as *const *const u8)
+                    .unwrap_or(core::ptr::null());
+            if !inode.is_null() {
+                id.ino =
+                    bpf_probe_read_kernel(inode.add(off.i_ino as usize) as *const u64).unwrap_or(0);
+            }
+        }
+    }
+    id
+}
+
+/// `dmabuf` is the callback's `struct dma_buf *`, `arg` the kernel copy
+/// of `struct dma_buf_rw_file`.
+#[inline(always)]
+fn enter(dmabuf: *const u8, arg: *const u8) {
     if traced_current().is_none() {
         return;
     }
-    let flags: u32 =
-        unsafe { bpf_probe_read_kernel(arg.add(RW_FILE_FLAGS_OFFSET) as *const u32) }.unwrap_or(0);
-    let len: u64 = unsafe { bpf_probe_read_kernel(arg.add(RW_FILE_BUF_LEN_OFFSET) as *const u64) }
-        .unwrap_or(0);
-    begin(&EXPORTER_PENDING, flags as u64, len);
+    let rw: RwFileArgs =
+        unsafe { bpf_probe_read_kernel(arg as *const RwFileArgs) }.unwrap_or_default();
+    begin(
+        &EXPORTER_PENDING,
+        Pending {
+            what: rw.flags as u64,
+            len: rw.buf_len,
+            rw,
+            buf: identity(dmabuf),
+            ..Default::default()
+        },
+    );
 }
 
 #[inline(always)]
@@ -63,13 +115,16 @@ fn exit(ret: i64) {
         start_ns: p.start_ns,
         duration_ns,
         len: p.len,
+        rw: p.rw,
+        buf: p.buf,
     });
 }
 
 #[fentry]
 pub fn rw_file_fentry(ctx: FEntryContext) -> i32 {
+    let dmabuf: *const u8 = ctx.arg(0);
     let arg: *const u8 = ctx.arg(1);
-    enter(arg);
+    enter(dmabuf, arg);
     0
 }
 
@@ -84,8 +139,8 @@ pub fn rw_file_fexit(ctx: FExitContext) -> i32 {
 
 #[kprobe]
 pub fn rw_file_kprobe(ctx: ProbeContext) -> u32 {
-    if let Some(arg) = ctx.arg::<*const u8>(1) {
-        enter(arg);
+    if let (Some(dmabuf), Some(arg)) = (ctx.arg::<*const u8>(0), ctx.arg::<*const u8>(1)) {
+        enter(dmabuf, arg);
     }
     0
 }

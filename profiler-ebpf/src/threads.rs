@@ -90,7 +90,7 @@ pub fn emit(event: CallEvent) {
 
 /// Entry probe: remembers when this thread's call started (and what it is).
 #[inline(always)]
-pub fn begin(pending: &TaskStorage<Pending>, what: u64, len: u64) {
+pub fn begin(pending: &TaskStorage<Pending>, call: Pending) {
     let Some(p) = pending.current(true) else {
         lost_event(lost::PENDING_FULL);
         return;
@@ -99,8 +99,7 @@ pub fn begin(pending: &TaskStorage<Pending>, what: u64, len: u64) {
     unsafe {
         *p = Pending {
             start_ns: bpf_ktime_get_ns(),
-            what,
-            len,
+            ..call
         }
     };
 }

@@ -3,7 +3,7 @@
 use crate::{
     export::atomic::AtomicFile,
     live::state::LiveState,
-    probes::events::{TraceSummary, bytes, csv_row, kind, name, next_event},
+    probes::events::{TraceSummary, bytes, csv_row, decoded, kind, name, next_event},
 };
 
 /// Where each traced call goes: the dashboard, the CSV, or a line on stdout.
@@ -46,7 +46,7 @@ impl Sink {
                     summary.count(&e);
                     writeln!(
                         out,
-                        "{:>12.3} {:>8} {:>8} {:<9} {:>#12x} {:>12} {:>10.1} {:>6}",
+                        "{:>12.3} {:>8} {:>8} {:<9} {:>#12x} {:>12} {:>10.1} {:>6}{}",
                         start.elapsed().as_secs_f64() * 1e3,
                         e.tgid,
                         e.tid,
@@ -54,7 +54,8 @@ impl Sink {
                         e.what,
                         e.len,
                         e.duration_ns as f64 / 1e3,
-                        e.ret
+                        e.ret,
+                        decoded(&e)
                     )?;
                 }
                 out.flush()?;

@@ -7,7 +7,10 @@ use serde::Serialize;
 
 use crate::mechanism::Mechanism;
 
-use profiler_common::uapi::{DMA_BUF_IOCTL_RW_FILE, DMA_BUF_IOCTL_SYNC};
+use profiler_common::uapi::{
+    DMA_BUF_IOCTL_RW_FILE, DMA_BUF_IOCTL_SYNC, RW_FLAGS_DIRECT, RW_FLAGS_OP_MASK, RW_FLAGS_READ,
+    RW_FLAGS_WRITE,
+};
 
 /// The short kind column of the CSV.
 pub fn kind(e: &CallEvent) -> &'static str {
@@ -26,6 +29,90 @@ pub fn mechanism(e: &CallEvent) -> Mechanism {
         (EVENT_PREAD, _) => Mechanism::Pread,
         _ => Mechanism::Ioctl,
     }
+}
+
+/// RW_FILE flags as text: `READ|DIRECT`, `WRITE`, unknown bits in hex.
+pub fn rw_flags(flags: u32) -> String {
+    let mut parts = vec![match flags & RW_FLAGS_OP_MASK {
+        RW_FLAGS_READ => "READ".to_string(),
+        RW_FLAGS_WRITE => "WRITE".to_string(),
+        op => format!("op {op}"),
+    }];
+    if flags & RW_FLAGS_DIRECT != 0 {
+        parts.push("DIRECT".into());
+    }
+    let rest = flags & !(RW_FLAGS_OP_MASK | RW_FLAGS_DIRECT);
+    if rest != 0 {
+        parts.push(format!("{rest:#x}"));
+    }
+    parts.join("|")
+}
+
+/// A negative return's errno name (`ENOTTY`), or "" for a success.
+pub fn errno_name(ret: i64) -> String {
+    match i32::try_from(-ret) {
+        Ok(n) if ret < 0 => match nix::errno::Errno::from_raw(n) {
+            nix::errno::Errno::UnknownErrno => format!("errno {n}"),
+            e => format!("{e:?}"),
+        },
+        _ => String::new(),
+    }
+}
+
+/// What a headless trace line adds after the numbers: the errno name of a
+/// failure and an RW_FILE request decoded.
+pub fn decoded(e: &CallEvent) -> String {
+    let mut s = String::new();
+    if is_rw_file(e) {
+        let r = &e.rw;
+        s = format!(
+            " {} fd={} file_offset={} buf_offset={} buf_len={}",
+            rw_flags(r.flags),
+            r.fd,
+            r.file_offset,
+            r.buf_offset,
+            r.buf_len
+        );
+    }
+    if let Some((exporter, size, ino)) = dma_buf(e) {
+        s.push_str(&format!(" dma-buf {exporter} size={size} ino={ino}"));
+    }
+    if e.ret < 0 {
+        s.push(' ');
+        s.push_str(&errno_name(e.ret));
+    }
+    s
+}
+
+/// The dma-buf of an exporter call, as read at the call: (exporter name,
+/// size, inode number); None for other calls or when nothing was read.
+pub fn dma_buf(e: &CallEvent) -> Option<(String, u64, u64)> {
+    let b = &e.buf;
+    if e.kind != EVENT_EXPORTER || (b.size == 0 && b.ino == 0) {
+        return None;
+    }
+    let end = b
+        .exporter
+        .iter()
+        .position(|&c| c == 0)
+        .unwrap_or(b.exporter.len());
+    // Kept to what a CSV field may hold unquoted.
+    let name: String = String::from_utf8_lossy(&b.exporter[..end])
+        .chars()
+        .map(|c| {
+            if c.is_ascii_graphic() && c != ',' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    Some((name, b.size, b.ino))
+}
+
+/// Whether the event is an RW_FILE request (the ioctl or its exporter call).
+pub fn is_rw_file(e: &CallEvent) -> bool {
+    mechanism(e) == Mechanism::RwFileIoctl
 }
 
 /// The row name in the dashboard: one row per kind of call.
@@ -63,6 +150,15 @@ pub const CSV_COLUMNS: &[&str] = &[
     "ret",
     "duration_ns",
     "mechanism",
+    "errno",
+    "rw_flags",
+    "rw_fd",
+    "file_offset",
+    "buf_offset",
+    "buf_len",
+    "dmabuf_exporter",
+    "dmabuf_size",
+    "dmabuf_ino",
 ];
 
 pub fn csv_header(out: &mut impl std::io::Write) -> std::io::Result<()> {
@@ -70,7 +166,8 @@ pub fn csv_header(out: &mut impl std::io::Write) -> std::io::Result<()> {
 }
 
 /// One row: start in kernel monotonic ns; `what` is the ioctl command (hex),
-/// the RW_FILE flags or the pread fd. Integers through itoa: at a million
+/// the RW_FILE flags or the pread fd; then the mechanism, the errno name of
+/// a failure and, for RW_FILE, its request decoded (empty for other calls). Integers through itoa: at a million
 /// rows a second `write!`'s formatting machinery was most of the agent's
 /// time per event.
 pub fn csv_row(out: &mut impl std::io::Write, e: &CallEvent) -> std::io::Result<()> {
@@ -88,7 +185,29 @@ pub fn csv_row(out: &mut impl std::io::Write, e: &CallEvent) -> std::io::Result<
     out.write_all(n.format(e.duration_ns).as_bytes())?;
     out.write_all(b",")?;
     out.write_all(mechanism(e).name().as_bytes())?;
-    out.write_all(b"\n")
+    out.write_all(b",")?;
+    out.write_all(errno_name(e.ret).as_bytes())?;
+    if is_rw_file(e) {
+        // `|` joins the flags: no comma, no quoting needed.
+        write!(out, ",{},", rw_flags(e.rw.flags))?;
+        out.write_all(n.format(e.rw.fd).as_bytes())?;
+        for v in [e.rw.file_offset, e.rw.buf_offset, e.rw.buf_len] {
+            out.write_all(b",")?;
+            out.write_all(n.format(v).as_bytes())?;
+        }
+    } else {
+        out.write_all(b",,,,,")?;
+    }
+    match dma_buf(e) {
+        Some((exporter, size, ino)) => {
+            write!(out, ",{exporter},")?;
+            out.write_all(n.format(size).as_bytes())?;
+            out.write_all(b",")?;
+            out.write_all(n.format(ino).as_bytes())?;
+            out.write_all(b"\n")
+        }
+        None => out.write_all(b",,,\n"),
+    }
 }
 
 /// CPU time of this process so far (user, system), from getrusage.
@@ -228,11 +347,13 @@ mod tests {
             start_ns: 10,
             duration_ns: 1500,
             len: 4096,
+            rw: Default::default(),
+            buf: Default::default(),
         };
         let mut out = Vec::new();
         csv_row(&mut out, &e).unwrap();
         let row = String::from_utf8(out).unwrap();
-        assert_eq!(row, "10,7,8,pread,0x3,4096,4096,1500,pread\n");
+        assert_eq!(row, "10,7,8,pread,0x3,4096,4096,1500,pread,,,,,,,,,\n");
         assert_eq!(row.trim().split(',').count(), CSV_COLUMNS.len());
         assert_eq!(name(&e), "pread");
         assert_eq!(bytes(&e), 4096);
@@ -244,6 +365,52 @@ mod tests {
         };
         assert_eq!(name(&ioctl), "ioctl RW_FILE");
         assert_eq!(bytes(&ioctl), 0);
+        // An RW_FILE request, decoded; a failure named.
+        let request = CallEvent {
+            rw: profiler_common::uapi::RwFileArgs {
+                flags: RW_FLAGS_READ | RW_FLAGS_DIRECT,
+                fd: 5,
+                file_offset: 1 << 20,
+                buf_offset: 4096,
+                buf_len: 8192,
+            },
+            ..ioctl
+        };
+        let mut out = Vec::new();
+        csv_row(&mut out, &request).unwrap();
+        let row = String::from_utf8(out).unwrap();
+        assert!(
+            row.ends_with(",rw_file-ioctl,ENOTTY,READ|DIRECT,5,1048576,4096,8192,,,\n"),
+            "{row}"
+        );
+        assert_eq!(row.trim().split(',').count(), CSV_COLUMNS.len());
+        assert_eq!(
+            decoded(&request),
+            " READ|DIRECT fd=5 file_offset=1048576 buf_offset=4096 buf_len=8192 ENOTTY"
+        );
+        // The exporter's call carries its dma-buf.
+        let mut exporter_name = [0u8; 16];
+        exporter_name[..6].copy_from_slice(b"system");
+        let call = CallEvent {
+            kind: EVENT_EXPORTER,
+            ret: 8192,
+            buf: profiler_common::call::DmaBufId {
+                size: 1 << 20,
+                ino: 77,
+                exporter: exporter_name,
+            },
+            ..request
+        };
+        let mut out = Vec::new();
+        csv_row(&mut out, &call).unwrap();
+        let row = String::from_utf8(out).unwrap();
+        assert!(row.ends_with(",8192,system,1048576,77\n"), "{row}");
+        assert_eq!(row.trim().split(',').count(), CSV_COLUMNS.len());
+        assert!(decoded(&call).ends_with(" dma-buf system size=1048576 ino=77"));
+        assert_eq!(rw_flags(RW_FLAGS_WRITE | 0x100), "WRITE|0x100");
+        assert_eq!(rw_flags(7), "op 7");
+        assert_eq!(errno_name(-9), "EBADF");
+        assert_eq!(errno_name(0), "");
         let mut s = TraceSummary::default();
         s.count(&e);
         s.count(&ioctl);

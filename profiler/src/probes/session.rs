@@ -9,7 +9,7 @@ use aya::{
     programs::{BtfTracePoint, FEntry, FExit, KProbe, Program, TracePoint},
 };
 use profiler_common::{
-    call::{SchedOffsets, ThreadCounters, lost},
+    call::{DmaBufOffsets, SchedOffsets, ThreadCounters, lost},
     programs,
 };
 use serde::Serialize;
@@ -174,11 +174,32 @@ fn sched_offsets(tracefs: &std::path::Path) -> Result<SchedOffsets> {
     })
 }
 
-/// The ioctl programs read cmd and ret at fixed offsets: check this kernel agrees.
+/// Where the exporter probe reads a dma-buf's size, exporter name and
+/// inode number, from this kernel's BTF (None: a field is not there).
+fn dma_buf_offsets(btf: &crate::btf::Btf) -> Option<DmaBufOffsets> {
+    let at = |st: &str, member: &str| {
+        btf.struct_members(st)?
+            .into_iter()
+            .find(|m| m.name == member)
+            .map(|m| m.offset)
+    };
+    Some(DmaBufOffsets {
+        valid: 1,
+        size: at("dma_buf", "size")?,
+        exp_name: at("dma_buf", "exp_name")?,
+        file: at("dma_buf", "file")?,
+        f_inode: at("file", "f_inode")?,
+        i_ino: at("inode", "i_ino")?,
+    })
+}
+
+/// The ioctl programs read cmd, arg and ret at fixed offsets: check this
+/// kernel agrees.
 fn check_syscall_layout(tracefs: &std::path::Path) -> Result<()> {
     let enter = tracefs::event_fields(tracefs, "syscalls", "sys_enter_ioctl")?;
     let exit = tracefs::event_fields(tracefs, "syscalls", "sys_exit_ioctl")?;
     if tracefs::field_offset(&enter, "cmd", 8)? != 24
+        || tracefs::field_offset(&enter, "arg", 8)? != 32
         || tracefs::field_offset(&exit, "ret", 8)? != 16
     {
         bail!("sys_enter_ioctl/sys_exit_ioctl layout differs from the one the programs read");
@@ -213,9 +234,15 @@ impl Session {
         } else {
             SchedOffsets::DEFAULT
         };
+        let btf = Btf::from_sys_fs().ok();
+        let dma_buf = crate::btf::Btf::from_sys_fs()
+            .ok()
+            .and_then(|b| dma_buf_offsets(&b))
+            .unwrap_or_default();
         let mut ebpf = super::object::load_with(|loader| {
             loader.override_global("FILTER_TGID", &tgid, true);
             loader.override_global("SCHED_OFFSETS", &sched, true);
+            loader.override_global("DMA_BUF_OFFSETS", &dma_buf, true);
             if let Some(cfg) = &block_cfg {
                 loader.override_global("BLOCK_OFFSETS", &cfg.offsets, true);
             }
@@ -223,7 +250,6 @@ impl Session {
                 loader.map_max_entries("BLOCK_INFLIGHT", n);
             }
         })?;
-        let btf = Btf::from_sys_fs().ok();
         let mut attached = Vec::new();
 
         if opts.families.ioctl {

@@ -12,9 +12,9 @@ use crate::cmd;
 pub const SEED: u64 = pattern::LAB_SEED;
 /// Files on the disk: name and size. Bump VERSION when this changes.
 pub const FILES: &[(&str, u64)] = &[("data-256m.bin", 256 << 20), ("data-4m.bin", 4 << 20)];
-const VERSION: u32 = 2;
+const VERSION: u32 = 3;
 /// Room for the data files and one 256 MiB output per write mode.
-const IMAGE_SIZE: &str = "2G";
+const IMAGE_SIZE: &str = "3G";
 
 /// Returns a fresh copy of the cached image for one boot.
 pub fn fresh_copy(dest: &std::path::Path) -> Result<()> {
