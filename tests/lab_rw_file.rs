@@ -1152,42 +1152,10 @@ fn rw_file_256mib_read_figures() {
 #[test]
 #[ignore = "lab: needs the patched kernel; run by `cargo xtask lab test`"]
 fn trace_decodes_each_rw_file_request_of_a_process() {
-    use std::{
-        io::Write,
-        process::{Command, Stdio},
-    };
-    let csv = "/tmp/rw-trace.csv";
-    let mut child = Command::new("sh")
-        .arg("-c")
-        .arg(format!(
-            "read go; exec {} run --headless --no-probes --mode rw-file-direct \
-             --file /mnt/data-4m.bin --chunk 1M --iterations 1 --no-verify",
-            dmaprof_e2e::dmaprof_bin().display()
-        ))
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let pid = child.id().to_string();
-    let mut tracer = Command::new(dmaprof_e2e::dmaprof_bin())
-        .args(["trace", "--pid", &pid, "--csv", csv])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let log = dmaprof_e2e::wait_until_tracing(&mut tracer);
-    child.stdin.take().unwrap().write_all(b"go\n").unwrap();
-    let run = child.wait_with_output().unwrap();
-    assert!(
-        run.status.success(),
-        "{}",
-        String::from_utf8_lossy(&run.stderr)
+    let (text, log, _) = dmaprof_e2e::trace_a_run(
+        "--mode rw-file-direct --file /mnt/data-4m.bin --chunk 1M --iterations 1 --no-verify",
+        "/tmp/rw-trace.csv",
     );
-    let out = tracer.wait_with_output().unwrap();
-    let log = log.join().unwrap();
-    assert!(out.status.success(), "trace: {log}");
-    let text = std::fs::read_to_string(csv).unwrap();
     let mut lines = text.lines();
     let header: Vec<&str> = lines.next().unwrap().split(',').collect();
     let col = |name: &str| header.iter().position(|h| *h == name).unwrap();

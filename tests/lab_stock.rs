@@ -1,12 +1,6 @@
 //! dmaprof on Debian's stock 6.12 kernel (no RW_FILE): `#[ignore]`d on the
 //! host and run inside the stock lab guest by `cargo xtask lab test` with
 //! `--ignored`. The lab disk at /mnt holds dmaprof test files.
-use std::{
-    io::Write,
-    process::{Command, Stdio},
-};
-
-use dmaprof_e2e::{dmaprof_bin, wait_until_tracing};
 use profiler::dma_buf::{self, DMA_BUF_IOCTL_SYNC, RW_FLAGS_READ, RwFileArgs};
 
 /// `dmaprof trace --pid` of a process that maps dma-bufs and brackets its
@@ -17,39 +11,11 @@ use profiler::dma_buf::{self, DMA_BUF_IOCTL_SYNC, RW_FLAGS_READ, RwFileArgs};
 #[test]
 #[ignore = "lab-stock: needs Debian's stock kernel; run by `cargo xtask lab test`"]
 fn trace_sees_every_dma_buf_sync_of_a_process() {
-    let csv = "/tmp/sync-trace.csv";
-    let mut child = Command::new("sh")
-        .arg("-c")
-        .arg(format!(
-            "read go; exec {} run --headless --no-probes --mode dmabuf-read \
-             --file /mnt/data-4m.bin --chunk 1M --iterations 2 --no-verify",
-            dmaprof_bin().display()
-        ))
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let pid = child.id().to_string();
-    let mut tracer = Command::new(dmaprof_bin())
-        .args(["trace", "--pid", &pid, "--csv", csv])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let log = wait_until_tracing(&mut tracer);
-    child.stdin.take().unwrap().write_all(b"go\n").unwrap();
-    let run = child.wait_with_output().unwrap();
-    assert!(
-        run.status.success(),
-        "the traced run failed: {}",
-        String::from_utf8_lossy(&run.stderr)
+    let (text, log, pid) = dmaprof_e2e::trace_a_run(
+        "--mode dmabuf-read --file /mnt/data-4m.bin --chunk 1M --iterations 2 --no-verify",
+        "/tmp/sync-trace.csv",
     );
-    let out = tracer.wait_with_output().unwrap();
-    let log = log.join().unwrap();
-    assert!(out.status.success(), "trace: {log}");
-
-    let text = std::fs::read_to_string(csv).unwrap();
+    let pid = pid.to_string();
     let sync = format!("{DMA_BUF_IOCTL_SYNC:#x}");
     let rows: Vec<Vec<&str>> = text
         .lines()

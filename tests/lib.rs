@@ -393,6 +393,46 @@ pub fn through(stacks: &std::collections::BTreeMap<String, u64>, functions: &[&s
         .sum()
 }
 
+/// `dmaprof run RUN_ARGS` (headless, no probes of its own) held until
+/// `dmaprof trace --pid` of it writes `csv`, attached; both must succeed.
+/// Returns the trace CSV's text, the tracer's log and the run's pid.
+pub fn trace_a_run(run_args: &str, csv: &str) -> (String, String, u32) {
+    use std::{
+        io::Write,
+        process::{Command, Stdio},
+    };
+    let mut child = Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "read go; exec {} run --headless --no-probes {run_args}",
+            dmaprof_bin().display()
+        ))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    let mut tracer = Command::new(dmaprof_bin())
+        .args(["trace", "--pid", &pid.to_string(), "--csv", csv])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let log = wait_until_tracing(&mut tracer);
+    child.stdin.take().unwrap().write_all(b"go\n").unwrap();
+    let run = child.wait_with_output().unwrap();
+    assert!(
+        run.status.success(),
+        "the traced run failed: {}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    let out = tracer.wait_with_output().unwrap();
+    let log = log.join().unwrap();
+    assert!(out.status.success(), "trace: {log}");
+    (std::fs::read_to_string(csv).unwrap(), log, pid)
+}
+
 #[cfg(test)]
 mod tests {
     #[test]
