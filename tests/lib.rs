@@ -433,6 +433,17 @@ pub fn trace_a_run(run_args: &str, csv: &str) -> (String, String, u32) {
     (std::fs::read_to_string(csv).unwrap(), log, pid)
 }
 
+/// A child process killed and reaped when this goes out of scope, also
+/// when a test panics (a looping helper process must not outlive its test).
+pub struct KillOnDrop(pub std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 #[cfg(test)]
 mod tests {
     #[test]

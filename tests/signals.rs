@@ -1120,7 +1120,7 @@ fn a_signalled_trace_commits_its_csv_and_detaches() {
     let data = dir.path().join("d.bin");
     std::fs::write(&data, vec![5u8; 1 << 20]).unwrap();
     // A process reading 4 KiB blocks from the page cache until killed.
-    let mut reader = Command::new("python3")
+    let mut reader = dmaprof_e2e::KillOnDrop(Command::new("python3")
         .arg("-c")
         .arg(format!(
             "import os\nfd = os.open('{}', os.O_RDONLY)\nos.pread(fd, 4096, 0)\nprint('ready', flush=True)\nwhile True:\n    os.pread(fd, 4096, 0)",
@@ -1128,11 +1128,11 @@ fn a_signalled_trace_commits_its_csv_and_detaches() {
         ))
         .stdout(Stdio::piped())
         .spawn()
-        .expect("python3");
+        .expect("python3"));
     // Started, and in its loop, before any tracer looks for its calls.
     let mut ready = String::new();
     std::io::BufRead::read_line(
-        &mut std::io::BufReader::new(reader.stdout.take().unwrap()),
+        &mut std::io::BufReader::new(reader.0.stdout.take().unwrap()),
         &mut ready,
     )
     .unwrap();
@@ -1140,7 +1140,7 @@ fn a_signalled_trace_commits_its_csv_and_detaches() {
     for sig in [libc::SIGINT, libc::SIGTERM] {
         let (csv, json) = (dir.path().join("t.csv"), dir.path().join("t.json"));
         let mut tracer = Command::new(dmaprof_bin())
-            .args(["trace", "--pid", &reader.id().to_string(), "--csv"])
+            .args(["trace", "--pid", &reader.0.id().to_string(), "--csv"])
             .arg(&csv)
             .arg("--json")
             .arg(&json)
@@ -1189,8 +1189,6 @@ fn a_signalled_trace_commits_its_csv_and_detaches() {
             "{name}: no temporary file: {names:?}"
         );
     }
-    let _ = reader.kill();
-    let _ = reader.wait();
 }
 
 /// A signal while the probes attach (trace's temporary CSV already exists):
