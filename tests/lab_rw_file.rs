@@ -1147,8 +1147,9 @@ fn rw_file_256mib_read_figures() {
 /// attached): every ioctl row and every exporter-callback row carries the
 /// request as the kernel read it at the call (READ|DIRECT, the file's fd,
 /// file_offset k MiB, buf_offset 0, buf_len 1 MiB) and its result (the
-/// ioctl 0, the exporter the bytes moved), named by mechanism; the
-/// exporter's rows also the dma-buf (exporter name, size, inode).
+/// bytes moved), named by mechanism; the exporter's rows also the dma-buf
+/// (exporter name, size, inode). The run's capability probe (one page, fd
+/// -1) shows as the failing request it is, EBADF.
 #[test]
 #[ignore = "lab: needs the patched kernel; run by `cargo xtask lab test`"]
 fn trace_decodes_each_rw_file_request_of_a_process() {
@@ -1161,11 +1162,28 @@ fn trace_decodes_each_rw_file_request_of_a_process() {
     let col = |name: &str| header.iter().position(|h| *h == name).unwrap();
     let rows: Vec<Vec<&str>> = lines.map(|l| l.split(',').collect()).collect();
     let rw = format!("{:#x}", dma_buf::DMA_BUF_IOCTL_RW_FILE);
-    for (kind, ret) in [("ioctl", "0"), ("rw_file", "1048576")] {
-        let mut mine: Vec<&Vec<&str>> = rows
+    for kind in ["ioctl", "rw_file"] {
+        let (failed, mut mine): (Vec<&Vec<&str>>, Vec<&Vec<&str>>) = rows
             .iter()
             .filter(|r| r[col("kind")] == kind && (kind != "ioctl" || r[col("what")] == rw))
-            .collect();
+            .partition(|r| r[col("ret")].starts_with('-'));
+        // The planner's capability probe first: one page, an fd of -1.
+        assert_eq!(
+            failed.len(),
+            1,
+            "{kind}: the probe's request:\n{text}\n{log}"
+        );
+        let f = failed[0];
+        assert_eq!(
+            (
+                f[col("errno")],
+                f[col("rw_flags")],
+                f[col("rw_fd")],
+                f[col("buf_len")]
+            ),
+            ("EBADF", "READ", "-1", "4096"),
+            "{f:?}"
+        );
         assert_eq!(mine.len(), 4, "{kind}: one per 1 MiB call:\n{text}\n{log}");
         mine.sort_by_key(|r| r[col("file_offset")].parse::<u64>().unwrap());
         for (k, r) in mine.iter().enumerate() {
@@ -1174,7 +1192,8 @@ fn trace_decodes_each_rw_file_request_of_a_process() {
             assert_eq!(r[col("file_offset")], (k << 20).to_string(), "{r:?}");
             assert_eq!(r[col("buf_offset")], "0", "{r:?}");
             assert_eq!(r[col("buf_len")], "1048576", "{r:?}");
-            assert_eq!((r[col("ret")], r[col("errno")]), (ret, ""), "{r:?}");
+            // The lab kernel's ioctl and callback return the bytes moved.
+            assert_eq!((r[col("ret")], r[col("errno")]), ("1048576", ""), "{r:?}");
             assert!(r[col("rw_fd")].parse::<u32>().unwrap() > 2, "{r:?}");
             if kind == "rw_file" {
                 // The dma-buf, read from struct dma_buf at the call: the
@@ -1187,6 +1206,7 @@ fn trace_decodes_each_rw_file_request_of_a_process() {
             }
         }
         if kind == "rw_file" {
+            assert_eq!(f[col("dmabuf_size")], "4096", "the probe's one page: {f:?}");
             let inodes: std::collections::BTreeSet<&str> =
                 mine.iter().map(|r| r[col("dmabuf_ino")]).collect();
             assert_eq!(inodes.len(), 4, "four distinct buffers: {inodes:?}");
