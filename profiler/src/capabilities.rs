@@ -25,6 +25,11 @@ pub struct Facts {
     pub o_direct: Result<u64, String>,
     /// Whether io_uring with registered buffers works, or why not (tried).
     pub io_uring: Result<(), String>,
+    /// Whether copy_file_range(2) moves data into a heap dma-buf (v4), or
+    /// why not (tried with one page).
+    pub cfr_heap: Result<(), String>,
+    /// The same into a udmabuf.
+    pub cfr_udmabuf: Result<(), String>,
 }
 
 impl Facts {
@@ -40,15 +45,28 @@ impl Facts {
                 format!("no dma-heap {}", heap_path.display()),
             )
         };
+        let udmabuf = Path::new(dma_buf::UDMABUF_DEV).exists();
+        let cfr_heap = if heap_present {
+            dma_buf::probe_copy_file_range(Some(&heap_path))
+        } else {
+            Err(format!("no dma-heap {}", heap_path.display()))
+        };
+        let cfr_udmabuf = if udmabuf {
+            dma_buf::probe_copy_file_range(None)
+        } else {
+            Err(format!("no {}", dma_buf::UDMABUF_DEV))
+        };
         Facts {
             heap: heap.to_string(),
             heap_present,
-            udmabuf: Path::new(dma_buf::UDMABUF_DEV).exists(),
+            udmabuf,
             rw_file,
             rw_file_detail,
             o_direct: crate::fsinfo::o_direct(path)
                 .map(|d| d.align.unwrap_or(DIRECT_ALIGN_UNREPORTED)),
             io_uring: crate::workload::probe_io_uring(),
+            cfr_heap,
+            cfr_udmabuf,
         }
     }
 
@@ -93,6 +111,17 @@ impl Facts {
                     self.rw_file_detail
                 ),
             });
+        }
+        if mode.copy_file_range() {
+            let tried = match mode.buffer() {
+                BufferKind::Udmabuf => &self.cfr_udmabuf,
+                _ => &self.cfr_heap,
+            };
+            if let Err(why) = tried {
+                return Err(format!(
+                    "kernel does not copy_file_range into a dma-buf (v4): {why}"
+                ));
+            }
         }
         if mode.uring()
             && let Err(why) = &self.io_uring

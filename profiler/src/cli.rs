@@ -190,13 +190,20 @@ pub struct BenchArgs {
     /// dma-heap to allocate dma-bufs from (/dev/dma_heap/NAME).
     #[arg(long, default_value = plan::DEFAULT_HEAP)]
     pub heap: String,
-    /// v2: the seed's table (its rows and columns); all: every mode this
+    /// v2: the seed's table (its rows and columns); v4: the v4 cover
+    /// letter's (create, close, I/O ms and MiB/s per path, copy_file_range
+    /// beside the paths it was measured against); all: every mode this
     /// kernel runs side by side, fastest first, with its mechanism and the
-    /// ratio to the best baseline. Both end with each path's share of the
+    /// ratio to the best baseline. Each ends with each path's share of the
     /// device's limit, measured after them on the same file (io_uring
-    /// O_DIRECT at queue depth 32).
+    /// O_DIRECT at queue depth 32, in the bench's direction).
     #[arg(long, value_enum, default_value = "v2")]
     pub table: BenchTable,
+    /// read: file -> buffer (model loading; the seed's and v4's first
+    /// table); write: buffer -> file, a new file in --dir (v4's second).
+    /// The v2 table is reads only.
+    #[arg(long, value_enum, default_value = "read")]
+    pub direction: Direction,
     #[command(flatten)]
     pub outputs: OutputArgs,
     #[command(flatten)]
@@ -206,6 +213,7 @@ pub struct BenchArgs {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum BenchTable {
     V2,
+    V4,
     All,
 }
 
@@ -214,7 +222,7 @@ impl BenchArgs {
     pub fn plan_args(&self) -> plan::Args {
         plan::Args {
             modes: vec!["all".into()],
-            direction: Direction::Read,
+            direction: self.direction,
             file: self.file.clone(),
             dir: self.dir.clone(),
             size: Some(self.size),

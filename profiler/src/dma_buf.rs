@@ -1,6 +1,6 @@
 //! Driving the dma-buf UAPI (`profiler_common::uapi`, re-exported here): the
-//! seed patch's `DMA_BUF_IOCTL_RW_FILE`, dma-heap allocation, CPU-access
-//! syncs and udmabuf.
+//! seed patch's `DMA_BUF_IOCTL_RW_FILE`, v4's copy_file_range(2) with a
+//! dma-buf, dma-heap allocation, CPU-access syncs and udmabuf.
 use std::{
     fs::{File, OpenOptions},
     io,
@@ -92,6 +92,89 @@ pub fn with_cpu_access<R>(
     let r = f();
     sync(dmabuf, DMA_BUF_SYNC_END | dir)?;
     Ok(r)
+}
+
+/// A memfd of `len` bytes sealed against shrinking, as udmabuf requires.
+pub fn sealed_memfd(len: u64) -> io::Result<File> {
+    // SAFETY: a static C string; flags are plain integers.
+    let fd = unsafe {
+        libc::memfd_create(
+            c"dmaprof".as_ptr(),
+            libc::MFD_ALLOW_SEALING | libc::MFD_CLOEXEC,
+        )
+    };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: memfd_create returned a new fd we own.
+    let file = unsafe { File::from_raw_fd(fd) };
+    file.set_len(len)?;
+    // SAFETY: plain fcntl on our fd.
+    if unsafe { libc::fcntl(fd, libc::F_ADD_SEALS, libc::F_SEAL_SHRINK) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(file)
+}
+
+/// copy_file_range(2) of `len` bytes from `fd_in` at `off_in` to `fd_out`
+/// at `off_out` (v4's interface when one side is a dma-buf): the bytes
+/// copied.
+pub fn copy_file_range(
+    fd_in: &impl AsRawFd,
+    off_in: u64,
+    fd_out: &impl AsRawFd,
+    off_out: u64,
+    len: u64,
+) -> io::Result<u64> {
+    let mut off_in = off_in as libc::loff_t;
+    let mut off_out = off_out as libc::loff_t;
+    // SAFETY: valid fds; the kernel reads and updates the two offsets.
+    let n = unsafe {
+        libc::copy_file_range(
+            fd_in.as_raw_fd(),
+            &mut off_in,
+            fd_out.as_raw_fd(),
+            &mut off_out,
+            len as usize,
+            0,
+        )
+    };
+    if n < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(n as u64)
+    }
+}
+
+/// Whether copy_file_range(2) moves data into a dma-buf here (v4), found by
+/// trying: one page of a memfd into a one-page buffer from `heap`, or a
+/// one-page udmabuf when `heap` is None. Ok, or why not: a kernel without
+/// v4 refuses a dma-buf with EINVAL (not a regular file) or EXDEV.
+pub fn probe_copy_file_range(heap: Option<&Path>) -> Result<(), String> {
+    let source = sealed_memfd(4096).map_err(|e| format!("memfd: {e}"))?;
+    let (target, _memfd, what) = match heap {
+        Some(heap) => {
+            let heap_file =
+                File::open(heap).map_err(|e| format!("open {}: {e}", heap.display()))?;
+            let buf = heap_alloc(&heap_file, 4096)
+                .map_err(|e| format!("allocating 4 KiB from {}: {e}", heap.display()))?;
+            (buf, None, format!("a 4 KiB buffer from {}", heap.display()))
+        }
+        None => {
+            let memfd = sealed_memfd(4096).map_err(|e| format!("memfd: {e}"))?;
+            let buf = udmabuf_create(&memfd, 4096).map_err(|e| format!("a 4 KiB udmabuf: {e}"))?;
+            (buf, Some(memfd), "a 4 KiB udmabuf".to_string())
+        }
+    };
+    let how = format!("copy_file_range of one memfd page into {what}");
+    match copy_file_range(&source, 0, &target, 0, 4096) {
+        Ok(4096) => Ok(()),
+        Ok(n) => Err(format!("{how}: moved {n} bytes")),
+        Err(e) => Err(format!(
+            "{how}: {:?} ({e})",
+            nix::errno::Errno::from_raw(e.raw_os_error().unwrap_or(0))
+        )),
+    }
 }
 
 /// Wraps `len` bytes of a sealed memfd into a dma-buf through /dev/udmabuf.

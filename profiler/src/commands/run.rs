@@ -35,6 +35,8 @@ enum Table {
     /// The seed's rows and columns, with the ratio to pread-direct and the
     /// share of the device's limit.
     Seed,
+    /// v4's cover letter: create / close / I/O per path, either direction.
+    V4,
     /// Every mode side by side, with the share of the device's limit.
     All,
 }
@@ -52,7 +54,13 @@ pub fn run(rt: &Runtime, a: RunArgs) -> Result<Exit, Exit> {
 
 pub fn bench(rt: &Runtime, a: BenchArgs) -> Result<Exit, Exit> {
     let table = match a.table {
+        BenchTable::V2 if a.direction == Direction::Write => {
+            return Err(Exit::input(
+                "--table v2 is the seed's read table: use --table v4 or all for writes",
+            ));
+        }
         BenchTable::V2 => Table::Seed,
+        BenchTable::V4 => Table::V4,
         BenchTable::All => Table::All,
     };
     workload(rt, &a.plan_args(), &a.outputs, &a.probes, None, table)
@@ -240,6 +248,14 @@ fn print_tables(
                 "{}",
                 summary::render_seed_table(rows, limit.and_then(|l| l.as_ref().ok()))
             ),
+            Table::V4 => print!(
+                "{}",
+                summary::render_v4_table(
+                    rows,
+                    plan.config.direction,
+                    limit.and_then(|l| l.as_ref().ok())
+                )
+            ),
             Table::All => print!(
                 "{}",
                 summary::render_all_table(rows, limit.and_then(|l| l.as_ref().ok()))
@@ -247,7 +263,7 @@ fn print_tables(
             Table::Run => print!("{}", summary::render_table(rows)),
         }
         if let Some(l) = limit {
-            print!("{}", summary::render_limit(l));
+            print!("{}", summary::render_limit(l, plan.config.direction));
         }
         if probes.is_some() {
             print!("{}", summary::render_kernel_table(rows));

@@ -33,6 +33,10 @@ pub struct Report {
     pub filesystem: Option<FsCheck>,
     /// io_uring with a registered buffer, tried (the uring modes need it).
     pub io_uring: Check,
+    /// copy_file_range(2) into a heap dma-buf and into a udmabuf (v4's
+    /// interface), each tried with one page (the cfr modes need them).
+    pub copy_file_range_heap: Check,
+    pub copy_file_range_udmabuf: Check,
     /// Each mode and direction, checked as `dmaprof run` checks it.
     pub modes: Vec<ModeSupport>,
     /// Features lost on this machine, in plain words.
@@ -133,7 +137,12 @@ pub fn run(opts: &Options) -> Report {
 
     let dma_buf = dma_buf_check(rw_file_in_btf, callbacks);
     let filesystem = opts.path.as_deref().map(fs_check);
-    let modes = mode_support(opts.path.as_deref().unwrap_or(Path::new(".")));
+    // One gathering of the facts `run` checks modes against (each is tried).
+    let facts = Facts::gather(
+        crate::workload::plan::DEFAULT_HEAP,
+        opts.path.as_deref().unwrap_or(Path::new(".")),
+    );
+    let modes = mode_support(&facts);
 
     let mut report = Report {
         dmaprof_version: env!("CARGO_PKG_VERSION"),
@@ -145,16 +154,18 @@ pub fn run(opts: &Options) -> Report {
         probe_targets,
         dma_buf,
         filesystem,
-        io_uring: match crate::workload::probe_io_uring() {
-            Ok(()) => Check {
-                ok: true,
-                detail: "one page READ_FIXED into a registered buffer succeeded".into(),
-            },
-            Err(why) => Check {
-                ok: false,
-                detail: why,
-            },
-        },
+        io_uring: tried(
+            &facts.io_uring,
+            "one page READ_FIXED into a registered buffer succeeded",
+        ),
+        copy_file_range_heap: tried(
+            &facts.cfr_heap,
+            "copy_file_range of one memfd page into a heap dma-buf moved it",
+        ),
+        copy_file_range_udmabuf: tried(
+            &facts.cfr_udmabuf,
+            "copy_file_range of one memfd page into a udmabuf moved it",
+        ),
         modes,
         limitations: Vec::new(),
     };
@@ -333,9 +344,22 @@ fn dma_buf_check(rw_file_in_btf: Option<bool>, callbacks: Vec<String>) -> DmaBuf
     }
 }
 
+/// A fact found by trying: what worked, or why not.
+fn tried(fact: &Result<(), String>, worked: &str) -> Check {
+    match fact {
+        Ok(()) => Check {
+            ok: true,
+            detail: worked.into(),
+        },
+        Err(why) => Check {
+            ok: false,
+            detail: why.clone(),
+        },
+    }
+}
+
 /// Every mode in each of its directions, with `run`'s own check.
-fn mode_support(path: &Path) -> Vec<ModeSupport> {
-    let facts = Facts::gather(crate::workload::plan::DEFAULT_HEAP, path);
+fn mode_support(facts: &Facts) -> Vec<ModeSupport> {
     ALL_MODES
         .iter()
         .flat_map(|&mode| mode.directions().iter().map(move |&d| (mode, d)))

@@ -37,6 +37,9 @@ pub fn render_text(r: &Report) -> String {
     }
     let _ = writeln!(out, "\nio_uring");
     line(&mut out, "registered buffers", &r.io_uring);
+    let _ = writeln!(out, "\ncopy_file_range with dma-bufs (v4)");
+    line(&mut out, "into a heap dma-buf", &r.copy_file_range_heap);
+    line(&mut out, "into a udmabuf", &r.copy_file_range_udmabuf);
     let _ = writeln!(out, "\nlimitations on this machine");
     if r.limitations.is_empty() {
         let _ = writeln!(out, "  none: every mode and probe is available");

@@ -1,10 +1,9 @@
 //! The memory each mode moves data into or out of: anonymous memory, a
 //! dma-heap dma-buf, or a memfd exported through udmabuf.
 use std::{
-    ffi::CString,
     fs::File,
     io,
-    os::fd::{AsRawFd, FromRawFd, OwnedFd},
+    os::fd::{AsRawFd, OwnedFd},
 };
 
 use super::mode::BufferKind;
@@ -21,7 +20,7 @@ pub enum Buffer {
     /// The memfd (whose mapping the CPU paths use), its dma-buf, the mapping.
     Udmabuf {
         memfd: File,
-        _dmabuf: OwnedFd,
+        dmabuf: OwnedFd,
         map: Mapping,
     },
 }
@@ -53,14 +52,10 @@ impl Buffer {
                 })
             }
             BufferKind::Udmabuf => {
-                let memfd = memfd(len)?;
+                let memfd = dma_buf::sealed_memfd(len)?;
                 let dmabuf = dma_buf::udmabuf_create(&memfd, len)?;
                 let map = Mapping::shared(&memfd, len_usize)?;
-                Ok(Buffer::Udmabuf {
-                    memfd,
-                    _dmabuf: dmabuf,
-                    map,
-                })
+                Ok(Buffer::Udmabuf { memfd, dmabuf, map })
             }
         }
     }
@@ -73,11 +68,11 @@ impl Buffer {
         }
     }
 
-    /// The dma-buf fd, for RW_FILE.
+    /// The dma-buf fd (a heap's or a udmabuf's), for RW_FILE and copy_file_range.
     pub fn dmabuf(&self) -> Option<&OwnedFd> {
         match self {
-            Buffer::Heap { dmabuf, .. } => Some(dmabuf),
-            _ => None,
+            Buffer::Heap { dmabuf, .. } | Buffer::Udmabuf { dmabuf, .. } => Some(dmabuf),
+            Buffer::Anon(_) => None,
         }
     }
 
@@ -116,23 +111,4 @@ impl Buffer {
             }
         }
     }
-}
-
-/// memfd_create + ftruncate + F_SEAL_SHRINK: what udmabuf requires.
-fn memfd(len: u64) -> io::Result<File> {
-    let name = CString::new("dmaprof").expect("no NUL");
-    // SAFETY: valid C string; flags are plain integers.
-    let fd =
-        unsafe { libc::memfd_create(name.as_ptr(), libc::MFD_ALLOW_SEALING | libc::MFD_CLOEXEC) };
-    if fd < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: memfd_create returned a new fd we own.
-    let file = unsafe { File::from_raw_fd(fd) };
-    file.set_len(len)?;
-    // SAFETY: plain fcntl on our fd.
-    if unsafe { libc::fcntl(fd, libc::F_ADD_SEALS, libc::F_SEAL_SHRINK) } < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(file)
 }

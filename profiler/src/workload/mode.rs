@@ -77,9 +77,19 @@ pub enum Mode {
     UringDirect,
     #[serde(rename = "udmabuf-uring-direct")]
     UdmabufUringDirect,
+    /// copy_file_range(2) between the file and a dma-heap dma-buf (v4).
+    #[serde(rename = "cfr")]
+    Cfr,
+    #[serde(rename = "cfr-direct")]
+    CfrDirect,
+    /// copy_file_range(2) between the file and a udmabuf (v4).
+    #[serde(rename = "udmabuf-cfr")]
+    UdmabufCfr,
+    #[serde(rename = "udmabuf-cfr-direct")]
+    UdmabufCfrDirect,
 }
 
-pub const ALL_MODES: [Mode; 14] = [
+pub const ALL_MODES: [Mode; 18] = [
     Mode::Pread,
     Mode::PreadDirect,
     Mode::DmabufRead,
@@ -94,6 +104,10 @@ pub const ALL_MODES: [Mode; 14] = [
     Mode::DmabufWrite,
     Mode::UringDirect,
     Mode::UdmabufUringDirect,
+    Mode::Cfr,
+    Mode::CfrDirect,
+    Mode::UdmabufCfr,
+    Mode::UdmabufCfrDirect,
 ];
 
 impl Mode {
@@ -113,6 +127,10 @@ impl Mode {
             Mode::DmabufWrite => "dmabuf-write",
             Mode::UringDirect => "uring-direct",
             Mode::UdmabufUringDirect => "udmabuf-uring-direct",
+            Mode::Cfr => "cfr",
+            Mode::CfrDirect => "cfr-direct",
+            Mode::UdmabufCfr => "udmabuf-cfr",
+            Mode::UdmabufCfrDirect => "udmabuf-cfr-direct",
         }
     }
 
@@ -121,12 +139,18 @@ impl Mode {
     }
 
     /// The directions a mode supports. `rw-file*` do both (READ and WRITE
-    /// ops), so do the io_uring modes (READ_FIXED and WRITE_FIXED).
+    /// ops), so do the io_uring modes (READ_FIXED and WRITE_FIXED) and the
+    /// copy_file_range ones (file -> buffer and buffer -> file).
     pub fn directions(self) -> &'static [Direction] {
         match self {
-            Mode::RwFile | Mode::RwFileDirect | Mode::UringDirect | Mode::UdmabufUringDirect => {
-                &[Direction::Read, Direction::Write]
-            }
+            Mode::RwFile
+            | Mode::RwFileDirect
+            | Mode::UringDirect
+            | Mode::UdmabufUringDirect
+            | Mode::Cfr
+            | Mode::CfrDirect
+            | Mode::UdmabufCfr
+            | Mode::UdmabufCfrDirect => &[Direction::Read, Direction::Write],
             Mode::Pwrite | Mode::PwriteDirect | Mode::DmabufWrite => &[Direction::Write],
             _ => &[Direction::Read],
         }
@@ -143,7 +167,14 @@ impl Mode {
                 | Mode::PwriteDirect
                 | Mode::UringDirect
                 | Mode::UdmabufUringDirect
+                | Mode::CfrDirect
+                | Mode::UdmabufCfrDirect
         )
+    }
+
+    /// Through copy_file_range(2) into or out of a dma-buf (v4).
+    pub fn copy_file_range(self) -> bool {
+        self.mechanism() == Mechanism::CopyFileRange
     }
 
     /// Through io_uring with registered buffers, up to --queue-depth in flight.
@@ -160,6 +191,8 @@ impl Mode {
             Mode::UdmabufDirectRead => Mode::UdmabufRead,
             Mode::UdmabufDirectSendfile => Mode::UdmabufSendfile,
             Mode::PwriteDirect => Mode::Pwrite,
+            Mode::CfrDirect => Mode::Cfr,
+            Mode::UdmabufCfrDirect => Mode::UdmabufCfr,
             other => other,
         }
     }
@@ -176,14 +209,19 @@ impl Mode {
             | Mode::Pwrite
             | Mode::PwriteDirect
             | Mode::UringDirect => BufferKind::Anon,
-            Mode::DmabufRead | Mode::DmabufWrite | Mode::RwFile | Mode::RwFileDirect => {
-                BufferKind::Heap
-            }
+            Mode::DmabufRead
+            | Mode::DmabufWrite
+            | Mode::RwFile
+            | Mode::RwFileDirect
+            | Mode::Cfr
+            | Mode::CfrDirect => BufferKind::Heap,
             Mode::UdmabufRead
             | Mode::UdmabufDirectRead
             | Mode::UdmabufSendfile
             | Mode::UdmabufDirectSendfile
-            | Mode::UdmabufUringDirect => BufferKind::Udmabuf,
+            | Mode::UdmabufUringDirect
+            | Mode::UdmabufCfr
+            | Mode::UdmabufCfrDirect => BufferKind::Udmabuf,
         }
     }
 }
@@ -201,6 +239,9 @@ impl Mode {
             Mode::RwFile | Mode::RwFileDirect => Mechanism::RwFileIoctl,
             Mode::UdmabufSendfile | Mode::UdmabufDirectSendfile => Mechanism::Sendfile,
             Mode::UringDirect | Mode::UdmabufUringDirect => Mechanism::IoUring,
+            Mode::Cfr | Mode::CfrDirect | Mode::UdmabufCfr | Mode::UdmabufCfrDirect => {
+                Mechanism::CopyFileRange
+            }
         }
     }
 }

@@ -5,7 +5,11 @@ use std::fmt::Write;
 
 use serde::{Deserialize, Serialize};
 
-use super::{BufferUse, KernelCall, Pass, Verification, limit::DeviceLimit, mode::Mode};
+use super::{
+    BufferUse, KernelCall, Pass, Verification,
+    limit::DeviceLimit,
+    mode::{Direction, Mode},
+};
 use crate::metrics::{self, CallTotals};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -374,6 +378,93 @@ pub fn render_all_table(rows: &[ModeSummary], limit: Option<&DeviceLimit>) -> St
     s
 }
 
+/// v4's rows (its cover letter's names, then the baselines and the other
+/// interfaces beside it), for each direction. v4's "memfd direct
+/// copy_file_range" row has no counterpart here: the lab kernel marks only
+/// dma-bufs as memory files, and 6.12 refuses a copy between ext4 and a
+/// memfd (EXDEV).
+fn v4_rows(direction: Direction) -> &'static [(Mode, &'static str)] {
+    match direction {
+        Direction::Read => &[
+            (Mode::DmabufRead, "dmabuf buffer read"),
+            (Mode::UdmabufDirectRead, "udmabuf + memfd direct read"),
+            (Mode::UdmabufCfr, "udmabuf buffer copy_file_range"),
+            (Mode::UdmabufCfrDirect, "udmabuf direct copy_file_range"),
+            (Mode::Cfr, "dmabuf buffer copy_file_range"),
+            (Mode::CfrDirect, "dmabuf direct copy_file_range"),
+            (Mode::RwFileDirect, "dmabuf direct RW_FILE (v2)"),
+            (Mode::UdmabufUringDirect, "udmabuf io_uring direct"),
+            (Mode::UringDirect, "io_uring direct (baseline)"),
+            (Mode::PreadDirect, "pread O_DIRECT (baseline)"),
+        ],
+        Direction::Write => &[
+            (Mode::DmabufWrite, "dmabuf buffer write"),
+            (Mode::UdmabufCfr, "udmabuf buffer copy_file_range"),
+            (Mode::UdmabufCfrDirect, "udmabuf direct copy_file_range"),
+            (Mode::Cfr, "dmabuf buffer copy_file_range"),
+            (Mode::CfrDirect, "dmabuf direct copy_file_range"),
+            (Mode::RwFileDirect, "dmabuf direct RW_FILE (v2)"),
+            (Mode::UdmabufUringDirect, "udmabuf io_uring direct"),
+            (Mode::UringDirect, "io_uring direct (baseline)"),
+            (Mode::PwriteDirect, "pwrite O_DIRECT (baseline)"),
+        ],
+    }
+}
+
+/// The table in v4's shape (create / close / I/O ms and throughput per
+/// path), read or write, with the ratio to the direct pread/pwrite baseline
+/// and the share of the device's limit.
+pub fn render_v4_table(
+    rows: &[ModeSummary],
+    direction: Direction,
+    limit: Option<&DeviceLimit>,
+) -> String {
+    let mut s = String::new();
+    let baseline = match direction {
+        Direction::Read => Mode::PreadDirect,
+        Direction::Write => Mode::PwriteDirect,
+    };
+    let base = rows
+        .iter()
+        .find(|r| r.mode == baseline)
+        .map(|r| r.mib_per_s);
+    let _ = writeln!(
+        s,
+        "{:<32} {:>11} {:>10} {:>9} {:>9} {:>11} {:>15} {:>8}  mode",
+        format!("path ({direction})"),
+        "create (ms)",
+        "close (ms)",
+        "I/O (ms)",
+        "MiB/s",
+        "cpu ms/GiB",
+        format!("x {baseline}"),
+        "% limit"
+    );
+    for (mode, name) in v4_rows(direction) {
+        let Some(r) = rows.iter().find(|r| r.mode == *mode) else {
+            continue;
+        };
+        let ratio = match base {
+            Some(b) if b > 0.0 => format!("{:.2}", r.mib_per_s / b),
+            _ => "-".into(),
+        };
+        let _ = writeln!(
+            s,
+            "{:<32} {:>11.0} {:>10.0} {:>9.0} {:>9.0} {:>11.1} {:>15} {:>8}  {}",
+            name,
+            r.alloc_ms,
+            r.free_ms,
+            r.transfer_ms,
+            r.mib_per_s,
+            (r.cpu_user_ns_per_mib + r.cpu_sys_ns_per_mib) * 1024.0 / 1e6,
+            ratio,
+            share_of(r, limit),
+            mode.name()
+        );
+    }
+    s
+}
+
 /// The paths any kernel has: what a new interface must beat.
 const BASELINES: [Mode; 3] = [Mode::Pread, Mode::PreadDirect, Mode::UringDirect];
 
@@ -386,10 +477,10 @@ fn share_of(r: &ModeSummary, limit: Option<&DeviceLimit>) -> String {
 }
 
 /// The line under a table saying what the limit is, or why it is missing.
-pub fn render_limit(limit: &Result<DeviceLimit, String>) -> String {
+pub fn render_limit(limit: &Result<DeviceLimit, String>, direction: Direction) -> String {
     match limit {
         Ok(l) => format!(
-            "device limit: {:.0} MiB/s (uring-direct: io_uring O_DIRECT reads, queue depth {}, same file and chunk, cold cache, median of {} pass(es), measured after the paths above)\n",
+            "device limit: {:.0} MiB/s (uring-direct: io_uring O_DIRECT {direction}s, queue depth {}, same file and chunk, cold cache, median of {} pass(es), measured after the paths above)\n",
             l.mib_per_s, l.queue_depth, l.passes
         ),
         Err(why) => format!("device limit: not measured: {why}\n"),

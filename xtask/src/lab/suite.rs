@@ -132,6 +132,20 @@ pub fn test_suite(phases: &mut Phases, variant: kernel::Variant) -> Result<()> {
         ensure!(out.status == 0, "dmaprof bench exited {}", out.status);
         check_all_table(&out.output)
     })?;
+    for direction in ["read", "write"] {
+        phases.run(&format!("lab: dmaprof bench --table v4 --direction {direction}, v4's ordering"), || {
+            let cmd = format!(
+                "mkdir -p /mnt/out && dmaprof bench --table v4 --direction {direction} --file /mnt/data-256m.bin \
+                 --dir /mnt/out --size 64M --chunk 8M --iterations 1"
+            );
+            let out = vm::run(&kernel, &files, &cmd, 1200)?;
+            eprint!("{}", out.output);
+            check_clean(&out)?;
+            ensure!(out.status == 0, "dmaprof bench exited {}", out.status);
+            check_device_limit(&out.output)?;
+            check_v4_ordering(&out.output, direction)
+        })?;
+    }
     phases.run("lab: dmaprof run, lab-only bad inputs", || {
         let cmd = "dmaprof run --mode rw-file-direct --heap nope --file /mnt/data-4m.bin; echo rc=$?; \
                    dmaprof run --mode rw-file-direct --chunk 6000 --file /mnt/data-4m.bin; echo rc=$?";
@@ -219,33 +233,37 @@ fn stock_suite(phases: &mut Phases, files: &GuestFiles) -> Result<()> {
     Ok(())
 }
 
-/// Every mode but RW_FILE's runs and verifies; the RW_FILE modes are
-/// skipped, in both directions, because the kernel answers ENOTTY.
+/// Every mode but the patches' runs and verifies; RW_FILE's and
+/// copy_file_range's are skipped, in both directions, with the kernel's
+/// answer (ENOTTY; EINVAL for a dma-buf in copy_file_range).
 fn check_stock_run(output: &str) -> Result<()> {
-    let rw_file = ["rw-file", "rw-file-direct"];
+    let patch_only = |m: &&str| PATCH_ONLY.iter().any(|(p, _)| p == m);
     let read: Vec<&str> = READ_MODES
         .iter()
         .copied()
-        .filter(|m| !rw_file.contains(m))
+        .filter(|m| !patch_only(m))
         .collect();
     let write: Vec<&str> = WRITE_MODES
         .iter()
         .copied()
-        .filter(|m| !rw_file.contains(m))
+        .filter(|m| !patch_only(m))
         .collect();
     let (reads, writes) = output
         .split_once("@@rc=")
         .context("no end of the read run")?;
     for (text, modes) in [(reads, read), (writes, write)] {
-        for mode in rw_file {
-            let skip = format!(
-                "dmaprof: skipping {mode}: kernel does not support DMA_BUF_IOCTL_RW_FILE (ENOTTY)"
-            );
+        for (mode, why) in PATCH_ONLY {
+            let skip = format!("dmaprof: skipping {mode}: {why}");
             ensure!(text.contains(&skip), "`{skip}` missing in:\n{text}");
         }
         let other_skips: Vec<&str> = text
             .lines()
-            .filter(|l| l.starts_with("dmaprof: skipping") && !l.contains("RW_FILE"))
+            .filter(|l| {
+                l.starts_with("dmaprof: skipping")
+                    && !PATCH_ONLY
+                        .iter()
+                        .any(|(m, why)| l.starts_with(&format!("dmaprof: skipping {m}: {why}")))
+            })
             .collect();
         ensure!(
             other_skips.is_empty(),
@@ -265,6 +283,16 @@ fn check_stock_doctor(r: &Value) -> Result<()> {
     );
     ensure!(d["udmabuf"] == true, "no udmabuf: {d}");
     ensure!(d["rw_file"] == "not-supported", "RW_FILE: {d}");
+    for key in ["copy_file_range_heap", "copy_file_range_udmabuf"] {
+        ensure!(
+            r[key]["ok"] == false
+                && r[key]["detail"]
+                    .as_str()
+                    .is_some_and(|s| s.contains("EINVAL") || s.contains("EXDEV")),
+            "{key} on a stock kernel: {}",
+            r[key]
+        );
+    }
     ensure!(
         d["rw_file_detail"]
             .as_str()
@@ -306,6 +334,10 @@ const READ_MODES: &[&str] = &[
     "udmabuf-direct-sendfile",
     "uring-direct",
     "udmabuf-uring-direct",
+    "cfr",
+    "cfr-direct",
+    "udmabuf-cfr",
+    "udmabuf-cfr-direct",
 ];
 const WRITE_MODES: &[&str] = &[
     "pwrite",
@@ -315,6 +347,35 @@ const WRITE_MODES: &[&str] = &[
     "rw-file-direct",
     "uring-direct",
     "udmabuf-uring-direct",
+    "cfr",
+    "cfr-direct",
+    "udmabuf-cfr",
+    "udmabuf-cfr-direct",
+];
+/// The modes a stock kernel cannot run, and the start of the reason `run`
+/// gives for each: v2's ioctl and v4's copy_file_range with a dma-buf.
+const PATCH_ONLY: &[(&str, &str)] = &[
+    (
+        "rw-file",
+        "kernel does not support DMA_BUF_IOCTL_RW_FILE (ENOTTY)",
+    ),
+    (
+        "rw-file-direct",
+        "kernel does not support DMA_BUF_IOCTL_RW_FILE (ENOTTY)",
+    ),
+    ("cfr", "kernel does not copy_file_range into a dma-buf (v4)"),
+    (
+        "cfr-direct",
+        "kernel does not copy_file_range into a dma-buf (v4)",
+    ),
+    (
+        "udmabuf-cfr",
+        "kernel does not copy_file_range into a dma-buf (v4)",
+    ),
+    (
+        "udmabuf-cfr-direct",
+        "kernel does not copy_file_range into a dma-buf (v4)",
+    ),
 ];
 
 /// How many tests libtest says passed (`test result: ok. N passed; ...`).
@@ -392,6 +453,10 @@ fn check_all_table(output: &str) -> Result<()> {
         mechanism("udmabuf-uring-direct") == Some("io_uring"),
         "{output}"
     );
+    ensure!(
+        mechanism("cfr-direct") == Some("copy_file_range"),
+        "{output}"
+    );
     eprintln!("lab: --table all has every read mode with its share of the device limit");
     Ok(())
 }
@@ -441,6 +506,53 @@ fn check_seed_ordering(output: &str) -> Result<()> {
         );
     }
     eprintln!("lab: rw-file-direct {direct:.0} MiB/s beats dmabuf-read and every udmabuf mode");
+    Ok(())
+}
+
+/// v4's qualitative result, in each direction: copy_file_range with direct
+/// I/O into a heap dma-buf beats the buffered dma-buf path and (reads) the
+/// udmabuf + memfd direct read; into a udmabuf it beats that read too.
+fn check_v4_ordering(output: &str, direction: &str) -> Result<()> {
+    let table: Vec<&str> = output
+        .lines()
+        .skip_while(|l| !l.starts_with("path ("))
+        .skip(1)
+        .take_while(|l| !l.trim().is_empty() && !l.starts_with("device limit"))
+        .collect();
+    let mibs = |mode: &str| -> Result<f64> {
+        let row = table
+            .iter()
+            .find(|l| l.split_whitespace().last() == Some(mode))
+            .with_context(|| format!("no v4 row for {mode} in:\n{output}"))?;
+        // Numbers after the path name: create, close, I/O, MiB/s, cpu, ratio, share.
+        let nums: Vec<f64> = row
+            .split_whitespace()
+            .filter_map(|w| w.parse().ok())
+            .collect();
+        nums.get(3)
+            .copied()
+            .with_context(|| format!("no MiB/s in {row}"))
+    };
+    let faster = |a: &str, b: &str| -> Result<()> {
+        let (x, y) = (mibs(a)?, mibs(b)?);
+        ensure!(
+            x > y,
+            "{direction}: {a} ({x:.0} MiB/s) is not faster than {b} ({y:.0} MiB/s)"
+        );
+        eprintln!("lab: v4 {direction}: {a} {x:.0} MiB/s > {b} {y:.0} MiB/s");
+        Ok(())
+    };
+    match direction {
+        "read" => {
+            faster("cfr-direct", "dmabuf-read")?;
+            faster("cfr-direct", "udmabuf-direct-read")?;
+            faster("udmabuf-cfr-direct", "udmabuf-direct-read")?;
+        }
+        _ => faster("cfr-direct", "dmabuf-write")?,
+    }
+    for mode in ["cfr", "udmabuf-cfr", "udmabuf-cfr-direct", "uring-direct"] {
+        mibs(mode)?;
+    }
     Ok(())
 }
 
@@ -555,6 +667,9 @@ fn check_doctor(r: &Value) -> Result<()> {
         r["dma_buf"]["rw_file_in_btf"] == true,
         "dma_buf_ops.rw_file missing from BTF"
     );
+    for key in ["copy_file_range_heap", "copy_file_range_udmabuf"] {
+        ensure!(r[key]["ok"] == true, "{key}: {}", r[key]);
+    }
     ensure!(
         r["dma_buf"]["read_only_refused"] == true,
         "READ into a read-only dma-buf is not refused: {}",

@@ -1,5 +1,6 @@
 //! One module per I/O path: each moves one chunk between the file and one
 //! buffer, exactly as a real user of that path would (this is the timed call).
+mod copy_range;
 mod dmabuf_mmap;
 mod pread;
 mod rw_file;
@@ -34,6 +35,9 @@ pub fn transfer(
         (Mode::DmabufWrite, Direction::Write) => dmabuf_mmap::write(file, buf, offset, len),
         (Mode::RwFile | Mode::RwFileDirect, _) => {
             rw_file::transfer(mode, direction, file, buf, offset, len)
+        }
+        (Mode::Cfr | Mode::CfrDirect | Mode::UdmabufCfr | Mode::UdmabufCfrDirect, _) => {
+            copy_range::transfer(direction, file, buf, offset, len)
         }
         (Mode::UdmabufSendfile | Mode::UdmabufDirectSendfile, Direction::Read) => {
             udmabuf::sendfile(file, buf, offset, len)
