@@ -1147,9 +1147,10 @@ fn rw_file_256mib_read_figures() {
 /// attached): every ioctl row and every exporter-callback row carries the
 /// request as the kernel read it at the call (READ|DIRECT, the file's fd,
 /// file_offset k MiB, buf_offset 0, buf_len 1 MiB) and its result (the
-/// bytes moved), named by mechanism; the exporter's rows also the dma-buf
-/// (exporter name, size, inode). The run's capability probe (one page, fd
-/// -1) shows as the failing request it is, EBADF.
+/// bytes moved), named by mechanism, the file the fd names (path, device,
+/// inode, read from the kernel at the call) and the dma-buf (exporter name,
+/// size, inode). The run's capability probe (one page, fd -1) shows as the
+/// failing request it is, EBADF, with no file.
 #[test]
 #[ignore = "lab: needs the patched kernel; run by `cargo xtask lab test`"]
 fn trace_decodes_each_rw_file_request_of_a_process() {
@@ -1162,6 +1163,7 @@ fn trace_decodes_each_rw_file_request_of_a_process() {
     let col = |name: &str| header.iter().position(|h| *h == name).unwrap();
     let rows: Vec<Vec<&str>> = lines.map(|l| l.split(',').collect()).collect();
     let rw = format!("{:#x}", dma_buf::DMA_BUF_IOCTL_RW_FILE);
+    let (path, dev, ino) = dmaprof_e2e::file_identity(Path::new(DATA_4M));
     for kind in ["ioctl", "rw_file"] {
         let (failed, mut mine): (Vec<&Vec<&str>>, Vec<&Vec<&str>>) = rows
             .iter()
@@ -1184,6 +1186,7 @@ fn trace_decodes_each_rw_file_request_of_a_process() {
             ("EBADF", "READ", "-1", "4096"),
             "{f:?}"
         );
+        assert_eq!(f[col("file_path")], "", "fd -1 names no file: {f:?}");
         assert_eq!(mine.len(), 4, "{kind}: one per 1 MiB call:\n{text}\n{log}");
         mine.sort_by_key(|r| r[col("file_offset")].parse::<u64>().unwrap());
         for (k, r) in mine.iter().enumerate() {
@@ -1195,22 +1198,186 @@ fn trace_decodes_each_rw_file_request_of_a_process() {
             // The lab kernel's ioctl and callback return the bytes moved.
             assert_eq!((r[col("ret")], r[col("errno")]), ("1048576", ""), "{r:?}");
             assert!(r[col("rw_fd")].parse::<u32>().unwrap() > 2, "{r:?}");
-            if kind == "rw_file" {
-                // The dma-buf, read from struct dma_buf at the call: the
-                // system heap's 1 MiB buffers, each its own inode.
-                assert_eq!(r[col("dmabuf_exporter")], "system", "{r:?}");
-                assert_eq!(r[col("dmabuf_size")], "1048576", "{r:?}");
-                assert!(r[col("dmabuf_ino")].parse::<u64>().unwrap() > 0, "{r:?}");
-            } else {
-                assert_eq!(r[col("dmabuf_exporter")], "", "{r:?}");
-            }
+            // The dma-buf, read from struct dma_buf at the call (the
+            // ioctl's own file, the callback's argument): the system heap's
+            // 1 MiB buffers, each its own inode.
+            assert_eq!(r[col("dmabuf_exporter")], "system", "{r:?}");
+            assert_eq!(r[col("dmabuf_size")], "1048576", "{r:?}");
+            assert!(r[col("dmabuf_ino")].parse::<u64>().unwrap() > 0, "{r:?}");
+            assert_eq!(
+                (r[col("file_path")], r[col("file_dev")], r[col("file_ino")]),
+                (path.as_str(), dev.as_str(), ino.as_str()),
+                "{r:?}"
+            );
         }
-        if kind == "rw_file" {
-            assert_eq!(f[col("dmabuf_size")], "4096", "the probe's one page: {f:?}");
-            let inodes: std::collections::BTreeSet<&str> =
-                mine.iter().map(|r| r[col("dmabuf_ino")]).collect();
-            assert_eq!(inodes.len(), 4, "four distinct buffers: {inodes:?}");
-        }
+        assert_eq!(f[col("dmabuf_size")], "4096", "the probe's one page: {f:?}");
+        let inodes: std::collections::BTreeSet<&str> =
+            mine.iter().map(|r| r[col("dmabuf_ino")]).collect();
+        assert_eq!(inodes.len(), 4, "four distinct buffers: {inodes:?}");
     }
     println!("lab: trace decoded 4 RW_FILE ioctls and their 4 exporter calls");
+}
+
+/// `dmaprof trace --pid` of this test process while it issues known
+/// copy_file_range calls between files and dma-bufs (v4), two of them
+/// failing, and one RW_FILE: each syscall row, and each row of the dma-buf
+/// handler that the call reached, carries the request spelled as RW_FILE
+/// (READ: file -> buffer, WRITE: buffer -> file, DIRECT for an O_DIRECT
+/// file), the regular file by path, device and inode, the offsets and
+/// length, the result with its errno name, and the dma-buf by exporter and
+/// size.
+#[test]
+#[ignore = "lab: needs the patched kernel; run by `cargo xtask lab test`"]
+fn trace_decodes_copy_file_range_into_dma_bufs_with_their_files() {
+    use std::os::unix::fs::OpenOptionsExt;
+    let csv = "/tmp/cfr-trace.csv";
+    let out_path = Path::new("/mnt/cfr-trace-out.bin");
+    let mut tracer = std::process::Command::new(dmaprof_e2e::dmaprof_bin())
+        .args([
+            "trace",
+            "--pid",
+            &std::process::id().to_string(),
+            "--csv",
+            csv,
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let log = dmaprof_e2e::wait_until_tracing(&mut tracer);
+
+    let direct = OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_DIRECT)
+        .open(DATA_4M)
+        .unwrap();
+    let buffered = File::open(DATA_4M).unwrap();
+    let out = File::create(out_path).unwrap();
+    let read_only_out = File::open(out_path).unwrap();
+    let heap_buf = alloc(MIB);
+    let memfd = dma_buf::sealed_memfd(MIB).unwrap();
+    let udmabuf = dma_buf::udmabuf_create(&memfd, MIB).unwrap();
+    use dma_buf::copy_file_range as cfr;
+    // (the call's result, errno) in the order they are made.
+    let results = [
+        cfr(&direct, MIB, &heap_buf, 0, MIB).map_err(|e| e.raw_os_error()),
+        cfr(&heap_buf, 8192, &out, 4096, 65536).map_err(|e| e.raw_os_error()),
+        cfr(&buffered, 0, &udmabuf, 0, 4096).map_err(|e| e.raw_os_error()),
+        // Past the buffer's end: the handler refuses.
+        cfr(&direct, 0, &heap_buf, MIB, 4096).map_err(|e| e.raw_os_error()),
+        // Into a file not open for writing: the VFS refuses.
+        cfr(&heap_buf, 0, &read_only_out, 0, 4096).map_err(|e| e.raw_os_error()),
+    ];
+    assert_eq!(
+        results,
+        [
+            Ok(MIB),
+            Ok(65536),
+            Ok(4096),
+            Err(Some(libc::ENOSPC)),
+            Err(Some(libc::EBADF))
+        ]
+    );
+    // SAFETY: plain kill(2) of our child.
+    unsafe { libc::kill(tracer.id() as i32, libc::SIGINT) };
+    let status = tracer.wait().unwrap();
+    let log = log.join().unwrap();
+    assert!(status.success(), "trace: {log}");
+
+    let text = std::fs::read_to_string(csv).unwrap();
+    let mut lines = text.lines();
+    let header: Vec<&str> = lines.next().unwrap().split(',').collect();
+    let col = |name: &str| header.iter().position(|h| *h == name).unwrap();
+    let rows: Vec<Vec<&str>> = lines.map(|l| l.split(',').collect()).collect();
+    let data = dmaprof_e2e::file_identity(Path::new(DATA_4M));
+    let written = dmaprof_e2e::file_identity(out_path);
+    let (fd_direct, fd_buffered, fd_out, fd_ro) = (
+        direct.as_raw_fd().to_string(),
+        buffered.as_raw_fd().to_string(),
+        out.as_raw_fd().to_string(),
+        read_only_out.as_raw_fd().to_string(),
+    );
+    let mib = MIB.to_string();
+    // (flags, fd, file_offset, buf_offset, buf_len, ret, errno, file, exporter)
+    let want = [
+        (
+            "READ|DIRECT",
+            &fd_direct,
+            "1048576",
+            "0",
+            "1048576",
+            "1048576",
+            "",
+            &data,
+            "system",
+        ),
+        (
+            "WRITE", &fd_out, "4096", "8192", "65536", "65536", "", &written, "system",
+        ),
+        (
+            "READ",
+            &fd_buffered,
+            "0",
+            "0",
+            "4096",
+            "4096",
+            "",
+            &data,
+            "udmabuf",
+        ),
+        (
+            "READ|DIRECT",
+            &fd_direct,
+            "0",
+            &mib,
+            "4096",
+            "-28",
+            "ENOSPC",
+            &data,
+            "system",
+        ),
+        (
+            "WRITE", &fd_ro, "0", "0", "4096", "-9", "EBADF", &written, "system",
+        ),
+    ];
+    for kind in ["copy_range", "cfr_dmabuf"] {
+        let mine: Vec<&Vec<&str>> = rows.iter().filter(|r| r[col("kind")] == kind).collect();
+        // The handler is reached by every call but the one the VFS refuses.
+        let expected: Vec<_> = want
+            .iter()
+            .filter(|w| kind == "copy_range" || w.6 != "EBADF")
+            .collect();
+        assert_eq!(mine.len(), expected.len(), "{kind}:\n{text}\n{log}");
+        for (r, w) in mine.iter().zip(expected) {
+            let (flags, fd, fo, bo, len, ret, errno, file, exporter) = *w;
+            assert_eq!(r.len(), header.len(), "{r:?}");
+            assert_eq!(r[col("mechanism")], "copy_file_range", "{r:?}");
+            assert_eq!(r[col("rw_flags")], flags, "{r:?}");
+            // The handler has the files, not the fds.
+            let fd = if kind == "copy_range" {
+                fd.as_str()
+            } else {
+                "-1"
+            };
+            assert_eq!(r[col("rw_fd")], fd, "{r:?}");
+            assert_eq!(
+                (
+                    r[col("file_offset")],
+                    r[col("buf_offset")],
+                    r[col("buf_len")]
+                ),
+                (fo, bo, len),
+                "{r:?}"
+            );
+            assert_eq!((r[col("ret")], r[col("errno")]), (ret, errno), "{r:?}");
+            assert_eq!(
+                (r[col("file_path")], r[col("file_dev")], r[col("file_ino")]),
+                (file.0.as_str(), file.1.as_str(), file.2.as_str()),
+                "{r:?}"
+            );
+            assert_eq!(r[col("dmabuf_exporter")], exporter, "{r:?}");
+            assert_eq!(r[col("dmabuf_size")], mib, "{r:?}");
+        }
+    }
+    println!("lab: trace decoded 5 copy_file_range calls with dma-bufs and their handler calls");
 }

@@ -69,6 +69,19 @@ pub fn disk_scratch_dir() -> tempfile::TempDir {
         .expect("scratch dir")
 }
 
+/// A file as a trace names it: its canonical path, its device as
+/// `major:minor` and its inode number.
+pub fn file_identity(path: &std::path::Path) -> (String, String, String) {
+    use std::os::unix::fs::MetadataExt;
+    let m = std::fs::metadata(path).unwrap();
+    let dev = m.dev();
+    (
+        path.canonicalize().unwrap().display().to_string(),
+        format!("{}:{}", libc::major(dev), libc::minor(dev)),
+        m.ino().to_string(),
+    )
+}
+
 /// The calling thread's kernel thread id.
 pub fn gettid() -> u32 {
     unsafe { libc::gettid() as u32 }

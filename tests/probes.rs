@@ -803,6 +803,7 @@ fn trace_decodes_rw_file_requests_and_names_their_errors() {
     let dir = disk_scratch_dir();
     let data = dir.path().join("d.bin");
     std::fs::write(&data, vec![7u8; 4096]).unwrap();
+    let (path, dev, ino) = dmaprof_e2e::file_identity(&data);
     let (go, csv) = (dir.path().join("go"), dir.path().join("rw.csv"));
     let requests = [
         // (flags, file_offset, buf_offset, buf_len)
@@ -861,6 +862,12 @@ fn trace_decodes_rw_file_requests_and_names_their_errors() {
             r[col("rw_fd")],
             r[col("rw_fd")].parse::<u32>().unwrap().to_string()
         );
+        // The request's file, read from the kernel at the call.
+        assert_eq!(
+            (r[col("file_path")], r[col("file_dev")], r[col("file_ino")]),
+            (path.as_str(), dev.as_str(), ino.as_str()),
+            "{r:?}"
+        );
     }
     // The same requests on stdout, one headless line each.
     std::fs::remove_file(&go).unwrap();
@@ -879,10 +886,87 @@ fn trace_decodes_rw_file_requests_and_names_their_errors() {
             " WRITE fd="
         };
         assert!(l.contains(want) && l.ends_with(" ENOTTY"), "{l}");
+        assert!(
+            l.contains(&format!(" file={path} dev={dev} ino={ino} ")),
+            "{l}"
+        );
         let (_, fo, bo, len) = requests[i % 2];
         assert!(
             l.contains(&format!(" file_offset={fo} buf_offset={bo} buf_len={len} ")),
             "{l}"
+        );
+    }
+}
+
+/// `dmaprof trace --pid` of a process doing copy_file_range(2) between
+/// regular files (the syscall tracepoints, on any kernel): each row carries
+/// the input file as the kernel saw it at the call (path, device, inode),
+/// its offset, the output's offset, the length asked and the result, a
+/// failure by name; no dma-buf is involved, so no flags and no buffer.
+#[test]
+fn trace_decodes_copy_file_range_calls_with_their_files() {
+    if !require_bpf("trace copy_file_range decoding") {
+        return;
+    }
+    let _serial = probe_lock();
+    let dir = disk_scratch_dir();
+    let (src, dst) = (dir.path().join("src.bin"), dir.path().join("dst.bin"));
+    std::fs::write(&src, vec![3u8; 64 << 10]).unwrap();
+    std::fs::write(&dst, b"").unwrap();
+    let (path, dev, ino) = dmaprof_e2e::file_identity(&src);
+    let (go, csv) = (dir.path().join("go"), dir.path().join("cfr.csv"));
+    // (offset in src, offset in dst, length, expected result)
+    let calls = [(4096u64, 8192u64, 16384u64, "16384"), (0, 0, 4096, "-9")];
+    let script = format!(
+        "import errno, os, time\n\
+         deadline = time.time() + 300\n\
+         while not os.path.exists('{g}') and time.time() < deadline:\n    time.sleep(0.05)\n\
+         src = os.open('{s}', os.O_RDONLY)\n\
+         dst = os.open('{d}', os.O_WRONLY)\n\
+         ro = os.open('{d}', os.O_RDONLY)\n\
+         assert os.copy_file_range(src, dst, {l0}, {i0}, {o0}) == {l0}\n\
+         try:\n    os.copy_file_range(src, ro, {l1}, {i1}, {o1})\n    assert False\n\
+         except OSError as e:\n    assert e.errno == errno.EBADF, e\n",
+        g = go.display(),
+        s = src.display(),
+        d = dst.display(),
+        i0 = calls[0].0,
+        o0 = calls[0].1,
+        l0 = calls[0].2,
+        i1 = calls[1].0,
+        o1 = calls[1].1,
+        l1 = calls[1].2,
+    );
+    let (mut child, tracer, log) =
+        dmaprof_e2e::traced_python(&script, &[OsStr::new("--csv"), csv.as_os_str()]);
+    std::fs::write(&go, b"").unwrap();
+    assert!(child.wait().unwrap().success());
+    let out = tracer.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", log.join().unwrap());
+    let text = std::fs::read_to_string(&csv).unwrap();
+    let mut lines = text.lines();
+    let header: Vec<&str> = lines.next().unwrap().split(',').collect();
+    let col = |name: &str| header.iter().position(|h| *h == name).unwrap();
+    let rows: Vec<Vec<&str>> = lines
+        .map(|l| l.split(',').collect::<Vec<_>>())
+        .filter(|r| r[col("kind")] == "copy_range")
+        .collect();
+    assert_eq!(rows.len(), calls.len(), "{text}");
+    for (r, (src_off, dst_off, len, ret)) in rows.iter().zip(calls) {
+        assert_eq!(r.len(), header.len(), "{r:?}");
+        assert_eq!(r[col("mechanism")], "copy_file_range", "{r:?}");
+        assert_eq!(r[col("ret")], ret, "{r:?}");
+        assert_eq!(r[col("errno")], if ret == "-9" { "EBADF" } else { "" });
+        assert_eq!(r[col("rw_flags")], "", "no dma-buf, no flags: {r:?}");
+        assert_eq!(r[col("file_offset")], src_off.to_string(), "{r:?}");
+        assert_eq!(r[col("buf_offset")], dst_off.to_string(), "{r:?}");
+        assert_eq!(r[col("buf_len")], len.to_string(), "{r:?}");
+        assert_eq!(r[col("bytes_asked")], len.to_string(), "{r:?}");
+        assert_eq!(r[col("dmabuf_exporter")], "", "{r:?}");
+        assert_eq!(
+            (r[col("file_path")], r[col("file_dev")], r[col("file_ino")]),
+            (path.as_str(), dev.as_str(), ino.as_str()),
+            "{r:?}"
         );
     }
 }

@@ -85,6 +85,9 @@ pub struct ModeView {
     pub versus: Vec<(String, f64, f64)>,
     /// The stack profile of the mode's calls so far (None without --profile).
     pub profile: Option<ProfileView>,
+    /// A trace's latest request of this kind, decoded (RW_FILE and
+    /// copy_file_range: flags, file, offsets, length, dma-buf, errno).
+    pub last_request: Option<String>,
 }
 
 /// A mode's on-CPU samples so far and its top kernel functions.

@@ -183,12 +183,16 @@ fn render_modes(frame: &mut Frame, area: Rect, s: &Snapshot) {
         Constraint::Length(10),
         Constraint::Min(8),
     ];
-    frame.render_widget(
-        Table::new(rows, widths)
-            .header(header)
-            .block(Block::bordered().title(" modes ")),
-        area,
-    );
+    let mut block = Block::bordered().title(" modes ");
+    // A trace's latest request of the selected kind, decoded.
+    if let Some(req) = s
+        .modes
+        .get(s.selected)
+        .and_then(|m| m.last_request.as_deref())
+    {
+        block = block.title_bottom(format!(" {req} "));
+    }
+    frame.render_widget(Table::new(rows, widths).header(header).block(block), area);
 }
 
 /// Horizontal bars, one line per non-empty bucket range, scaled to the width.
@@ -525,6 +529,7 @@ mod tests {
                     },
                     versus: vec![("pread".into(), 23.43, 0.04)],
                     profile: None,
+                    last_request: None,
                 },
             ],
             selected: 1,

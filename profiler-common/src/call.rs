@@ -98,20 +98,90 @@ pub struct DmaBufId {
     pub exporter: [u8; 16],
 }
 
-/// Where `DmaBufId`'s fields are, in bytes, from the kernel's BTF (set by
-/// user space before load; `valid` 0: unknown, nothing is read).
+/// Where the fields the probes read at a call are, in bytes, from the
+/// kernel's BTF (set by user space before load; `valid` 0: unknown, nothing
+/// is read): a dma-buf's identity, a file's, and the way from the current
+/// task to the `struct file` behind an fd.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct DmaBufOffsets {
+pub struct KernelOffsets {
     pub valid: u32,
-    /// In struct dma_buf.
-    pub size: u32,
-    pub exp_name: u32,
-    pub file: u32,
-    /// In struct file.
-    pub f_inode: u32,
-    /// In struct inode.
-    pub i_ino: u32,
+    /// struct dma_buf: size, exp_name, file.
+    pub dmabuf_size: u32,
+    pub dmabuf_exp_name: u32,
+    pub dmabuf_file: u32,
+    /// struct file: f_inode, f_path.dentry, private_data, f_pos, f_flags.
+    pub file_inode: u32,
+    pub file_dentry: u32,
+    pub file_private: u32,
+    pub file_pos: u32,
+    pub file_flags: u32,
+    /// struct inode: i_ino, i_sb.
+    pub inode_ino: u32,
+    pub inode_sb: u32,
+    /// struct super_block: s_dev, s_magic.
+    pub sb_dev: u32,
+    pub sb_magic: u32,
+    /// struct dentry: d_name.name, d_parent.
+    pub dentry_name: u32,
+    pub dentry_parent: u32,
+    /// task_struct.files, files_struct.fdt, fdtable.fd, fdtable.max_fds.
+    pub task_files: u32,
+    pub files_fdt: u32,
+    pub fdt_fd: u32,
+    pub fdt_max_fds: u32,
+    /// This architecture's O_DIRECT bit in f_flags.
+    pub o_direct: u32,
+}
+
+/// The dma-buf filesystem's magic (`DMA_BUF_MAGIC`): a file on it is a dma-buf.
+pub const DMA_BUF_MAGIC: u64 = 0x444d_4142;
+
+/// Bytes kept of each path component.
+pub const FILE_NAME_LEN: usize = 32;
+/// Path components read from the leaf up.
+pub const FILE_PATH_DEPTH: usize = 8;
+
+/// A regular file as the probes read it from the kernel at the call: its
+/// device and inode, its open flags, and the names of its dentry and its
+/// parents (leaf first), up to its filesystem's root when `complete`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FileId {
+    pub ino: u64,
+    /// The filesystem's `s_dev` (the kernel's dev_t: major << 20 | minor).
+    pub dev: u32,
+    /// Names read (0: no file).
+    pub depth: u32,
+    /// 1 when the walk reached the root of the file's filesystem.
+    pub complete: u32,
+    /// The file's `f_flags` (O_DIRECT...).
+    pub flags: u32,
+    /// NUL-terminated names, truncated to FILE_NAME_LEN - 1 bytes.
+    pub names: [[u8; FILE_NAME_LEN]; FILE_PATH_DEPTH],
+}
+
+impl Default for FileId {
+    fn default() -> Self {
+        FileId {
+            ino: 0,
+            dev: 0,
+            depth: 0,
+            complete: 0,
+            flags: 0,
+            names: [[0; FILE_NAME_LEN]; FILE_PATH_DEPTH],
+        }
+    }
+}
+
+/// A finished call that names a file (an RW_FILE ioctl, a copy_file_range):
+/// the call and the file read at its entry. Sent through the same ring as
+/// `CallEvent`s, told apart by their size.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct FileCallEvent {
+    pub call: CallEvent,
+    pub file: FileId,
 }
 
 /// One finished dma-buf ioctl, exporter call or pread, sent through the ring
@@ -142,6 +212,14 @@ pub const EVENT_EXPORTER: u32 = 2;
 /// A pread64 syscall (`dmaprof trace` only): what = fd, len = bytes asked,
 /// ret = bytes read or -errno.
 pub const EVENT_PREAD: u32 = 3;
+/// A copy_file_range syscall (`dmaprof trace`): what = the request's flags
+/// as RW_FILE would spell them when one side is a dma-buf (READ: file ->
+/// buffer, WRITE: buffer -> file, DIRECT when the file is O_DIRECT), else 0;
+/// len = bytes asked, ret = bytes copied or -errno.
+pub const EVENT_COPY_RANGE: u32 = 4;
+/// The dma-buf core's copy_file_range handler (v4), which calls the
+/// exporter's rw_file_v4: fields as for EVENT_COPY_RANGE.
+pub const EVENT_CFR_HANDLER: u32 = 5;
 
 /// sched_switch field offsets (set from tracefs before load).
 #[repr(C)]
@@ -176,5 +254,7 @@ mod pod {
     unsafe impl aya::Pod for Pending {}
     unsafe impl aya::Pod for CallEvent {}
     unsafe impl aya::Pod for SchedOffsets {}
-    unsafe impl aya::Pod for DmaBufOffsets {}
+    unsafe impl aya::Pod for KernelOffsets {}
+    unsafe impl aya::Pod for FileId {}
+    unsafe impl aya::Pod for FileCallEvent {}
 }

@@ -41,6 +41,14 @@ pub mod programs {
     /// off-CPU intervals (sched_switch).
     pub const PROFILE_CPU_SAMPLE: &str = "profile_cpu_sample";
     pub const PROFILE_OFF_CPU: &str = "profile_off_cpu";
+    /// copy_file_range: the syscall (every kernel), and the dma-buf core's
+    /// handler of v4 (fentry or kprobe).
+    pub const CFR_SYS_ENTER: &str = "sys_enter_copy_file_range";
+    pub const CFR_SYS_EXIT: &str = "sys_exit_copy_file_range";
+    pub const CFR_HANDLER_FENTRY: &str = "dma_buf_cfr_fentry";
+    pub const CFR_HANDLER_FEXIT: &str = "dma_buf_cfr_fexit";
+    pub const CFR_HANDLER_KPROBE: &str = "dma_buf_cfr_kprobe";
+    pub const CFR_HANDLER_KRETPROBE: &str = "dma_buf_cfr_kretprobe";
     /// No-op programs used by `dmaprof doctor` to test each attach mechanism for real.
     pub const PROBE_FENTRY: &str = "probe_fentry";
     pub const PROBE_KPROBE: &str = "probe_kprobe";

@@ -8,41 +8,55 @@ use aya_ebpf::{
     programs::{FEntryContext, FExitContext, ProbeContext, RetProbeContext, TracePointContext},
 };
 use profiler_common::{
-    call::{CallEvent, EVENT_IOCTL, Pending},
+    call::{CallEvent, DmaBufId, EVENT_IOCTL, FileId, Pending},
     uapi::{DMA_BUF_IOCTL_RW_FILE, DMA_BUF_IOCTL_TYPE, RwFileArgs},
 };
 
+use crate::files::{
+    dma_buf_of, emit_with_file, file_of_fd, identity, is_dma_buf, offsets, remember_file,
+};
 use crate::pending::TaskStorage;
-use crate::threads::{add, begin, counters, emit, end, traced_current};
+use crate::threads::{add, begin, counters, end, traced_current};
 
 #[btf_map]
 static IOCTL_PENDING: TaskStorage<Pending> = TaskStorage::new();
+/// An RW_FILE request's file, read at entry.
+#[btf_map]
+static IOCTL_FILE: TaskStorage<FileId> = TaskStorage::new();
 
-// sys_enter_ioctl: cmd at 24, arg at 32; sys_exit_ioctl: ret at 16. Stable syscall
-// tracepoint layout; user space checks it against tracefs before attaching.
+// sys_enter_ioctl: fd at 16, cmd at 24, arg at 32; sys_exit_ioctl: ret at 16.
+// Stable syscall tracepoint layout; user space checks it against tracefs
+// before attaching.
+const SYS_ENTER_FD: usize = 16;
 const SYS_ENTER_CMD: usize = 24;
 const SYS_ENTER_ARG: usize = 32;
 const SYS_EXIT_RET: usize = 16;
 
 /// `arg` is the ioctl's user pointer: an RW_FILE request is read from it
-/// now, as the kernel is about to (zero when unreadable).
+/// now, as the kernel is about to (zero when unreadable), with the file its
+/// fd names and the dma-buf `file` (the ioctl's own) is.
 #[inline(always)]
-fn enter(cmd: u32, arg: u64) {
+fn enter(file: *const u8, cmd: u32, arg: u64) {
     if traced_current().is_none() {
         return;
     }
-    let rw = match cmd {
-        DMA_BUF_IOCTL_RW_FILE => {
-            unsafe { bpf_probe_read_user(arg as *const RwFileArgs) }.unwrap_or_default()
+    let mut rw = RwFileArgs::default();
+    let mut buf = DmaBufId::default();
+    if cmd == DMA_BUF_IOCTL_RW_FILE {
+        rw = unsafe { bpf_probe_read_user(arg as *const RwFileArgs) }.unwrap_or_default();
+        let off = offsets();
+        remember_file(&IOCTL_FILE, &off, file_of_fd(&off, rw.fd as i64));
+        if is_dma_buf(&off, file) {
+            buf = identity(&off, dma_buf_of(&off, file));
         }
-        _ => RwFileArgs::default(),
-    };
+    }
     begin(
         &IOCTL_PENDING,
         Pending {
             what: cmd as u64,
             len: rw.buf_len,
             rw,
+            buf,
             ..Default::default()
         },
     );
@@ -65,25 +79,29 @@ fn exit(ret: i64) {
             }
         }
     }
-    emit(CallEvent {
-        kind: EVENT_IOCTL,
-        tgid,
-        tid,
-        what: p.what as u32,
-        ret,
-        start_ns: p.start_ns,
-        duration_ns,
-        len: p.len,
-        rw: p.rw,
-        ..Default::default()
-    });
+    emit_with_file(
+        CallEvent {
+            kind: EVENT_IOCTL,
+            tgid,
+            tid,
+            what: p.what as u32,
+            ret,
+            start_ns: p.start_ns,
+            duration_ns,
+            len: p.len,
+            rw: p.rw,
+            buf: p.buf,
+        },
+        &IOCTL_FILE,
+    );
 }
 
 #[fentry]
 pub fn dma_buf_ioctl_fentry(ctx: FEntryContext) -> i32 {
+    let file: *const u8 = ctx.arg(0);
     let cmd: u32 = ctx.arg(1);
     let arg: u64 = ctx.arg(2);
-    enter(cmd, arg);
+    enter(file, cmd, arg);
     0
 }
 
@@ -98,8 +116,12 @@ pub fn dma_buf_ioctl_fexit(ctx: FExitContext) -> i32 {
 
 #[kprobe]
 pub fn dma_buf_ioctl_kprobe(ctx: ProbeContext) -> u32 {
-    if let (Some(cmd), Some(arg)) = (ctx.arg::<u32>(1), ctx.arg::<u64>(2)) {
-        enter(cmd, arg);
+    if let (Some(file), Some(cmd), Some(arg)) = (
+        ctx.arg::<*const u8>(0),
+        ctx.arg::<u32>(1),
+        ctx.arg::<u64>(2),
+    ) {
+        enter(file, cmd, arg);
     }
     0
 }
@@ -119,7 +141,8 @@ pub fn sys_enter_ioctl(ctx: TracePointContext) -> u32 {
     let cmd = cmd as u32;
     if (cmd >> 8) & 0xff == DMA_BUF_IOCTL_TYPE {
         let arg = unsafe { ctx.read_at::<u64>(SYS_ENTER_ARG) }.unwrap_or(0);
-        enter(cmd, arg);
+        let fd = unsafe { ctx.read_at::<i64>(SYS_ENTER_FD) }.unwrap_or(-1);
+        enter(file_of_fd(&offsets(), fd), cmd, arg);
     }
     0
 }

@@ -6,7 +6,9 @@
 #![feature(core_intrinsics)]
 
 mod block;
+mod copy_range;
 mod dma_buf_ioctl;
+mod files;
 mod pending;
 mod pread;
 mod probe_check;

@@ -3,64 +3,23 @@
 //! bytes requested, the flags and the result. fentry/fexit or
 //! kprobe/kretprobe; there is no tracepoint inside exporters.
 use aya_ebpf::{
-    helpers::{bpf_probe_read_kernel, bpf_probe_read_kernel_str_bytes},
+    helpers::bpf_probe_read_kernel,
     macros::{btf_map, fentry, fexit, kprobe, kretprobe},
     programs::{FEntryContext, FExitContext, ProbeContext, RetProbeContext},
 };
 use profiler_common::{
-    call::{CallEvent, DmaBufId, DmaBufOffsets, EVENT_EXPORTER, Pending},
+    call::{CallEvent, EVENT_EXPORTER, FileId, Pending},
     uapi::RwFileArgs,
 };
 
+use crate::files::{emit_with_file, file_of_fd, identity, offsets, remember_file};
 use crate::pending::TaskStorage;
-use crate::threads::{add, begin, counters, emit, end, traced_current};
+use crate::threads::{add, begin, counters, end, traced_current};
 
 #[btf_map]
 static EXPORTER_PENDING: TaskStorage<Pending> = TaskStorage::new();
-
-/// Where the dma-buf's identity is (set by user space from BTF before load).
-#[unsafe(no_mangle)]
-static DMA_BUF_OFFSETS: DmaBufOffsets = DmaBufOffsets {
-    valid: 0,
-    size: 0,
-    exp_name: 0,
-    file: 0,
-    f_inode: 0,
-    i_ino: 0,
-};
-
-/// The dma-buf's size, inode number and exporter name, read now.
-#[inline(always)]
-fn identity(dmabuf: *const u8) -> DmaBufId {
-    // Volatile: patched into .rodata at load; the compiler must not fold it.
-    let off = unsafe { core::ptr::read_volatile(&DMA_BUF_OFFSETS) };
-    let mut id = DmaBufId::default();
-    if off.valid == 0 || dmabuf.is_null() {
-        return id;
-    }
-    unsafe {
-        id.size = bpf_probe_read_kernel(dmabuf.add(off.size as usize) as *const u64).unwrap_or(0);
-        let name: *const u8 =
-            bpf_probe_read_kernel(dmabuf.add(off.exp_name as usize) as *const *const u8)
-                .unwrap_or(core::ptr::null());
-        if !name.is_null() {
-            let _ = bpf_probe_read_kernel_str_bytes(name, &mut id.exporter);
-        }
-        let file: *const u8 =
-            bpf_probe_read_kernel(dmabuf.add(off.file as usize) as *const *const u8)
-                .unwrap_or(core::ptr::null());
-        if !file.is_null() {
-            let inode: *const u8 =
-                bpf_probe_read_kernel(file.add(off.f_inode as usize) as *const *const u8)
-                    .unwrap_or(core::ptr::null());
-            if !inode.is_null() {
-                id.ino =
-                    bpf_probe_read_kernel(inode.add(off.i_ino as usize) as *const u64).unwrap_or(0);
-            }
-        }
-    }
-    id
-}
+#[btf_map]
+static EXPORTER_FILE: TaskStorage<FileId> = TaskStorage::new();
 
 /// `dmabuf` is the callback's `struct dma_buf *`, `arg` the kernel copy
 /// of `struct dma_buf_rw_file`.
@@ -71,13 +30,15 @@ fn enter(dmabuf: *const u8, arg: *const u8) {
     }
     let rw: RwFileArgs =
         unsafe { bpf_probe_read_kernel(arg as *const RwFileArgs) }.unwrap_or_default();
+    let off = offsets();
+    remember_file(&EXPORTER_FILE, &off, file_of_fd(&off, rw.fd as i64));
     begin(
         &EXPORTER_PENDING,
         Pending {
             what: rw.flags as u64,
             len: rw.buf_len,
             rw,
-            buf: identity(dmabuf),
+            buf: identity(&off, dmabuf),
             ..Default::default()
         },
     );
@@ -106,18 +67,21 @@ fn exit(ret: i64) {
             }
         }
     }
-    emit(CallEvent {
-        kind: EVENT_EXPORTER,
-        tgid,
-        tid,
-        what: p.what as u32,
-        ret,
-        start_ns: p.start_ns,
-        duration_ns,
-        len: p.len,
-        rw: p.rw,
-        buf: p.buf,
-    });
+    emit_with_file(
+        CallEvent {
+            kind: EVENT_EXPORTER,
+            tgid,
+            tid,
+            what: p.what as u32,
+            ret,
+            start_ns: p.start_ns,
+            duration_ns,
+            len: p.len,
+            rw: p.rw,
+            buf: p.buf,
+        },
+        &EXPORTER_FILE,
+    );
 }
 
 #[fentry]

@@ -81,6 +81,12 @@ fn lost_event(index: u32) {
     }
 }
 
+/// A record the ring had no room for.
+#[inline(always)]
+pub fn lost_ringbuf() {
+    lost_event(lost::RINGBUF_FULL);
+}
+
 #[inline(always)]
 pub fn emit(event: CallEvent) {
     if CALL_EVENTS.output::<CallEvent>(&event, 0).is_err() {

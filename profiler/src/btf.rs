@@ -201,18 +201,34 @@ impl Btf {
         self.find(name, KIND_FUNC).is_some()
     }
 
-    /// Members of a struct, if the struct exists.
+    /// Members of a struct, if the struct exists; the members of its
+    /// anonymous structs and unions appear as its own, as C reaches them
+    /// (6.12's `file.f_path` and later kernels' `dentry.d_name` are there).
     pub fn struct_members(&self, name: &str) -> Option<Vec<Member>> {
         let t = self.find(name, KIND_STRUCT)?;
-        Some(
-            t.members
-                .iter()
-                .map(|&(n, _, bits)| Member {
-                    name: self.str(n).to_string(),
-                    offset: bits / 8,
-                })
-                .collect(),
-        )
+        let mut out = Vec::new();
+        self.flatten(t, 0, &mut out, 0);
+        Some(out)
+    }
+
+    fn flatten(&self, t: &Type, base: u32, out: &mut Vec<Member>, depth: u32) {
+        for &(n, ty, bits) in &t.members {
+            // The low 24 bits are the offset when the struct has bitfields.
+            let offset = base + (bits & 0xff_ffff) / 8;
+            let name = self.str(n);
+            let inner = &self.types[self.strip(ty) as usize];
+            if name.is_empty()
+                && (inner.kind == KIND_STRUCT || inner.kind == KIND_UNION)
+                && depth < 8
+            {
+                self.flatten(inner, offset, out, depth + 1);
+            } else {
+                out.push(Member {
+                    name: name.to_string(),
+                    offset,
+                });
+            }
+        }
     }
 
     /// Skips typedef/const/volatile/restrict/type-tag wrappers.

@@ -19,7 +19,7 @@ use crate::{
     export::{
         atomic::{self, AtomicFile},
         flame,
-        trace_sink::Sink,
+        trace_sink::{Sink, TraceOut},
     },
     kernel::Privileges,
     live::{self, state::LiveState, tui},
@@ -68,7 +68,10 @@ pub fn trace(rt: &Runtime, a: TraceArgs) -> Result<Exit, Exit> {
     if let (Some((state, _)), Some(p)) = (&dashboard, &profiling) {
         p.show_live(state, a.pid);
     }
-    let mut sink = sink_for(csv, &dashboard);
+    let mut out = TraceOut {
+        sink: sink_for(csv, &dashboard),
+        mounts: crate::probes::files::Mounts::new(),
+    };
     eprintln!("dmaprof: tracing {} (Ctrl-C to stop)", target.label());
     let mut summary = TraceSummary {
         pid: a.pid,
@@ -77,7 +80,7 @@ pub fn trace(rt: &Runtime, a: TraceArgs) -> Result<Exit, Exit> {
     };
     let watched = rt.block_on(watch(
         ring,
-        &mut sink,
+        &mut out,
         &mut summary,
         &session,
         &target,
@@ -110,7 +113,7 @@ pub fn trace(rt: &Runtime, a: TraceArgs) -> Result<Exit, Exit> {
     if let Ok(snap) = block {
         print_block_table(&snap);
     }
-    let mut failed = write_results(watched, sink, &summary, json.as_deref());
+    let mut failed = write_results(watched, out.sink, &summary, json.as_deref());
     if let Some(p) = &summary.profile {
         print!("{}", profile::report::render(p));
         failed = failed.or(flame::write_dirs(
@@ -347,7 +350,7 @@ fn sink_for(csv: Option<AtomicFile>, dashboard: &Option<Dashboard>) -> Sink {
 /// full disk, a closed pipe) ends it early with the error.
 async fn watch(
     ring: RingBuf<MapData>,
-    sink: &mut Sink,
+    sink: &mut TraceOut,
     summary: &mut TraceSummary,
     session: &Session,
     target: &Target,

@@ -3,7 +3,10 @@
 use crate::{
     export::atomic::AtomicFile,
     live::state::LiveState,
-    probes::events::{TraceSummary, bytes, csv_row, decoded, kind, name, next_event},
+    probes::{
+        events::{TraceSummary, bytes, csv_row, decoded, kind, name, next_event},
+        files::Mounts,
+    },
 };
 
 /// Where each traced call goes: the dashboard, the CSV, or a line on stdout.
@@ -13,7 +16,13 @@ pub enum Sink {
     Lines(std::io::BufWriter<std::io::Stdout>),
 }
 
-impl Sink {
+/// The sink and what it decodes files with.
+pub struct TraceOut {
+    pub sink: Sink,
+    pub mounts: Mounts,
+}
+
+impl TraceOut {
     /// Takes every event waiting in the ring; returns how many.
     pub fn drain(
         &mut self,
@@ -23,26 +32,36 @@ impl Sink {
     ) -> std::io::Result<u64> {
         use std::io::Write;
         let before = summary.events;
-        match self {
+        let mounts = &mut self.mounts;
+        match &mut self.sink {
             Sink::Live(state) => {
                 // One lock per batch, not per event.
                 let mut s = state.lock().unwrap_or_else(|e| e.into_inner());
                 let end_ns = start.elapsed().as_nanos() as u64;
-                while let Some(e) = next_event(ring) {
+                while let Some(t) = next_event(ring) {
+                    let e = t.call;
                     summary.count(&e);
                     let kind = name(&e);
                     s.record_event(&kind, e.duration_ns, bytes(&e), end_ns);
+                    if crate::probes::events::is_request(&e) {
+                        let file = t.file.and_then(|f| mounts.view(&f));
+                        s.record_request(&kind, decoded(&e, file.as_ref()).trim());
+                    }
                     s.profile_call(e.tid, e.start_ns, e.start_ns + e.duration_ns, &kind);
                 }
             }
             Sink::Csv(f) => {
-                while let Some(e) = next_event(ring) {
+                while let Some(t) = next_event(ring) {
+                    let e = t.call;
                     summary.count(&e);
-                    csv_row(f.writer(), &e)?;
+                    let file = t.file.and_then(|f| mounts.view(&f));
+                    csv_row(f.writer(), &e, file.as_ref())?;
                 }
             }
             Sink::Lines(out) => {
-                while let Some(e) = next_event(ring) {
+                while let Some(t) = next_event(ring) {
+                    let e = t.call;
+                    let file = t.file.and_then(|f| mounts.view(&f));
                     summary.count(&e);
                     writeln!(
                         out,
@@ -55,7 +74,7 @@ impl Sink {
                         e.len,
                         e.duration_ns as f64 / 1e3,
                         e.ret,
-                        decoded(&e)
+                        decoded(&e, file.as_ref())
                     )?;
                 }
                 out.flush()?;

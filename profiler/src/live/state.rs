@@ -29,6 +29,8 @@ pub struct ModeState {
     off_cpu_ns: Option<u64>,
     /// (second since run start, bytes moved in that second)
     bandwidth: VecDeque<(u64, u64)>,
+    /// A trace's latest request of this kind, decoded.
+    last_request: Option<String>,
 }
 
 impl ModeState {
@@ -42,6 +44,7 @@ impl ModeState {
             on_cpu_ns: None,
             off_cpu_ns: None,
             bandwidth: VecDeque::new(),
+            last_request: None,
         }
     }
 
@@ -107,6 +110,7 @@ impl ModeState {
             },
             versus: Vec::new(),
             profile: None,
+            last_request: self.last_request.clone(),
         }
     }
 }
@@ -202,6 +206,20 @@ impl LiveState {
             }
         };
         m.sample(duration_ns, bytes, 0, end_ns);
+    }
+
+    /// A trace's request of kind `name` (recorded with `record_event` just
+    /// before), decoded: the row shows the latest.
+    pub fn record_request(&mut self, name: &str, text: &str) {
+        if let Some(m) = self.modes.iter_mut().find(|m| m.name == name) {
+            match &mut m.last_request {
+                Some(s) => {
+                    s.clear();
+                    s.push_str(text);
+                }
+                None => m.last_request = Some(text.to_string()),
+            }
+        }
     }
 
     /// The probes' run time as a share of the time inside the calls seen so

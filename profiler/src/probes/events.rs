@@ -2,9 +2,13 @@
 //! per kind of call, counts per kind, and the agent's own cost.
 use std::{borrow::Cow, collections::BTreeMap};
 
-use profiler_common::call::{CallEvent, EVENT_EXPORTER, EVENT_IOCTL, EVENT_PREAD};
+use profiler_common::call::{
+    CallEvent, EVENT_CFR_HANDLER, EVENT_COPY_RANGE, EVENT_EXPORTER, EVENT_IOCTL, EVENT_PREAD,
+    FileCallEvent, FileId,
+};
 use serde::Serialize;
 
+use super::files::FileView;
 use crate::mechanism::Mechanism;
 
 use profiler_common::uapi::{
@@ -18,6 +22,8 @@ pub fn kind(e: &CallEvent) -> &'static str {
         EVENT_IOCTL => "ioctl",
         EVENT_EXPORTER => "rw_file",
         EVENT_PREAD => "pread",
+        EVENT_COPY_RANGE => "copy_range",
+        EVENT_CFR_HANDLER => "cfr_dmabuf",
         _ => "unknown",
     }
 }
@@ -27,6 +33,7 @@ pub fn mechanism(e: &CallEvent) -> Mechanism {
     match (e.kind, e.what) {
         (EVENT_IOCTL, DMA_BUF_IOCTL_RW_FILE) | (EVENT_EXPORTER, _) => Mechanism::RwFileIoctl,
         (EVENT_PREAD, _) => Mechanism::Pread,
+        (EVENT_COPY_RANGE | EVENT_CFR_HANDLER, _) => Mechanism::CopyFileRange,
         _ => Mechanism::Ioctl,
     }
 }
@@ -59,20 +66,32 @@ pub fn errno_name(ret: i64) -> String {
     }
 }
 
-/// What a headless trace line adds after the numbers: the errno name of a
-/// failure and an RW_FILE request decoded.
-pub fn decoded(e: &CallEvent) -> String {
+/// What a headless trace line adds after the numbers: an RW_FILE or
+/// copy_file_range request decoded, its file and dma-buf, and the errno name
+/// of a failure.
+pub fn decoded(e: &CallEvent, file: Option<&FileView>) -> String {
     let mut s = String::new();
-    if is_rw_file(e) {
+    if is_request(e) {
         let r = &e.rw;
+        let flags = request_flags(e);
         s = format!(
-            " {} fd={} file_offset={} buf_offset={} buf_len={}",
-            rw_flags(r.flags),
+            "{}fd={} file_offset={} buf_offset={} buf_len={}",
+            if flags.is_empty() {
+                " ".to_string()
+            } else {
+                format!(" {flags} ")
+            },
             r.fd,
             r.file_offset,
             r.buf_offset,
             r.buf_len
         );
+    }
+    if let Some(f) = file {
+        s.push_str(&format!(
+            " file={} dev={}:{} ino={}",
+            f.path, f.major, f.minor, f.ino
+        ));
     }
     if let Some((exporter, size, ino)) = dma_buf(e) {
         s.push_str(&format!(" dma-buf {exporter} size={size} ino={ino}"));
@@ -84,11 +103,11 @@ pub fn decoded(e: &CallEvent) -> String {
     s
 }
 
-/// The dma-buf of an exporter call, as read at the call: (exporter name,
-/// size, inode number); None for other calls or when nothing was read.
+/// The dma-buf of a call, as read at the call: (exporter name, size, inode
+/// number); None for other calls or when nothing was read.
 pub fn dma_buf(e: &CallEvent) -> Option<(String, u64, u64)> {
     let b = &e.buf;
-    if e.kind != EVENT_EXPORTER || (b.size == 0 && b.ino == 0) {
+    if e.kind == EVENT_PREAD || (b.size == 0 && b.ino == 0) {
         return None;
     }
     let end = b
@@ -115,6 +134,23 @@ pub fn is_rw_file(e: &CallEvent) -> bool {
     mechanism(e) == Mechanism::RwFileIoctl
 }
 
+/// Whether the event carries a request in `rw`: RW_FILE, or a
+/// copy_file_range (spelled as RW_FILE when one side is a dma-buf; between
+/// regular files: the input's fd and offset, the output's offset in
+/// `buf_offset`, no flags).
+pub fn is_request(e: &CallEvent) -> bool {
+    is_rw_file(e) || mechanism(e) == Mechanism::CopyFileRange
+}
+
+/// The request's flags decoded, "" for a copy_file_range between regular files.
+fn request_flags(e: &CallEvent) -> String {
+    if mechanism(e) == Mechanism::CopyFileRange && e.rw.flags == 0 {
+        String::new()
+    } else {
+        rw_flags(e.rw.flags)
+    }
+}
+
 /// The row name in the dashboard: one row per kind of call.
 pub fn name(e: &CallEvent) -> Cow<'static, str> {
     match (e.kind, e.what) {
@@ -123,6 +159,9 @@ pub fn name(e: &CallEvent) -> Cow<'static, str> {
         (EVENT_IOCTL, w) => format!("ioctl {w:#x}").into(),
         (EVENT_EXPORTER, _) => "rw_file (exporter)".into(),
         (EVENT_PREAD, _) => "pread".into(),
+        (EVENT_COPY_RANGE, 0) => "copy_file_range".into(),
+        (EVENT_COPY_RANGE, _) => "copy_file_range dma-buf".into(),
+        (EVENT_CFR_HANDLER, _) => "copy_file_range (dma-buf handler)".into(),
         _ => "unknown".into(),
     }
 }
@@ -133,7 +172,7 @@ pub fn name(e: &CallEvent) -> Cow<'static, str> {
 /// none for failed calls and ioctls.
 pub fn bytes(e: &CallEvent) -> u64 {
     match e.kind {
-        EVENT_PREAD => e.ret.max(0) as u64,
+        EVENT_PREAD | EVENT_COPY_RANGE | EVENT_CFR_HANDLER => e.ret.max(0) as u64,
         EVENT_EXPORTER if e.ret > 0 => e.ret as u64,
         EVENT_EXPORTER if e.ret == 0 => e.len,
         _ => 0,
@@ -159,6 +198,9 @@ pub const CSV_COLUMNS: &[&str] = &[
     "dmabuf_exporter",
     "dmabuf_size",
     "dmabuf_ino",
+    "file_path",
+    "file_dev",
+    "file_ino",
 ];
 
 pub fn csv_header(out: &mut impl std::io::Write) -> std::io::Result<()> {
@@ -167,10 +209,15 @@ pub fn csv_header(out: &mut impl std::io::Write) -> std::io::Result<()> {
 
 /// One row: start in kernel monotonic ns; `what` is the ioctl command (hex),
 /// the RW_FILE flags or the pread fd; then the mechanism, the errno name of
-/// a failure and, for RW_FILE, its request decoded (empty for other calls). Integers through itoa: at a million
-/// rows a second `write!`'s formatting machinery was most of the agent's
-/// time per event.
-pub fn csv_row(out: &mut impl std::io::Write, e: &CallEvent) -> std::io::Result<()> {
+/// a failure, for RW_FILE and copy_file_range the request decoded, the
+/// dma-buf and the file (empty for other calls). Integers through itoa: at
+/// a million rows a second `write!`'s formatting machinery was most of the
+/// agent's time per event.
+pub fn csv_row(
+    out: &mut impl std::io::Write,
+    e: &CallEvent,
+    file: Option<&FileView>,
+) -> std::io::Result<()> {
     let mut n = itoa::Buffer::new();
     for v in [e.start_ns, e.tgid as u64, e.tid as u64] {
         out.write_all(n.format(v).as_bytes())?;
@@ -187,9 +234,9 @@ pub fn csv_row(out: &mut impl std::io::Write, e: &CallEvent) -> std::io::Result<
     out.write_all(mechanism(e).name().as_bytes())?;
     out.write_all(b",")?;
     out.write_all(errno_name(e.ret).as_bytes())?;
-    if is_rw_file(e) {
+    if is_request(e) {
         // `|` joins the flags: no comma, no quoting needed.
-        write!(out, ",{},", rw_flags(e.rw.flags))?;
+        write!(out, ",{},", request_flags(e))?;
         out.write_all(n.format(e.rw.fd).as_bytes())?;
         for v in [e.rw.file_offset, e.rw.buf_offset, e.rw.buf_len] {
             out.write_all(b",")?;
@@ -204,8 +251,11 @@ pub fn csv_row(out: &mut impl std::io::Write, e: &CallEvent) -> std::io::Result<
             out.write_all(n.format(size).as_bytes())?;
             out.write_all(b",")?;
             out.write_all(n.format(ino).as_bytes())?;
-            out.write_all(b"\n")
         }
+        None => out.write_all(b",,,")?,
+    }
+    match file {
+        Some(f) => writeln!(out, ",{},{}:{},{}", f.path, f.major, f.minor, f.ino),
         None => out.write_all(b",,,\n"),
     }
 }
@@ -257,8 +307,11 @@ impl TraceSummary {
     pub fn count(&mut self, e: &CallEvent) {
         self.events += 1;
         self.call_ns += e.duration_ns;
+        // The exporter's and the handler's calls run inside an ioctl's or a
+        // copy_file_range's.
         if let Some(kept) = &mut self.kept
             && e.kind != EVENT_EXPORTER
+            && e.kind != EVENT_CFR_HANDLER
         {
             kept.push(*e);
         }
@@ -322,14 +375,29 @@ impl TraceSummary {
 }
 
 /// The next event of the ring, its space handed back to the producers at once.
-pub fn next_event(ring: &mut aya::maps::RingBuf<aya::maps::MapData>) -> Option<CallEvent> {
+pub fn next_event(ring: &mut aya::maps::RingBuf<aya::maps::MapData>) -> Option<Traced> {
     loop {
         let item = ring.next()?;
+        if item.len() >= size_of::<FileCallEvent>() {
+            // SAFETY: the kernel side wrote one FileCallEvent in this record.
+            let e = unsafe { std::ptr::read_unaligned(item.as_ptr() as *const FileCallEvent) };
+            return Some(Traced {
+                call: e.call,
+                file: Some(e.file),
+            });
+        }
         if item.len() >= size_of::<CallEvent>() {
-            // SAFETY: the kernel side writes exactly one CallEvent per record.
-            return Some(unsafe { std::ptr::read_unaligned(item.as_ptr() as *const CallEvent) });
+            // SAFETY: the kernel side wrote one CallEvent in this record.
+            let call = unsafe { std::ptr::read_unaligned(item.as_ptr() as *const CallEvent) };
+            return Some(Traced { call, file: None });
         }
     }
+}
+
+/// A traced call and, for the calls that name one, the file read at the call.
+pub struct Traced {
+    pub call: CallEvent,
+    pub file: Option<FileId>,
 }
 
 #[cfg(test)]
@@ -351,9 +419,9 @@ mod tests {
             buf: Default::default(),
         };
         let mut out = Vec::new();
-        csv_row(&mut out, &e).unwrap();
+        csv_row(&mut out, &e, None).unwrap();
         let row = String::from_utf8(out).unwrap();
-        assert_eq!(row, "10,7,8,pread,0x3,4096,4096,1500,pread,,,,,,,,,\n");
+        assert_eq!(row, "10,7,8,pread,0x3,4096,4096,1500,pread,,,,,,,,,,,,\n");
         assert_eq!(row.trim().split(',').count(), CSV_COLUMNS.len());
         assert_eq!(name(&e), "pread");
         assert_eq!(bytes(&e), 4096);
@@ -377,17 +445,36 @@ mod tests {
             ..ioctl
         };
         let mut out = Vec::new();
-        csv_row(&mut out, &request).unwrap();
+        let file = FileView {
+            path: "/mnt/data.bin".into(),
+            major: 7,
+            minor: 0,
+            ino: 12,
+        };
+        csv_row(&mut out, &request, Some(&file)).unwrap();
         let row = String::from_utf8(out).unwrap();
         assert!(
-            row.ends_with(",rw_file-ioctl,ENOTTY,READ|DIRECT,5,1048576,4096,8192,,,\n"),
+            row.ends_with(
+                ",rw_file-ioctl,ENOTTY,READ|DIRECT,5,1048576,4096,8192,,,,/mnt/data.bin,7:0,12\n"
+            ),
             "{row}"
         );
         assert_eq!(row.trim().split(',').count(), CSV_COLUMNS.len());
         assert_eq!(
-            decoded(&request),
-            " READ|DIRECT fd=5 file_offset=1048576 buf_offset=4096 buf_len=8192 ENOTTY"
+            decoded(&request, Some(&file)),
+            " READ|DIRECT fd=5 file_offset=1048576 buf_offset=4096 buf_len=8192 \
+             file=/mnt/data.bin dev=7:0 ino=12 ENOTTY"
         );
+        // A copy_file_range into a dma-buf reads as the same request.
+        let copy = CallEvent {
+            kind: EVENT_COPY_RANGE,
+            ret: 8192,
+            ..request
+        };
+        assert_eq!(mechanism(&copy), Mechanism::CopyFileRange);
+        assert_eq!(name(&copy), "copy_file_range dma-buf");
+        assert_eq!(bytes(&copy), 8192);
+        assert!(decoded(&copy, None).starts_with(" READ|DIRECT fd=5 "));
         // The exporter's call carries its dma-buf.
         let mut exporter_name = [0u8; 16];
         exporter_name[..6].copy_from_slice(b"system");
@@ -402,11 +489,11 @@ mod tests {
             ..request
         };
         let mut out = Vec::new();
-        csv_row(&mut out, &call).unwrap();
+        csv_row(&mut out, &call, None).unwrap();
         let row = String::from_utf8(out).unwrap();
-        assert!(row.ends_with(",8192,system,1048576,77\n"), "{row}");
+        assert!(row.ends_with(",8192,system,1048576,77,,,\n"), "{row}");
         assert_eq!(row.trim().split(',').count(), CSV_COLUMNS.len());
-        assert!(decoded(&call).ends_with(" dma-buf system size=1048576 ino=77"));
+        assert!(decoded(&call, None).ends_with(" dma-buf system size=1048576 ino=77"));
         assert_eq!(rw_flags(RW_FLAGS_WRITE | 0x100), "WRITE|0x100");
         assert_eq!(rw_flags(7), "op 7");
         assert_eq!(errno_name(-9), "EBADF");

@@ -4,6 +4,7 @@ pub mod attach;
 pub mod block;
 pub mod diagnostics;
 pub mod events;
+pub mod files;
 pub mod object;
 pub mod profile;
 pub mod report;

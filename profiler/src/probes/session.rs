@@ -9,7 +9,7 @@ use aya::{
     programs::{BtfTracePoint, FEntry, FExit, KProbe, Program, TracePoint},
 };
 use profiler_common::{
-    call::{DmaBufOffsets, SchedOffsets, ThreadCounters, lost},
+    call::{KernelOffsets, SchedOffsets, ThreadCounters, lost},
     programs,
 };
 use serde::Serialize;
@@ -30,6 +30,9 @@ pub struct Families {
     /// pread64 syscalls, one ring-buffer event each (`dmaprof trace`: a
     /// traced application's baseline reads).
     pub preads: bool,
+    /// copy_file_range syscalls, one ring-buffer event each (`dmaprof
+    /// trace`); the v4 dma-buf handler goes with `exporter`.
+    pub copy_ranges: bool,
 }
 
 impl Families {
@@ -39,11 +42,14 @@ impl Families {
         block: true,
         sched: true,
         preads: true,
+        copy_ranges: true,
     };
-    /// `dmaprof run`: everything but pread events (the workload times its own
-    /// preads; nobody would read those events, they would only fill the ring).
+    /// `dmaprof run`: everything but pread and copy_file_range events (the
+    /// workload times its own calls; nobody would read those events, they
+    /// would only fill the ring).
     pub const WORKLOAD: Families = Families {
         preads: false,
+        copy_ranges: false,
         ..Families::ALL
     };
     pub const BLOCK: Families = Families {
@@ -52,6 +58,7 @@ impl Families {
         block: true,
         sched: false,
         preads: false,
+        copy_ranges: false,
     };
 }
 
@@ -174,31 +181,47 @@ fn sched_offsets(tracefs: &std::path::Path) -> Result<SchedOffsets> {
     })
 }
 
-/// Where the exporter probe reads a dma-buf's size, exporter name and
-/// inode number, from this kernel's BTF (None: a field is not there).
-fn dma_buf_offsets(btf: &crate::btf::Btf) -> Option<DmaBufOffsets> {
+/// Where the probes read a dma-buf's identity, a file's, and the file
+/// behind an fd, from this kernel's BTF (None: a field is not there; the
+/// probes then read nothing and the rows stay without them).
+fn kernel_offsets(btf: &crate::btf::Btf) -> Option<KernelOffsets> {
     let at = |st: &str, member: &str| {
         btf.struct_members(st)?
             .into_iter()
             .find(|m| m.name == member)
             .map(|m| m.offset)
     };
-    Some(DmaBufOffsets {
+    Some(KernelOffsets {
         valid: 1,
-        size: at("dma_buf", "size")?,
-        exp_name: at("dma_buf", "exp_name")?,
-        file: at("dma_buf", "file")?,
-        f_inode: at("file", "f_inode")?,
-        i_ino: at("inode", "i_ino")?,
+        dmabuf_size: at("dma_buf", "size")?,
+        dmabuf_exp_name: at("dma_buf", "exp_name")?,
+        dmabuf_file: at("dma_buf", "file")?,
+        file_inode: at("file", "f_inode")?,
+        file_dentry: at("file", "f_path")? + at("path", "dentry")?,
+        file_private: at("file", "private_data")?,
+        file_pos: at("file", "f_pos")?,
+        file_flags: at("file", "f_flags")?,
+        inode_ino: at("inode", "i_ino")?,
+        inode_sb: at("inode", "i_sb")?,
+        sb_dev: at("super_block", "s_dev")?,
+        sb_magic: at("super_block", "s_magic")?,
+        dentry_name: at("dentry", "d_name")? + at("qstr", "name")?,
+        dentry_parent: at("dentry", "d_parent")?,
+        task_files: at("task_struct", "files")?,
+        files_fdt: at("files_struct", "fdt")?,
+        fdt_fd: at("fdtable", "fd")?,
+        fdt_max_fds: at("fdtable", "max_fds")?,
+        o_direct: libc::O_DIRECT as u32,
     })
 }
 
-/// The ioctl programs read cmd, arg and ret at fixed offsets: check this
+/// The ioctl programs read fd, cmd, arg and ret at fixed offsets: check this
 /// kernel agrees.
 fn check_syscall_layout(tracefs: &std::path::Path) -> Result<()> {
     let enter = tracefs::event_fields(tracefs, "syscalls", "sys_enter_ioctl")?;
     let exit = tracefs::event_fields(tracefs, "syscalls", "sys_exit_ioctl")?;
-    if tracefs::field_offset(&enter, "cmd", 8)? != 24
+    if tracefs::field_offset(&enter, "fd", 8)? != 16
+        || tracefs::field_offset(&enter, "cmd", 8)? != 24
         || tracefs::field_offset(&enter, "arg", 8)? != 32
         || tracefs::field_offset(&exit, "ret", 8)? != 16
     {
@@ -235,14 +258,15 @@ impl Session {
             SchedOffsets::DEFAULT
         };
         let btf = Btf::from_sys_fs().ok();
-        let dma_buf = crate::btf::Btf::from_sys_fs()
-            .ok()
-            .and_then(|b| dma_buf_offsets(&b))
+        let kernel_btf = crate::btf::Btf::from_sys_fs().ok();
+        let offsets = kernel_btf
+            .as_ref()
+            .and_then(kernel_offsets)
             .unwrap_or_default();
         let mut ebpf = super::object::load_with(|loader| {
             loader.override_global("FILTER_TGID", &tgid, true);
             loader.override_global("SCHED_OFFSETS", &sched, true);
-            loader.override_global("DMA_BUF_OFFSETS", &dma_buf, true);
+            loader.override_global("KERNEL_OFFSETS", &offsets, true);
             if let Some(cfg) = &block_cfg {
                 loader.override_global("BLOCK_OFFSETS", &cfg.offsets, true);
             }
@@ -256,7 +280,21 @@ impl Session {
             attached.push(ioctl_ladder(&mut ebpf, btf.as_ref(), opts.force, &tracefs)?);
         }
         if opts.families.exporter {
-            attached.push(exporter_ladder(&mut ebpf, btf.as_ref(), opts)?);
+            attached.push(exporter_ladder(
+                &mut ebpf,
+                btf.as_ref(),
+                kernel_btf.as_ref(),
+                opts,
+            )?);
+            attached.push(cfr_handler_ladder(
+                &mut ebpf,
+                btf.as_ref(),
+                kernel_btf.as_ref(),
+                opts.force,
+            ));
+        }
+        if opts.families.copy_ranges {
+            attached.push(attach_copy_ranges(&mut ebpf, &tracefs)?);
         }
         if let Some(cfg) = &block_cfg {
             let events = block::attach(&mut ebpf, cfg)?;
@@ -609,10 +647,15 @@ fn ioctl_ladder(
     }
 }
 
-fn exporter_ladder(ebpf: &mut Ebpf, btf: Option<&Btf>, opts: &Options) -> Result<Attached> {
+fn exporter_ladder(
+    ebpf: &mut Ebpf,
+    btf: Option<&Btf>,
+    kernel_btf: Option<&crate::btf::Btf>,
+    opts: &Options,
+) -> Result<Attached> {
     let function = match &opts.exporter_fn {
         Some(f) => Some(f.clone()),
-        None => crate::btf::Btf::from_sys_fs().ok().and_then(|b| {
+        None => kernel_btf.and_then(|b| {
             b.functions_taking(&["dma_buf", "dma_buf_rw_file"])
                 .into_iter()
                 .next()
@@ -655,4 +698,120 @@ fn exporter_ladder(ebpf: &mut Ebpf, btf: Option<&Btf>, opts: &Options) -> Result
         target: function,
         not_used,
     })
+}
+
+/// The function v4's copy_file_range reaches in the dma-buf core (it calls
+/// the exporter's rw_file_v4): one attach covers every exporter, where an
+/// fentry program attaches to one function only.
+pub const CFR_HANDLER: &str = "dma_buf_copy_file_range";
+
+/// v4's dma-buf handler of copy_file_range, fentry or kprobe; absent (with
+/// the reason) on a kernel without v4.
+fn cfr_handler_ladder(
+    ebpf: &mut Ebpf,
+    btf: Option<&Btf>,
+    kernel_btf: Option<&crate::btf::Btf>,
+    force: Option<Method>,
+) -> Attached {
+    let mut attached = Attached {
+        probe: "copy_file_range dma-buf handler".into(),
+        method: None,
+        target: CFR_HANDLER.into(),
+        not_used: Vec::new(),
+    };
+    if !kernel_btf.is_some_and(|b| b.has_function(CFR_HANDLER)) {
+        attached.not_used.push(format!(
+            "no {CFR_HANDLER} in this kernel's BTF: no copy_file_range with dma-bufs (v4)"
+        ));
+        return attached;
+    }
+    let (found, not_used) = attach::climb(&attach::rungs(force), |m| {
+        let r = match m {
+            Method::Fentry => try_fentry_pair(
+                ebpf,
+                btf,
+                programs::CFR_HANDLER_FENTRY,
+                programs::CFR_HANDLER_FEXIT,
+                CFR_HANDLER,
+            ),
+            Method::Kprobe => try_kprobe_pair(
+                ebpf,
+                programs::CFR_HANDLER_KPROBE,
+                programs::CFR_HANDLER_KRETPROBE,
+                CFR_HANDLER,
+            ),
+            Method::Tracepoint | Method::TpBtf | Method::PerfEvent => Err(anyhow::anyhow!(
+                "the handler has no tracepoint; the copy_file_range syscall tracepoints cover the call"
+            )),
+        };
+        r.map_err(|e| attach::describe(&e, m))
+    });
+    attached.method = found.map(|(m, ())| m);
+    attached.not_used = not_used;
+    attached
+}
+
+/// The copy_file_range syscall tracepoints read their fields at fixed offsets.
+fn check_copy_range_layout(tracefs: &std::path::Path) -> Result<()> {
+    let enter = tracefs::event_fields(tracefs, "syscalls", "sys_enter_copy_file_range")?;
+    let exit = tracefs::event_fields(tracefs, "syscalls", "sys_exit_copy_file_range")?;
+    let fields = [
+        ("fd_in", 16),
+        ("off_in", 24),
+        ("fd_out", 32),
+        ("off_out", 40),
+        ("len", 48),
+    ];
+    for (name, at) in fields {
+        if tracefs::field_offset(&enter, name, 8)? != at {
+            bail!("sys_enter_copy_file_range: {name} is not at {at}");
+        }
+    }
+    if tracefs::field_offset(&exit, "ret", 8)? != 16 {
+        bail!("sys_exit_copy_file_range: ret is not at 16");
+    }
+    Ok(())
+}
+
+/// copy_file_range enter and exit: one ring event per call of the traced
+/// process, with its file and dma-buf.
+fn attach_copy_ranges(ebpf: &mut Ebpf, tracefs: &std::path::Path) -> Result<Attached> {
+    check_copy_range_layout(tracefs)?;
+    tracepoint(
+        ebpf,
+        programs::CFR_SYS_ENTER,
+        "syscalls",
+        "sys_enter_copy_file_range",
+    )?;
+    tracepoint(
+        ebpf,
+        programs::CFR_SYS_EXIT,
+        "syscalls",
+        "sys_exit_copy_file_range",
+    )?;
+    Ok(Attached {
+        probe: "copy_file_range syscall".into(),
+        method: Some(Method::Tracepoint),
+        target: "syscalls:sys_enter_copy_file_range+sys_exit_copy_file_range".into(),
+        not_used: Vec::new(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn kernel_offsets_come_from_this_kernels_btf() {
+        let Ok(btf) = crate::btf::Btf::from_sys_fs() else {
+            assert!(std::env::var("CI").is_err(), "no BTF under CI");
+            eprintln!("SKIP: no kernel BTF");
+            return;
+        };
+        let off = super::kernel_offsets(&btf).expect("every field in BTF");
+        assert_eq!(off.valid, 1);
+        // struct path { struct vfsmount *mnt; struct dentry *dentry; }
+        assert!(off.file_dentry >= 8, "{off:?}");
+        // struct qstr { union { ...; u64 hash_len; }; const unsigned char *name; }
+        assert!(off.dentry_name >= 8, "{off:?}");
+        assert_ne!(off.task_files, 0, "{off:?}");
+    }
 }
