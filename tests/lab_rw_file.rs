@@ -1224,8 +1224,8 @@ fn trace_decodes_each_rw_file_request_of_a_process() {
 /// handler that the call reached, carries the request spelled as RW_FILE
 /// (READ: file -> buffer, WRITE: buffer -> file, DIRECT for an O_DIRECT
 /// file), the regular file by path, device and inode, the offsets and
-/// length, the result with its errno name, and the dma-buf by exporter and
-/// size.
+/// length, the result with its errno name, and the dma-buf by exporter,
+/// size and the name it was given.
 #[test]
 #[ignore = "lab: needs the patched kernel; run by `cargo xtask lab test`"]
 fn trace_decodes_copy_file_range_into_dma_bufs_with_their_files() {
@@ -1255,6 +1255,21 @@ fn trace_decodes_copy_file_range_into_dma_bufs_with_their_files() {
     let out = File::create(out_path).unwrap();
     let read_only_out = File::open(out_path).unwrap();
     let heap_buf = alloc(MIB);
+    // A named buffer: its name shows in the rows (the udmabuf stays unnamed).
+    // SAFETY: DMA_BUF_SET_NAME reads a NUL-terminated string.
+    let rc = unsafe {
+        libc::ioctl(
+            heap_buf.as_raw_fd(),
+            dma_buf::DMA_BUF_SET_NAME as _,
+            c"model-weights".as_ptr(),
+        )
+    };
+    assert_eq!(
+        rc,
+        0,
+        "DMA_BUF_SET_NAME: {}",
+        std::io::Error::last_os_error()
+    );
     let memfd = dma_buf::sealed_memfd(MIB).unwrap();
     let udmabuf = dma_buf::udmabuf_create(&memfd, MIB).unwrap();
     use dma_buf::copy_file_range as cfr;
@@ -1377,6 +1392,12 @@ fn trace_decodes_copy_file_range_into_dma_bufs_with_their_files() {
             );
             assert_eq!(r[col("dmabuf_exporter")], exporter, "{r:?}");
             assert_eq!(r[col("dmabuf_size")], mib, "{r:?}");
+            let name = if exporter == "system" {
+                "model-weights"
+            } else {
+                ""
+            };
+            assert_eq!(r[col("dmabuf_name")], name, "{r:?}");
         }
     }
     println!("lab: trace decoded 5 copy_file_range calls with dma-bufs and their handler calls");

@@ -326,8 +326,11 @@ time.sleep(0.5)
             l.contains(" ioctl ")
                 && l.contains("0x40206204")
                 && l.contains(" -25 READ fd=")
-                && l.trim_end()
-                    .ends_with(" file_offset=0 buf_offset=0 buf_len=4096 ENOTTY")
+                && l.contains(&format!(
+                    " file_offset=0 buf_offset=0 buf_len=4096 file={} ",
+                    data.display()
+                ))
+                && l.trim_end().ends_with(" ENOTTY")
         })
         .count();
     assert_eq!(ioctls, 3, "{text}");
@@ -968,5 +971,86 @@ fn trace_decodes_copy_file_range_calls_with_their_files() {
             (path.as_str(), dev.as_str(), ino.as_str()),
             "{r:?}"
         );
+    }
+}
+
+/// io_uring requests, submission to completion, from the io_uring
+/// tracepoints: `dmaprof trace --pid` of a `uring-direct` run has one
+/// io_uring READ_FIXED row per call (the chunk's bytes, attributed to the
+/// submitting thread) besides the capability probe's one page; and the run's
+/// own per-call CSV counts one request per call in `uring_requests`, with
+/// its time in `uring_ns`.
+#[test]
+fn io_uring_requests_are_counted_and_traced_per_call() {
+    if !require_bpf("io_uring tracepoints") {
+        return;
+    }
+    let _serial = probe_lock();
+    let dir = disk_scratch_dir();
+    let calls_csv = dir.path().join("calls.csv");
+    let run = Command::new(dmaprof_bin())
+        .args([
+            "run",
+            "--headless",
+            "--mode",
+            "uring-direct",
+            "--size",
+            "8M",
+            "--chunk",
+            "1M",
+            "--iterations",
+            "1",
+        ])
+        .arg("--dir")
+        .arg(dir.path())
+        .arg("--csv")
+        .arg(&calls_csv)
+        .output()
+        .unwrap();
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    let csv = std::fs::read_to_string(&calls_csv).unwrap();
+    let mut lines = csv.lines();
+    let header: Vec<&str> = lines.next().unwrap().split(',').collect();
+    let col = |n: &str| header.iter().position(|h| *h == n).unwrap();
+    let rows: Vec<Vec<&str>> = lines.map(|l| l.split(',').collect()).collect();
+    assert_eq!(rows.len(), 8, "{csv}");
+    for r in &rows {
+        assert_eq!(r[col("uring_requests")], "1", "{r:?}");
+        assert!(r[col("uring_ns")].parse::<u64>().unwrap() > 0, "{r:?}");
+    }
+
+    let trace_csv = dir.path().join("trace.csv");
+    let file = dir.path().join("data.bin");
+    std::fs::write(&file, vec![5u8; 4 << 20]).unwrap();
+    let (text, log, pid) = dmaprof_e2e::trace_a_run(
+        &format!(
+            "--mode uring-direct --file {} --chunk 1M --iterations 1 --no-verify",
+            file.display()
+        ),
+        trace_csv.to_str().unwrap(),
+    );
+    let mut lines = text.lines();
+    let header: Vec<&str> = lines.next().unwrap().split(',').collect();
+    let col = |n: &str| header.iter().position(|h| *h == n).unwrap();
+    let uring: Vec<Vec<&str>> = lines
+        .map(|l| l.split(',').collect::<Vec<_>>())
+        .filter(|r| r[col("kind")] == "io_uring")
+        .collect();
+    let sizes: Vec<&str> = uring.iter().map(|r| r[col("ret")]).collect();
+    // The planner's one-page probe, then the 4 chunks.
+    assert_eq!(
+        sizes,
+        ["4096", "1048576", "1048576", "1048576", "1048576"],
+        "{text}\n{log}"
+    );
+    for r in &uring {
+        assert_eq!(r[col("pid")], pid.to_string(), "{r:?}");
+        assert_eq!(r[col("mechanism")], "io_uring", "{r:?}");
+        assert_eq!(r[col("what")], "0x4", "READ_FIXED: {r:?}");
+        assert!(r[col("duration_ns")].parse::<u64>().unwrap() > 0, "{r:?}");
     }
 }

@@ -69,6 +69,11 @@ thread_counters! {
         switches,
         /// Exporter calls that returned an error.
         exporter_errors,
+        /// io_uring requests this thread submitted that completed, and
+        /// their time from submission to completion (summed: requests
+        /// overlap at queue depth > 1).
+        uring_requests,
+        uring_ns,
     }
 }
 
@@ -88,7 +93,8 @@ pub struct Pending {
 }
 
 /// A dma-buf as the exporter probe reads it from `struct dma_buf` at the
-/// call: its size, its file's inode number and the exporter's name.
+/// call: its size, its file's inode number, the exporter's name and the
+/// buffer's own name when one was set (DMA_BUF_SET_NAME).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct DmaBufId {
@@ -96,7 +102,13 @@ pub struct DmaBufId {
     pub ino: u64,
     /// `exp_name`, NUL-terminated (truncated to 15 bytes).
     pub exporter: [u8; 16],
+    /// `name`, NUL-terminated (the kernel keeps at most 31 bytes), empty
+    /// when unset.
+    pub name: [u8; DMA_BUF_NAME_LEN],
 }
+
+/// The kernel's DMA_BUF_NAME_LEN.
+pub const DMA_BUF_NAME_LEN: usize = 32;
 
 /// Where the fields the probes read at a call are, in bytes, from the
 /// kernel's BTF (set by user space before load; `valid` 0: unknown, nothing
@@ -106,10 +118,11 @@ pub struct DmaBufId {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct KernelOffsets {
     pub valid: u32,
-    /// struct dma_buf: size, exp_name, file.
+    /// struct dma_buf: size, exp_name, file, name.
     pub dmabuf_size: u32,
     pub dmabuf_exp_name: u32,
     pub dmabuf_file: u32,
+    pub dmabuf_name: u32,
     /// struct file: f_inode, f_path.dentry, private_data, f_pos, f_flags.
     pub file_inode: u32,
     pub file_dentry: u32,
@@ -220,6 +233,34 @@ pub const EVENT_COPY_RANGE: u32 = 4;
 /// The dma-buf core's copy_file_range handler (v4), which calls the
 /// exporter's rw_file_v4: fields as for EVENT_COPY_RANGE.
 pub const EVENT_CFR_HANDLER: u32 = 5;
+/// An io_uring request, submission to completion (`dmaprof trace`): what =
+/// the opcode, ret = the CQE's result (bytes or -errno), attributed to the
+/// thread that submitted it.
+pub const EVENT_URING: u32 = 6;
+
+/// io_uring_submit_req and io_uring_complete field offsets (from tracefs).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct UringOffsets {
+    pub submit_req: u32,
+    pub submit_opcode: u32,
+    pub complete_req: u32,
+    pub complete_res: u32,
+    /// 1: send one event per completed request (`dmaprof trace`); 0: count
+    /// only (a workload run reads the counters, nobody the events).
+    pub emit: u32,
+}
+
+/// An io_uring request in flight, keyed by its `struct io_kiocb *`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct UringPending {
+    pub start_ns: u64,
+    pub tgid: u32,
+    pub tid: u32,
+    pub opcode: u32,
+    pub _pad: u32,
+}
 
 /// sched_switch field offsets (set from tracefs before load).
 #[repr(C)]
@@ -255,6 +296,8 @@ mod pod {
     unsafe impl aya::Pod for CallEvent {}
     unsafe impl aya::Pod for SchedOffsets {}
     unsafe impl aya::Pod for KernelOffsets {}
+    unsafe impl aya::Pod for UringOffsets {}
+    unsafe impl aya::Pod for UringPending {}
     unsafe impl aya::Pod for FileId {}
     unsafe impl aya::Pod for FileCallEvent {}
 }

@@ -49,6 +49,9 @@ pub mod programs {
     pub const CFR_HANDLER_FEXIT: &str = "dma_buf_cfr_fexit";
     pub const CFR_HANDLER_KPROBE: &str = "dma_buf_cfr_kprobe";
     pub const CFR_HANDLER_KRETPROBE: &str = "dma_buf_cfr_kretprobe";
+    /// io_uring requests: submission and completion tracepoints.
+    pub const URING_SUBMIT: &str = "io_uring_submit_req";
+    pub const URING_COMPLETE: &str = "io_uring_complete";
     /// No-op programs used by `dmaprof doctor` to test each attach mechanism for real.
     pub const PROBE_FENTRY: &str = "probe_fentry";
     pub const PROBE_KPROBE: &str = "probe_kprobe";

@@ -39,6 +39,9 @@ pub const DMA_BUF_IOCTL_TYPE: u32 = DMA_BUF_BASE as u32;
 pub const DMA_BUF_IOCTL_RW_FILE: u32 = ioc(IOC_WRITE, DMA_BUF_BASE, 4, size_of::<RwFileArgs>());
 /// `_IOW('b', 0, struct dma_buf_sync)`.
 pub const DMA_BUF_IOCTL_SYNC: u32 = ioc(IOC_WRITE, DMA_BUF_BASE, 0, 8);
+/// DMA_BUF_SET_NAME (`_B`, the 64-bit pointer form): the argument is a
+/// pointer to a NUL-terminated name of at most 31 bytes.
+pub const DMA_BUF_SET_NAME: u32 = ioc(IOC_WRITE, DMA_BUF_BASE, 1, 8);
 pub const DMA_BUF_SYNC_READ: u64 = 1;
 pub const DMA_BUF_SYNC_WRITE: u64 = 2;
 pub const DMA_BUF_SYNC_START: u64 = 0;
@@ -115,6 +118,7 @@ mod tests {
         // What the kernel's _IOW/_IOWR macros give on x86-64 and arm64.
         assert_eq!(DMA_BUF_IOCTL_RW_FILE, 0x4020_6204);
         assert_eq!(DMA_BUF_IOCTL_SYNC, 0x4008_6200);
+        assert_eq!(DMA_BUF_SET_NAME, 0x4008_6201);
         assert_eq!(DMA_BUF_IOCTL_IMPORT_SYNC_FILE, 0x4008_6203);
         assert_eq!(DMA_HEAP_IOCTL_ALLOC, 0xc018_4800);
         assert_eq!(UDMABUF_CREATE, 0x4018_7542);

@@ -10,11 +10,11 @@ use aya_ebpf::{
     macros::{btf_map, fentry, fexit, kprobe, kretprobe, tracepoint},
     programs::{FEntryContext, FExitContext, ProbeContext, RetProbeContext, TracePointContext},
 };
-use profiler_common::call::{CallEvent, EVENT_CFR_HANDLER, EVENT_COPY_RANGE, FileId, Pending};
+use profiler_common::call::{EVENT_CFR_HANDLER, EVENT_COPY_RANGE, FileId, Pending};
 
-use crate::files::{copy_request, emit_with_file, file_of_fd, file_pos, offsets};
+use crate::files::{Finished, copy_request, emit_pending, file_of_fd, file_pos, offsets};
 use crate::pending::TaskStorage;
-use crate::threads::{add, begin, counters, end, traced_current};
+use crate::threads::{add, begin_in_place, counters, end_in_place, traced_current};
 
 #[btf_map]
 static CFR_PENDING: TaskStorage<Pending> = TaskStorage::new();
@@ -50,19 +50,22 @@ pub fn sys_enter_copy_file_range(ctx: TracePointContext) -> u32 {
     if traced_current().is_none() {
         return 0;
     }
+    let Some(p) = begin_in_place(&CFR_PENDING) else {
+        return 0;
+    };
     let field = |at: usize| unsafe { ctx.read_at::<u64>(at) }.unwrap_or(0);
     let off = offsets();
     let (fd_in, fd_out) = (field(FD_IN) as i32, field(FD_OUT) as i32);
     let file_in = file_of_fd(&off, fd_in as i64);
     let file_out = file_of_fd(&off, fd_out as i64);
-    let pending = copy_request(
+    copy_request(
+        p,
         &off,
         &CFR_FILE,
         (file_in, fd_in, position(field(OFF_IN), file_in)),
         (file_out, fd_out, position(field(OFF_OUT), file_out)),
         field(LEN),
     );
-    begin(&CFR_PENDING, pending);
     0
 }
 
@@ -71,25 +74,19 @@ pub fn sys_exit_copy_file_range(ctx: TracePointContext) -> u32 {
     let Some((tgid, tid)) = traced_current() else {
         return 0;
     };
-    let Some((p, duration_ns)) = end(&CFR_PENDING) else {
+    let Some((p, start_ns, duration_ns)) = end_in_place(&CFR_PENDING) else {
         return 0;
     };
     let ret = unsafe { ctx.read_at::<i64>(RET) }.unwrap_or(0);
-    emit_with_file(
-        CallEvent {
-            kind: EVENT_COPY_RANGE,
-            tgid,
-            tid,
-            what: p.what as u32,
-            ret,
-            start_ns: p.start_ns,
-            duration_ns,
-            len: p.len,
-            rw: p.rw,
-            buf: p.buf,
-        },
-        &CFR_FILE,
-    );
+    let f = Finished {
+        kind: EVENT_COPY_RANGE,
+        tgid,
+        tid,
+        ret,
+        start_ns,
+        duration_ns,
+    };
+    emit_pending(&f, p, &CFR_FILE);
     0
 }
 
@@ -101,14 +98,17 @@ fn handler_enter(file_in: *const u8, pos_in: u64, file_out: *const u8, pos_out: 
     if traced_current().is_none() {
         return;
     }
-    let pending = copy_request(
+    let Some(p) = begin_in_place(&CFR_HANDLER_PENDING) else {
+        return;
+    };
+    copy_request(
+        p,
         &offsets(),
         &CFR_HANDLER_FILE,
         (file_in, -1, pos_in),
         (file_out, -1, pos_out),
         len,
     );
-    begin(&CFR_HANDLER_PENDING, pending);
 }
 
 #[inline(always)]
@@ -116,7 +116,7 @@ fn handler_exit(ret: i64) {
     let Some((tgid, tid)) = traced_current() else {
         return;
     };
-    let Some((p, duration_ns)) = end(&CFR_HANDLER_PENDING) else {
+    let Some((p, start_ns, duration_ns)) = end_in_place(&CFR_HANDLER_PENDING) else {
         return;
     };
     // The dma-buf side of the call, counted as the exporter's (the handler
@@ -132,21 +132,15 @@ fn handler_exit(ret: i64) {
             }
         }
     }
-    emit_with_file(
-        CallEvent {
-            kind: EVENT_CFR_HANDLER,
-            tgid,
-            tid,
-            what: p.what as u32,
-            ret,
-            start_ns: p.start_ns,
-            duration_ns,
-            len: p.len,
-            rw: p.rw,
-            buf: p.buf,
-        },
-        &CFR_HANDLER_FILE,
-    );
+    let f = Finished {
+        kind: EVENT_CFR_HANDLER,
+        tgid,
+        tid,
+        ret,
+        start_ns,
+        duration_ns,
+    };
+    emit_pending(&f, p, &CFR_HANDLER_FILE);
 }
 
 #[fentry]

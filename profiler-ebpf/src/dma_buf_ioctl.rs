@@ -8,15 +8,16 @@ use aya_ebpf::{
     programs::{FEntryContext, FExitContext, ProbeContext, RetProbeContext, TracePointContext},
 };
 use profiler_common::{
-    call::{CallEvent, DmaBufId, EVENT_IOCTL, FileId, Pending},
+    call::{EVENT_IOCTL, FileId, Pending},
     uapi::{DMA_BUF_IOCTL_RW_FILE, DMA_BUF_IOCTL_TYPE, RwFileArgs},
 };
 
 use crate::files::{
-    dma_buf_of, emit_with_file, file_of_fd, identity, is_dma_buf, offsets, remember_file,
+    Finished, dma_buf_of, emit_pending, file_of_fd, identity_into, is_dma_buf, offsets,
+    remember_file,
 };
 use crate::pending::TaskStorage;
-use crate::threads::{add, begin, counters, end, traced_current};
+use crate::threads::{add, begin_in_place, counters, end_in_place, traced_current};
 
 #[btf_map]
 static IOCTL_PENDING: TaskStorage<Pending> = TaskStorage::new();
@@ -40,26 +41,24 @@ fn enter(file: *const u8, cmd: u32, arg: u64) {
     if traced_current().is_none() {
         return;
     }
-    let mut rw = RwFileArgs::default();
-    let mut buf = DmaBufId::default();
-    if cmd == DMA_BUF_IOCTL_RW_FILE {
-        rw = unsafe { bpf_probe_read_user(arg as *const RwFileArgs) }.unwrap_or_default();
-        let off = offsets();
-        remember_file(&IOCTL_FILE, &off, file_of_fd(&off, rw.fd as i64));
-        if is_dma_buf(&off, file) {
-            buf = identity(&off, dma_buf_of(&off, file));
+    let Some(p) = begin_in_place(&IOCTL_PENDING) else {
+        return;
+    };
+    let off = offsets();
+    unsafe {
+        (*p).what = cmd as u64;
+        (*p).rw = RwFileArgs::default();
+        let mut dmabuf = core::ptr::null();
+        if cmd == DMA_BUF_IOCTL_RW_FILE {
+            (*p).rw = bpf_probe_read_user(arg as *const RwFileArgs).unwrap_or_default();
+            remember_file(&IOCTL_FILE, &off, file_of_fd(&off, (*p).rw.fd as i64));
+            if is_dma_buf(&off, file) {
+                dmabuf = dma_buf_of(&off, file);
+            }
         }
+        (*p).len = (*p).rw.buf_len;
+        identity_into(&off, dmabuf, &raw mut (*p).buf);
     }
-    begin(
-        &IOCTL_PENDING,
-        Pending {
-            what: cmd as u64,
-            len: rw.buf_len,
-            rw,
-            buf,
-            ..Default::default()
-        },
-    );
 }
 
 #[inline(always)]
@@ -67,7 +66,7 @@ fn exit(ret: i64) {
     let Some((tgid, tid)) = traced_current() else {
         return;
     };
-    let Some((p, duration_ns)) = end(&IOCTL_PENDING) else {
+    let Some((p, start_ns, duration_ns)) = end_in_place(&IOCTL_PENDING) else {
         return;
     };
     if let Some(c) = counters(tid) {
@@ -79,21 +78,15 @@ fn exit(ret: i64) {
             }
         }
     }
-    emit_with_file(
-        CallEvent {
-            kind: EVENT_IOCTL,
-            tgid,
-            tid,
-            what: p.what as u32,
-            ret,
-            start_ns: p.start_ns,
-            duration_ns,
-            len: p.len,
-            rw: p.rw,
-            buf: p.buf,
-        },
-        &IOCTL_FILE,
-    );
+    let f = Finished {
+        kind: EVENT_IOCTL,
+        tgid,
+        tid,
+        ret,
+        start_ns,
+        duration_ns,
+    };
+    emit_pending(&f, p, &IOCTL_FILE);
 }
 
 #[fentry]

@@ -19,7 +19,7 @@ use profiler_common::{
 };
 
 use crate::pending::TaskStorage;
-use crate::threads::{emit, lost_ringbuf};
+use crate::threads::lost_ringbuf;
 
 /// Set by user space from BTF before load.
 #[unsafe(no_mangle)]
@@ -28,6 +28,7 @@ static KERNEL_OFFSETS: KernelOffsets = KernelOffsets {
     dmabuf_size: 0,
     dmabuf_exp_name: 0,
     dmabuf_file: 0,
+    dmabuf_name: 0,
     file_inode: 0,
     file_dentry: 0,
     file_private: 0,
@@ -106,21 +107,30 @@ pub fn file_pos(off: &KernelOffsets, file: *const u8) -> u64 {
     read(file, off.file_pos)
 }
 
-/// The dma-buf's size, inode number and exporter name, read now.
+/// Writes the dma-buf's size, inode number, exporter name and own name,
+/// read now, into `id` (zeroed when there is no dma-buf).
 #[inline(always)]
-pub fn identity(off: &KernelOffsets, dmabuf: *const u8) -> DmaBufId {
-    let mut id = DmaBufId::default();
-    if off.valid == 0 || dmabuf.is_null() {
-        return id;
+pub fn identity_into(off: &KernelOffsets, dmabuf: *const u8, id: *mut DmaBufId) {
+    unsafe {
+        *id = DmaBufId::default();
+        if off.valid == 0 || dmabuf.is_null() {
+            return;
+        }
+        (*id).size = read(dmabuf, off.dmabuf_size);
+        let name = read_ptr(dmabuf, off.dmabuf_exp_name);
+        if !name.is_null() {
+            let _ = bpf_probe_read_kernel_str_bytes(name, &mut (*id).exporter);
+        }
+        let inode = read_ptr(read_ptr(dmabuf, off.dmabuf_file), off.file_inode);
+        (*id).ino = read(inode, off.inode_ino);
+        // Read without the buffer's name_lock: a name set at this instant
+        // may come out empty or old, never out of bounds (the copy is
+        // bounded).
+        let own_name = read_ptr(dmabuf, off.dmabuf_name);
+        if !own_name.is_null() {
+            let _ = bpf_probe_read_kernel_str_bytes(own_name, &mut (*id).name);
+        }
     }
-    id.size = read(dmabuf, off.dmabuf_size);
-    let name = read_ptr(dmabuf, off.dmabuf_exp_name);
-    if !name.is_null() {
-        let _ = unsafe { bpf_probe_read_kernel_str_bytes(name, &mut id.exporter) };
-    }
-    let inode = read_ptr(read_ptr(dmabuf, off.dmabuf_file), off.file_inode);
-    id.ino = read(inode, off.inode_ino);
-    id
 }
 
 /// Reads `file`'s identity into this thread's slot of `store` (in place:
@@ -163,15 +173,49 @@ pub fn remember_file(store: &TaskStorage<FileId>, off: &KernelOffsets, file: *co
     }
 }
 
-/// Sends `call` with the file this thread's slot of `store` holds, or the
-/// call alone when there is none.
+/// What a finished call is, besides its entry record.
+pub struct Finished {
+    pub kind: u32,
+    pub tgid: u32,
+    pub tid: u32,
+    pub ret: i64,
+    pub start_ns: u64,
+    pub duration_ns: u64,
+}
+
+/// Fills `out` from the finished call and its entry record (in place).
 #[inline(always)]
-pub fn emit_with_file(call: CallEvent, store: &TaskStorage<FileId>) {
+unsafe fn fill(out: *mut CallEvent, f: &Finished, p: *const Pending) {
+    unsafe {
+        (*out).kind = f.kind;
+        (*out).tgid = f.tgid;
+        (*out).tid = f.tid;
+        (*out).what = (*p).what as u32;
+        (*out).ret = f.ret;
+        (*out).start_ns = f.start_ns;
+        (*out).duration_ns = f.duration_ns;
+        (*out).len = (*p).len;
+        (*out).rw = (*p).rw;
+        (*out).buf = (*p).buf;
+    }
+}
+
+/// Sends the finished call with its entry record `p` and the file this
+/// thread's slot of `store` holds (the call alone when there is none),
+/// written straight into the ring: the records are too large to build on
+/// the BPF stack.
+#[inline(always)]
+pub fn emit_pending(f: &Finished, p: *const Pending, store: &TaskStorage<FileId>) {
     let Some(id) = store
         .current(false)
         .filter(|&id| unsafe { (*id).depth != 0 || (*id).ino != 0 })
     else {
-        emit(call);
+        let Some(mut entry) = crate::threads::CALL_EVENTS.reserve::<CallEvent>(0) else {
+            lost_ringbuf();
+            return;
+        };
+        unsafe { fill(entry.as_mut_ptr(), f, p) };
+        entry.submit(0);
         return;
     };
     let Some(mut entry) = crate::threads::CALL_EVENTS.reserve::<FileCallEvent>(0) else {
@@ -180,7 +224,7 @@ pub fn emit_with_file(call: CallEvent, store: &TaskStorage<FileId>) {
     };
     let out = entry.as_mut_ptr();
     unsafe {
-        (*out).call = call;
+        fill(&raw mut (*out).call, f, p);
         let dst = core::slice::from_raw_parts_mut(
             (&raw mut (*out).file) as *mut u8,
             core::mem::size_of::<FileId>(),
@@ -195,20 +239,21 @@ pub fn emit_with_file(call: CallEvent, store: &TaskStorage<FileId>) {
     entry.submit(0);
 }
 
-/// A copy_file_range between `file_in` and `file_out` as a request: when
+/// A copy_file_range between `file_in` and `file_out` as a request, written
+/// into the in-flight slot `p`: when
 /// one side is a dma-buf, spelled as RW_FILE would (READ: file -> buffer,
 /// WRITE: buffer -> file, DIRECT for an O_DIRECT file) with the other side
 /// as the file; otherwise what = 0, the input is the file and the output's
 /// offset goes in buf_offset. The file's identity goes to `store`.
 #[inline(always)]
-#[allow(clippy::too_many_arguments)]
 pub fn copy_request(
+    p: *mut Pending,
     off: &KernelOffsets,
     store: &TaskStorage<FileId>,
     (file_in, fd_in, pos_in): (*const u8, i32, u64),
     (file_out, fd_out, pos_out): (*const u8, i32, u64),
     len: u64,
-) -> Pending {
+) {
     let into_buf = is_dma_buf(off, file_out) && !is_dma_buf(off, file_in);
     let from_buf = is_dma_buf(off, file_in) && !is_dma_buf(off, file_out);
     let (file, fd, file_offset, buf_file, buf_offset, op) = if into_buf {
@@ -226,21 +271,21 @@ pub fn copy_request(
         (op, false) => op,
     };
     remember_file(store, off, file);
-    Pending {
-        what: flags as u64,
-        len,
-        rw: RwFileArgs {
+    let dmabuf = if buf_file.is_null() {
+        null()
+    } else {
+        dma_buf_of(off, buf_file)
+    };
+    unsafe {
+        (*p).what = flags as u64;
+        (*p).len = len;
+        (*p).rw = RwFileArgs {
             flags,
             fd,
             file_offset,
             buf_offset,
             buf_len: len,
-        },
-        buf: if buf_file.is_null() {
-            DmaBufId::default()
-        } else {
-            identity(off, dma_buf_of(off, buf_file))
-        },
-        ..Default::default()
+        };
+        identity_into(off, dmabuf, &raw mut (*p).buf);
     }
 }

@@ -16,6 +16,7 @@ mod profile;
 mod rw_file;
 mod sched;
 mod threads;
+mod uring;
 
 #[cfg(not(test))]
 #[panic_handler]

@@ -8,13 +8,13 @@ use aya_ebpf::{
     programs::{FEntryContext, FExitContext, ProbeContext, RetProbeContext},
 };
 use profiler_common::{
-    call::{CallEvent, EVENT_EXPORTER, FileId, Pending},
+    call::{EVENT_EXPORTER, FileId, Pending},
     uapi::RwFileArgs,
 };
 
-use crate::files::{emit_with_file, file_of_fd, identity, offsets, remember_file};
+use crate::files::{Finished, emit_pending, file_of_fd, identity_into, offsets, remember_file};
 use crate::pending::TaskStorage;
-use crate::threads::{add, begin, counters, end, traced_current};
+use crate::threads::{add, begin_in_place, counters, end_in_place, traced_current};
 
 #[btf_map]
 static EXPORTER_PENDING: TaskStorage<Pending> = TaskStorage::new();
@@ -28,20 +28,17 @@ fn enter(dmabuf: *const u8, arg: *const u8) {
     if traced_current().is_none() {
         return;
     }
-    let rw: RwFileArgs =
-        unsafe { bpf_probe_read_kernel(arg as *const RwFileArgs) }.unwrap_or_default();
+    let Some(p) = begin_in_place(&EXPORTER_PENDING) else {
+        return;
+    };
     let off = offsets();
-    remember_file(&EXPORTER_FILE, &off, file_of_fd(&off, rw.fd as i64));
-    begin(
-        &EXPORTER_PENDING,
-        Pending {
-            what: rw.flags as u64,
-            len: rw.buf_len,
-            rw,
-            buf: identity(&off, dmabuf),
-            ..Default::default()
-        },
-    );
+    unsafe {
+        (*p).rw = bpf_probe_read_kernel(arg as *const RwFileArgs).unwrap_or_default();
+        (*p).what = (*p).rw.flags as u64;
+        (*p).len = (*p).rw.buf_len;
+        remember_file(&EXPORTER_FILE, &off, file_of_fd(&off, (*p).rw.fd as i64));
+        identity_into(&off, dmabuf, &raw mut (*p).buf);
+    }
 }
 
 #[inline(always)]
@@ -49,7 +46,7 @@ fn exit(ret: i64) {
     let Some((tgid, tid)) = traced_current() else {
         return;
     };
-    let Some((p, duration_ns)) = end(&EXPORTER_PENDING) else {
+    let Some((p, start_ns, duration_ns)) = end_in_place(&EXPORTER_PENDING) else {
         return;
     };
     if let Some(c) = counters(tid) {
@@ -61,27 +58,21 @@ fn exit(ret: i64) {
             if ret > 0 {
                 add(&raw mut (*c).exporter_bytes, ret as u64);
             } else if ret == 0 {
-                add(&raw mut (*c).exporter_bytes, p.len);
+                add(&raw mut (*c).exporter_bytes, (*p).len);
             } else {
                 add(&raw mut (*c).exporter_errors, 1);
             }
         }
     }
-    emit_with_file(
-        CallEvent {
-            kind: EVENT_EXPORTER,
-            tgid,
-            tid,
-            what: p.what as u32,
-            ret,
-            start_ns: p.start_ns,
-            duration_ns,
-            len: p.len,
-            rw: p.rw,
-            buf: p.buf,
-        },
-        &EXPORTER_FILE,
-    );
+    let f = Finished {
+        kind: EVENT_EXPORTER,
+        tgid,
+        tid,
+        ret,
+        start_ns,
+        duration_ns,
+    };
+    emit_pending(&f, p, &EXPORTER_FILE);
 }
 
 #[fentry]

@@ -110,6 +110,35 @@ pub fn begin(pending: &TaskStorage<Pending>, call: Pending) {
     };
 }
 
+/// Entry probe, in place: this thread's in-flight slot with its start
+/// time set, for the caller to fill (the records of the calls that name a
+/// file and a dma-buf are too large to build on the BPF stack and copy).
+#[inline(always)]
+pub fn begin_in_place(pending: &TaskStorage<Pending>) -> Option<*mut Pending> {
+    let Some(p) = pending.current(true) else {
+        lost_event(lost::PENDING_FULL);
+        return None;
+    };
+    // SAFETY: p is this task's storage, valid for the program's run.
+    unsafe { (*p).start_ns = bpf_ktime_get_ns() };
+    Some(p)
+}
+
+/// Exit probe, in place: the slot (its start cleared), the start and the
+/// duration; None when the entry was not seen.
+#[inline(always)]
+pub fn end_in_place(pending: &TaskStorage<Pending>) -> Option<(*const Pending, u64, u64)> {
+    let slot = pending.current(false)?;
+    // SAFETY: as in begin.
+    let start_ns = unsafe { (*slot).start_ns };
+    if start_ns == 0 {
+        return None;
+    }
+    unsafe { (*slot).start_ns = 0 };
+    let duration_ns = unsafe { bpf_ktime_get_ns() }.saturating_sub(start_ns);
+    Some((slot, start_ns, duration_ns))
+}
+
 /// Exit probe: the call's entry record and its duration, the record
 /// cleared; None when the entry was not seen (not traced, or started
 /// before the probes were attached).

@@ -4,7 +4,7 @@ use std::{borrow::Cow, collections::BTreeMap};
 
 use profiler_common::call::{
     CallEvent, EVENT_CFR_HANDLER, EVENT_COPY_RANGE, EVENT_EXPORTER, EVENT_IOCTL, EVENT_PREAD,
-    FileCallEvent, FileId,
+    EVENT_URING, FileCallEvent, FileId,
 };
 use serde::Serialize;
 
@@ -24,6 +24,7 @@ pub fn kind(e: &CallEvent) -> &'static str {
         EVENT_PREAD => "pread",
         EVENT_COPY_RANGE => "copy_range",
         EVENT_CFR_HANDLER => "cfr_dmabuf",
+        EVENT_URING => "io_uring",
         _ => "unknown",
     }
 }
@@ -34,6 +35,7 @@ pub fn mechanism(e: &CallEvent) -> Mechanism {
         (EVENT_IOCTL, DMA_BUF_IOCTL_RW_FILE) | (EVENT_EXPORTER, _) => Mechanism::RwFileIoctl,
         (EVENT_PREAD, _) => Mechanism::Pread,
         (EVENT_COPY_RANGE | EVENT_CFR_HANDLER, _) => Mechanism::CopyFileRange,
+        (EVENT_URING, _) => Mechanism::IoUring,
         _ => Mechanism::Ioctl,
     }
 }
@@ -53,6 +55,22 @@ pub fn rw_flags(flags: u32) -> String {
         parts.push(format!("{rest:#x}"));
     }
     parts.join("|")
+}
+
+/// An io_uring opcode's name (the kernel's `io_uring_get_opcode`), for
+/// the opcodes of file I/O; others by number.
+pub fn uring_op(op: u32) -> Cow<'static, str> {
+    match op {
+        0 => "NOP".into(),
+        1 => "READV".into(),
+        2 => "WRITEV".into(),
+        3 => "FSYNC".into(),
+        4 => "READ_FIXED".into(),
+        5 => "WRITE_FIXED".into(),
+        22 => "READ".into(),
+        23 => "WRITE".into(),
+        op => format!("op {op}").into(),
+    }
 }
 
 /// A negative return's errno name (`ENOTTY`), or "" for a success.
@@ -93,8 +111,12 @@ pub fn decoded(e: &CallEvent, file: Option<&FileView>) -> String {
             f.path, f.major, f.minor, f.ino
         ));
     }
-    if let Some((exporter, size, ino)) = dma_buf(e) {
-        s.push_str(&format!(" dma-buf {exporter} size={size} ino={ino}"));
+    if let Some(b) = dma_buf(e) {
+        s.push_str(&format!(" dma-buf {}", b.exporter));
+        if !b.name.is_empty() {
+            s.push_str(&format!(" name={}", b.name));
+        }
+        s.push_str(&format!(" size={} ino={}", b.size, b.ino));
     }
     if e.ret < 0 {
         s.push(' ');
@@ -103,20 +125,35 @@ pub fn decoded(e: &CallEvent, file: Option<&FileView>) -> String {
     s
 }
 
-/// The dma-buf of a call, as read at the call: (exporter name, size, inode
-/// number); None for other calls or when nothing was read.
-pub fn dma_buf(e: &CallEvent) -> Option<(String, u64, u64)> {
+/// A call's dma-buf, as read at the call.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DmaBufView {
+    pub exporter: String,
+    /// Its own name (DMA_BUF_SET_NAME), "" when unset.
+    pub name: String,
+    pub size: u64,
+    pub ino: u64,
+}
+
+/// The dma-buf of a call; None for other calls or when nothing was read.
+pub fn dma_buf(e: &CallEvent) -> Option<DmaBufView> {
     let b = &e.buf;
     if e.kind == EVENT_PREAD || (b.size == 0 && b.ino == 0) {
         return None;
     }
-    let end = b
-        .exporter
-        .iter()
-        .position(|&c| c == 0)
-        .unwrap_or(b.exporter.len());
-    // Kept to what a CSV field may hold unquoted.
-    let name: String = String::from_utf8_lossy(&b.exporter[..end])
+    Some(DmaBufView {
+        exporter: c_field(&b.exporter),
+        name: c_field(&b.name),
+        size: b.size,
+        ino: b.ino,
+    })
+}
+
+/// A NUL-terminated kernel string, kept to what a CSV field holds unquoted
+/// and a headless line keeps as one token.
+fn c_field(bytes: &[u8]) -> String {
+    let end = bytes.iter().position(|&c| c == 0).unwrap_or(bytes.len());
+    String::from_utf8_lossy(&bytes[..end])
         .chars()
         .map(|c| {
             if c.is_ascii_graphic() && c != ',' {
@@ -125,8 +162,7 @@ pub fn dma_buf(e: &CallEvent) -> Option<(String, u64, u64)> {
                 '_'
             }
         })
-        .collect();
-    Some((name, b.size, b.ino))
+        .collect()
 }
 
 /// Whether the event is an RW_FILE request (the ioctl or its exporter call).
@@ -162,6 +198,7 @@ pub fn name(e: &CallEvent) -> Cow<'static, str> {
         (EVENT_COPY_RANGE, 0) => "copy_file_range".into(),
         (EVENT_COPY_RANGE, _) => "copy_file_range dma-buf".into(),
         (EVENT_CFR_HANDLER, _) => "copy_file_range (dma-buf handler)".into(),
+        (EVENT_URING, op) => format!("io_uring {}", uring_op(op)).into(),
         _ => "unknown".into(),
     }
 }
@@ -173,6 +210,10 @@ pub fn name(e: &CallEvent) -> Cow<'static, str> {
 pub fn bytes(e: &CallEvent) -> u64 {
     match e.kind {
         EVENT_PREAD | EVENT_COPY_RANGE | EVENT_CFR_HANDLER => e.ret.max(0) as u64,
+        // Data opcodes' results are bytes; others' are not.
+        EVENT_URING if uring_op(e.what).contains("READ") || uring_op(e.what).contains("WRITE") => {
+            e.ret.max(0) as u64
+        }
         EVENT_EXPORTER if e.ret > 0 => e.ret as u64,
         EVENT_EXPORTER if e.ret == 0 => e.len,
         _ => 0,
@@ -201,6 +242,7 @@ pub const CSV_COLUMNS: &[&str] = &[
     "file_path",
     "file_dev",
     "file_ino",
+    "dmabuf_name",
 ];
 
 pub fn csv_header(out: &mut impl std::io::Write) -> std::io::Result<()> {
@@ -245,18 +287,23 @@ pub fn csv_row(
     } else {
         out.write_all(b",,,,,")?;
     }
-    match dma_buf(e) {
-        Some((exporter, size, ino)) => {
-            write!(out, ",{exporter},")?;
-            out.write_all(n.format(size).as_bytes())?;
+    let buf = dma_buf(e);
+    match &buf {
+        Some(b) => {
+            write!(out, ",{},", b.exporter)?;
+            out.write_all(n.format(b.size).as_bytes())?;
             out.write_all(b",")?;
-            out.write_all(n.format(ino).as_bytes())?;
+            out.write_all(n.format(b.ino).as_bytes())?;
         }
         None => out.write_all(b",,,")?,
     }
     match file {
-        Some(f) => writeln!(out, ",{},{}:{},{}", f.path, f.major, f.minor, f.ino),
-        None => out.write_all(b",,,\n"),
+        Some(f) => write!(out, ",{},{}:{},{}", f.path, f.major, f.minor, f.ino)?,
+        None => out.write_all(b",,,")?,
+    }
+    match &buf {
+        Some(b) => writeln!(out, ",{}", b.name),
+        None => out.write_all(b",\n"),
     }
 }
 
@@ -308,10 +355,12 @@ impl TraceSummary {
         self.events += 1;
         self.call_ns += e.duration_ns;
         // The exporter's and the handler's calls run inside an ioctl's or a
-        // copy_file_range's.
+        // copy_file_range's; io_uring requests overlap at depth > 1 and run partly elsewhere:
+        // not a span of the submitting thread's time line.
         if let Some(kept) = &mut self.kept
             && e.kind != EVENT_EXPORTER
             && e.kind != EVENT_CFR_HANDLER
+            && e.kind != EVENT_URING
         {
             kept.push(*e);
         }
@@ -421,7 +470,7 @@ mod tests {
         let mut out = Vec::new();
         csv_row(&mut out, &e, None).unwrap();
         let row = String::from_utf8(out).unwrap();
-        assert_eq!(row, "10,7,8,pread,0x3,4096,4096,1500,pread,,,,,,,,,,,,\n");
+        assert_eq!(row, "10,7,8,pread,0x3,4096,4096,1500,pread,,,,,,,,,,,,,\n");
         assert_eq!(row.trim().split(',').count(), CSV_COLUMNS.len());
         assert_eq!(name(&e), "pread");
         assert_eq!(bytes(&e), 4096);
@@ -455,7 +504,7 @@ mod tests {
         let row = String::from_utf8(out).unwrap();
         assert!(
             row.ends_with(
-                ",rw_file-ioctl,ENOTTY,READ|DIRECT,5,1048576,4096,8192,,,,/mnt/data.bin,7:0,12\n"
+                ",rw_file-ioctl,ENOTTY,READ|DIRECT,5,1048576,4096,8192,,,,/mnt/data.bin,7:0,12,\n"
             ),
             "{row}"
         );
@@ -485,13 +534,14 @@ mod tests {
                 size: 1 << 20,
                 ino: 77,
                 exporter: exporter_name,
+                name: [0; 32],
             },
             ..request
         };
         let mut out = Vec::new();
         csv_row(&mut out, &call, None).unwrap();
         let row = String::from_utf8(out).unwrap();
-        assert!(row.ends_with(",8192,system,1048576,77,,,\n"), "{row}");
+        assert!(row.ends_with(",8192,system,1048576,77,,,,\n"), "{row}");
         assert_eq!(row.trim().split(',').count(), CSV_COLUMNS.len());
         assert!(decoded(&call, None).ends_with(" dma-buf system size=1048576 ino=77"));
         assert_eq!(rw_flags(RW_FLAGS_WRITE | 0x100), "WRITE|0x100");

@@ -9,7 +9,7 @@ use aya::{
     programs::{BtfTracePoint, FEntry, FExit, KProbe, Program, TracePoint},
 };
 use profiler_common::{
-    call::{KernelOffsets, SchedOffsets, ThreadCounters, lost},
+    call::{KernelOffsets, SchedOffsets, ThreadCounters, UringOffsets, lost},
     programs,
 };
 use serde::Serialize;
@@ -33,6 +33,10 @@ pub struct Families {
     /// copy_file_range syscalls, one ring-buffer event each (`dmaprof
     /// trace`); the v4 dma-buf handler goes with `exporter`.
     pub copy_ranges: bool,
+    /// io_uring requests, submission to completion, counted per thread;
+    /// with `uring_events` also one ring-buffer event each.
+    pub uring: bool,
+    pub uring_events: bool,
 }
 
 impl Families {
@@ -43,6 +47,8 @@ impl Families {
         sched: true,
         preads: true,
         copy_ranges: true,
+        uring: true,
+        uring_events: true,
     };
     /// `dmaprof run`: everything but pread and copy_file_range events (the
     /// workload times its own calls; nobody would read those events, they
@@ -50,6 +56,7 @@ impl Families {
     pub const WORKLOAD: Families = Families {
         preads: false,
         copy_ranges: false,
+        uring_events: false,
         ..Families::ALL
     };
     pub const BLOCK: Families = Families {
@@ -59,6 +66,8 @@ impl Families {
         sched: false,
         preads: false,
         copy_ranges: false,
+        uring: false,
+        uring_events: false,
     };
 }
 
@@ -196,6 +205,7 @@ fn kernel_offsets(btf: &crate::btf::Btf) -> Option<KernelOffsets> {
         dmabuf_size: at("dma_buf", "size")?,
         dmabuf_exp_name: at("dma_buf", "exp_name")?,
         dmabuf_file: at("dma_buf", "file")?,
+        dmabuf_name: at("dma_buf", "name")?,
         file_inode: at("file", "f_inode")?,
         file_dentry: at("file", "f_path")? + at("path", "dentry")?,
         file_private: at("file", "private_data")?,
@@ -258,6 +268,11 @@ impl Session {
             SchedOffsets::DEFAULT
         };
         let btf = Btf::from_sys_fs().ok();
+        let uring = if opts.families.uring {
+            Some(uring_offsets(&tracefs, opts.families.uring_events))
+        } else {
+            None
+        };
         let kernel_btf = crate::btf::Btf::from_sys_fs().ok();
         let offsets = kernel_btf
             .as_ref()
@@ -267,6 +282,9 @@ impl Session {
             loader.override_global("FILTER_TGID", &tgid, true);
             loader.override_global("SCHED_OFFSETS", &sched, true);
             loader.override_global("KERNEL_OFFSETS", &offsets, true);
+            if let Some(Ok(u)) = &uring {
+                loader.override_global("URING_OFFSETS", u, true);
+            }
             if let Some(cfg) = &block_cfg {
                 loader.override_global("BLOCK_OFFSETS", &cfg.offsets, true);
             }
@@ -292,6 +310,9 @@ impl Session {
                 kernel_btf.as_ref(),
                 opts.force,
             ));
+        }
+        if let Some(u) = &uring {
+            attached.push(attach_uring(&mut ebpf, u));
         }
         if opts.families.copy_ranges {
             attached.push(attach_copy_ranges(&mut ebpf, &tracefs)?);
@@ -795,6 +816,57 @@ fn attach_copy_ranges(ebpf: &mut Ebpf, tracefs: &std::path::Path) -> Result<Atta
         target: "syscalls:sys_enter_copy_file_range+sys_exit_copy_file_range".into(),
         not_used: Vec::new(),
     })
+}
+
+/// Where the io_uring programs read the request pointer, the opcode and
+/// the result on this kernel, or why they cannot.
+fn uring_offsets(tracefs: &std::path::Path, emit: bool) -> Result<UringOffsets, String> {
+    let read = || -> Result<UringOffsets> {
+        let submit = tracefs::event_fields(tracefs, "io_uring", "io_uring_submit_req")?;
+        let complete = tracefs::event_fields(tracefs, "io_uring", "io_uring_complete")?;
+        Ok(UringOffsets {
+            submit_req: tracefs::field_offset(&submit, "req", 8)?,
+            submit_opcode: tracefs::field_offset(&submit, "opcode", 1)?,
+            complete_req: tracefs::field_offset(&complete, "req", 8)?,
+            complete_res: tracefs::field_offset(&complete, "res", 4)?,
+            emit: emit as u32,
+        })
+    };
+    read().map_err(|e| format!("{e:#}"))
+}
+
+/// The io_uring tracepoints, or why not (a kernel without io_uring or
+/// with other tracepoints: the uring modes then have no kernel attribution).
+fn attach_uring(ebpf: &mut Ebpf, offsets: &Result<UringOffsets, String>) -> Attached {
+    let target = "io_uring:io_uring_submit_req+io_uring_complete".to_string();
+    let result = offsets.clone().map_err(anyhow::Error::msg).and_then(|_| {
+        tracepoint(
+            ebpf,
+            programs::URING_SUBMIT,
+            "io_uring",
+            "io_uring_submit_req",
+        )?;
+        tracepoint(
+            ebpf,
+            programs::URING_COMPLETE,
+            "io_uring",
+            "io_uring_complete",
+        )
+    });
+    match result {
+        Ok(()) => Attached {
+            probe: "io_uring requests".into(),
+            method: Some(Method::Tracepoint),
+            target,
+            not_used: Vec::new(),
+        },
+        Err(e) => Attached {
+            probe: "io_uring requests".into(),
+            method: None,
+            target,
+            not_used: vec![format!("tracepoint: {e:#}")],
+        },
+    }
 }
 
 #[cfg(test)]

@@ -19,7 +19,7 @@ pub struct KernelCall {
 const ON_CPU: &str = "on_cpu_ns";
 const ON_CPU_BEFORE: &str = "off_cpu_ns";
 /// Fields added after the first results schema: absent in older files.
-const ADDED_LATER: &[&str] = &["exporter_errors"];
+const ADDED_LATER: &[&str] = &["exporter_errors", "uring_requests", "uring_ns"];
 
 impl Deref for KernelCall {
     type Target = ThreadCounters;
@@ -129,6 +129,8 @@ mod tests {
                 "off_cpu_ns",
                 "switches",
                 "exporter_errors",
+                "uring_requests",
+                "uring_ns",
             ]
         );
     }
@@ -136,19 +138,19 @@ mod tests {
     #[test]
     fn json_round_trips_and_old_files_read() {
         let before = ThreadCounters::default();
-        let mut after = ThreadCounters::from_values([1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12]);
+        let mut after =
+            ThreadCounters::from_values([1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14]);
         after.off_cpu_ns = 30;
         let k = KernelCall::between(&before, &after, 100);
         assert_eq!((k.on_cpu_ns, k.exporter_errors), (70, 12));
         let text = serde_json::to_string(&k).unwrap();
         assert_eq!(serde_json::from_str::<KernelCall>(&text).unwrap(), k);
-        let old = text.replace(",\"exporter_errors\":12", "");
-        assert_eq!(
-            serde_json::from_str::<KernelCall>(&old)
-                .unwrap()
-                .exporter_errors,
-            0
-        );
+        let old = text
+            .replace(",\"exporter_errors\":12", "")
+            .replace(",\"uring_requests\":13", "")
+            .replace(",\"uring_ns\":14", "");
+        let read = serde_json::from_str::<KernelCall>(&old).unwrap();
+        assert_eq!((read.exporter_errors, read.uring_requests), (0, 0));
         let unknown = text.replace("\"switches\"", "\"bogus\"");
         assert!(serde_json::from_str::<KernelCall>(&unknown).is_err());
     }
