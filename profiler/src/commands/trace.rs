@@ -19,7 +19,7 @@ use crate::{
     export::{
         atomic::{self, AtomicFile},
         flame,
-        trace_sink::{Sink, TraceOut},
+        trace_sink::{DRAIN_LIMIT, Sink, TraceOut},
     },
     kernel::Privileges,
     live::{self, state::LiveState, tui},
@@ -376,11 +376,16 @@ async fn watch(
             _ = readable(exited.as_ref()), if exited.is_some() => break Ok(()),
             ready = ring.readable_mut() => {
                 let mut guard = ready?;
-                if let Err(e) = sink.drain(guard.get_inner_mut(), summary, start) {
-                    break Err(e);
+                match sink.drain(guard.get_inner_mut(), summary, start) {
+                    Err(e) => break Err(e),
+                    // More waiting: back to the select (a stop wins half
+                    // the time), no pause.
+                    Ok(n) if n >= DRAIN_LIMIT => {}
+                    Ok(_) => {
+                        guard.clear_ready();
+                        tokio::time::sleep(BATCH).await;
+                    }
                 }
-                guard.clear_ready();
-                tokio::time::sleep(BATCH).await;
             }
             _ = block_tick.tick(), if live.is_some() => {
                 if let Some(state) = live {

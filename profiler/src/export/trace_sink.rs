@@ -22,8 +22,14 @@ pub struct TraceOut {
     pub mounts: Mounts,
 }
 
+/// The most events one `drain` takes: about what the 8 MiB ring holds, so
+/// a traced process producing as fast as the sink writes cannot keep the
+/// trace from seeing Ctrl-C or its deadline.
+pub const DRAIN_LIMIT: u64 = (8 << 20) / size_of::<profiler_common::call::CallEvent>() as u64;
+
 impl TraceOut {
-    /// Takes every event waiting in the ring; returns how many.
+    /// Takes the events waiting in the ring, at most DRAIN_LIMIT; returns
+    /// how many.
     pub fn drain(
         &mut self,
         ring: &mut aya::maps::RingBuf<aya::maps::MapData>,
@@ -33,12 +39,17 @@ impl TraceOut {
         use std::io::Write;
         let before = summary.events;
         let mounts = &mut self.mounts;
+        let mut left = DRAIN_LIMIT;
+        let mut next = |ring: &mut aya::maps::RingBuf<aya::maps::MapData>| {
+            left = left.checked_sub(1)?;
+            next_event(ring)
+        };
         match &mut self.sink {
             Sink::Live(state) => {
                 // One lock per batch, not per event.
                 let mut s = state.lock().unwrap_or_else(|e| e.into_inner());
                 let end_ns = start.elapsed().as_nanos() as u64;
-                while let Some(t) = next_event(ring) {
+                while let Some(t) = next(ring) {
                     let e = t.call;
                     summary.count(&e);
                     let kind = name(&e);
@@ -51,7 +62,7 @@ impl TraceOut {
                 }
             }
             Sink::Csv(f) => {
-                while let Some(t) = next_event(ring) {
+                while let Some(t) = next(ring) {
                     let e = t.call;
                     summary.count(&e);
                     let file = t.file.and_then(|f| mounts.view(&f));
@@ -59,7 +70,7 @@ impl TraceOut {
                 }
             }
             Sink::Lines(out) => {
-                while let Some(t) = next_event(ring) {
+                while let Some(t) = next(ring) {
                     let e = t.call;
                     let file = t.file.and_then(|f| mounts.view(&f));
                     summary.count(&e);
