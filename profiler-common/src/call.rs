@@ -212,11 +212,14 @@ pub struct CallEvent {
     pub duration_ns: u64,
     /// Exporter: buf_len.
     pub len: u64,
-    /// RW_FILE (the ioctl and the exporter's callback): the request read at
-    /// the call (the ioctl's from user memory at entry, the exporter's from
-    /// the kernel's copy); zero for other calls or when it was unreadable.
+    /// RW_FILE (the ioctl and the exporter's callback) and copy_file_range:
+    /// the request read at the call (the ioctl's from user memory at entry,
+    /// the exporter's from the kernel's copy); zero for other dma-buf calls
+    /// or when it was unreadable. Not written for EVENT_PREAD and
+    /// EVENT_URING (whatever the ring held): readers look at the kind first.
     pub rw: RwFileArgs,
-    /// The exporter's calls: the dma-buf (zero for other calls).
+    /// The call's dma-buf (zero when none; not written, as `rw`, for
+    /// EVENT_PREAD and EVENT_URING).
     pub buf: DmaBufId,
 }
 

@@ -9,7 +9,7 @@ use aya_ebpf::{
     maps::{HashMap, PerCpuArray, RingBuf},
     programs::TracePointContext,
 };
-use profiler_common::call::{CallEvent, Pending, ThreadCounters, lost};
+use profiler_common::call::{Pending, ThreadCounters, lost};
 
 use crate::pending::TaskStorage;
 
@@ -87,29 +87,6 @@ pub fn lost_ringbuf() {
     lost_event(lost::RINGBUF_FULL);
 }
 
-#[inline(always)]
-pub fn emit(event: CallEvent) {
-    if CALL_EVENTS.output::<CallEvent>(&event, 0).is_err() {
-        lost_event(lost::RINGBUF_FULL);
-    }
-}
-
-/// Entry probe: remembers when this thread's call started (and what it is).
-#[inline(always)]
-pub fn begin(pending: &TaskStorage<Pending>, call: Pending) {
-    let Some(p) = pending.current(true) else {
-        lost_event(lost::PENDING_FULL);
-        return;
-    };
-    // SAFETY: p is this task's storage, valid for the program's run.
-    unsafe {
-        *p = Pending {
-            start_ns: bpf_ktime_get_ns(),
-            ..call
-        }
-    };
-}
-
 /// Entry probe, in place: this thread's in-flight slot with its start
 /// time set, for the caller to fill (the records of the calls that name a
 /// file and a dma-buf are too large to build on the BPF stack and copy).
@@ -137,20 +114,4 @@ pub fn end_in_place(pending: &TaskStorage<Pending>) -> Option<(*const Pending, u
     unsafe { (*slot).start_ns = 0 };
     let duration_ns = unsafe { bpf_ktime_get_ns() }.saturating_sub(start_ns);
     Some((slot, start_ns, duration_ns))
-}
-
-/// Exit probe: the call's entry record and its duration, the record
-/// cleared; None when the entry was not seen (not traced, or started
-/// before the probes were attached).
-#[inline(always)]
-pub fn end(pending: &TaskStorage<Pending>) -> Option<(Pending, u64)> {
-    let slot = pending.current(false)?;
-    // SAFETY: as in begin.
-    let p = unsafe { *slot };
-    if p.start_ns == 0 {
-        return None;
-    }
-    unsafe { (*slot).start_ns = 0 };
-    let duration_ns = unsafe { bpf_ktime_get_ns() }.saturating_sub(p.start_ns);
-    Some((p, duration_ns))
 }

@@ -11,7 +11,7 @@ use aya_ebpf::{
 };
 use profiler_common::call::{CallEvent, EVENT_URING, UringOffsets, UringPending};
 
-use crate::threads::{add, counters, emit, traced_current};
+use crate::threads::{CALL_EVENTS, add, counters, lost_ringbuf, traced_current};
 
 #[unsafe(no_mangle)]
 static URING_OFFSETS: UringOffsets = UringOffsets {
@@ -74,16 +74,24 @@ pub fn io_uring_complete(ctx: TracePointContext) -> u32 {
         }
     }
     if off.emit != 0 {
-        emit(CallEvent {
-            kind: EVENT_URING,
-            tgid: p.tgid,
-            tid: p.tid,
-            what: p.opcode,
-            ret: res as i64,
-            start_ns: p.start_ns,
-            duration_ns,
-            ..Default::default()
-        });
+        let Some(mut entry) = CALL_EVENTS.reserve::<CallEvent>(0) else {
+            lost_ringbuf();
+            return 0;
+        };
+        let out = entry.as_mut_ptr();
+        // SAFETY: the reserved record; only the scalar fields (no request,
+        // no dma-buf: see CallEvent).
+        unsafe {
+            (*out).kind = EVENT_URING;
+            (*out).tgid = p.tgid;
+            (*out).tid = p.tid;
+            (*out).what = p.opcode;
+            (*out).ret = res as i64;
+            (*out).start_ns = p.start_ns;
+            (*out).duration_ns = duration_ns;
+            (*out).len = 0;
+        }
+        entry.submit(0);
     }
     0
 }

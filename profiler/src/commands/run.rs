@@ -130,7 +130,14 @@ fn device_limit(
         .iter()
         .find(|(m, _)| *m == Mode::UringDirect)
         .map(|(_, why)| why.as_str());
-    Some(workload::limit::measure(&plan.config, why_not, stop.flag()))
+    // --table all shows queue depth's part too: uring-direct at 8 beside 1 and 32.
+    let shallower: &[u32] = if table == Table::All { &[8] } else { &[] };
+    Some(workload::limit::measure(
+        &plan.config,
+        why_not,
+        stop.flag(),
+        shallower,
+    ))
 }
 
 fn make_plan(args: &plan::Args, stop: &Stop) -> Result<Plan, Exit> {

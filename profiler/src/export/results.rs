@@ -207,7 +207,7 @@ pub fn build(run: &RunReport) -> Results {
                 .map(|(b, s)| (b.clone(), top::kernel_functions(s, TOP_IN_JSON)))
                 .collect()
         }),
-        device_limit: run.device_limit.copied(),
+        device_limit: run.device_limit.cloned(),
     }
 }
 

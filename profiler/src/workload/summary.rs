@@ -375,6 +375,34 @@ pub fn render_all_table(rows: &[ModeSummary], limit: Option<&DeviceLimit>) -> St
             share_of(r, limit)
         );
     }
+    // uring-direct deeper: measured with the limit, throughput only.
+    if let Some(l) = limit {
+        let depths = l
+            .shallower
+            .iter()
+            .map(|d| (d.queue_depth, d.mib_per_s))
+            .chain([(l.queue_depth, l.mib_per_s)]);
+        for (depth, mib_per_s) in depths {
+            let ratio = match best {
+                Some(b) if b.mib_per_s > 0.0 => format!("{:.2}", mib_per_s / b.mib_per_s),
+                _ => "-".into(),
+            };
+            let _ = writeln!(
+                s,
+                "{:<24} {:<15} {:>10} {:>10} {:>10} {:>9.0} {:>10} {:>11} {:>18} {:>8.0}",
+                format!("uring-direct QD{depth}"),
+                Mode::UringDirect.mechanism().name(),
+                "-",
+                "-",
+                "-",
+                mib_per_s,
+                "-",
+                "-",
+                ratio,
+                100.0 * mib_per_s / l.mib_per_s.max(f64::MIN_POSITIVE)
+            );
+        }
+    }
     s
 }
 
