@@ -1054,3 +1054,115 @@ fn io_uring_requests_are_counted_and_traced_per_call() {
         assert!(r[col("duration_ns")].parse::<u64>().unwrap() > 0, "{r:?}");
     }
 }
+
+/// `trace --jsonl FILE --interval S`: one whole JSON line per call (the
+/// traced process's 12 preads of 1000 bytes, with their fd and result),
+/// interval summaries whose pread counts add up to the same 12, and the
+/// interval tables on stdout; with `--jsonl -` stdout holds only JSON
+/// lines. Bad values are refused before anything is attached.
+#[test]
+fn trace_streams_json_lines_and_interval_summaries() {
+    if !require_bpf("trace --jsonl") {
+        return;
+    }
+    let _serial = probe_lock();
+    let dir = disk_scratch_dir();
+    let data = dir.path().join("d.bin");
+    std::fs::write(&data, vec![1u8; 64 << 10]).unwrap();
+    let (go, jsonl) = (dir.path().join("go"), dir.path().join("t.jsonl"));
+    // Two groups of preads a little apart, so more than one interval sees calls.
+    let script = format!(
+        "import os, time\n\
+         deadline = time.time() + 300\n\
+         while not os.path.exists('{g}') and time.time() < deadline:\n    time.sleep(0.05)\n\
+         fd = os.open('{d}', os.O_RDONLY)\n\
+         for i in range(6):\n    assert len(os.pread(fd, 1000, i * 1000)) == 1000\n\
+         time.sleep(0.7)\n\
+         for i in range(6):\n    assert len(os.pread(fd, 1000, i * 1000)) == 1000\n",
+        g = go.display(),
+        d = data.display()
+    );
+    let args = [
+        OsStr::new("--headless"),
+        OsStr::new("--jsonl"),
+        jsonl.as_os_str(),
+        OsStr::new("--interval"),
+        OsStr::new("0.3"),
+    ];
+    let (mut child, tracer, log) = dmaprof_e2e::traced_python(&script, &args);
+    std::fs::write(&go, b"").unwrap();
+    assert!(child.wait().unwrap().success());
+    let out = tracer.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", log.join().unwrap());
+    let text = std::fs::read_to_string(&jsonl).unwrap();
+    let lines: Vec<serde_json::Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect();
+    let preads: Vec<&serde_json::Value> = lines
+        .iter()
+        .filter(|v| v["type"] == "call" && v["kind"] == "pread")
+        .collect();
+    assert_eq!(preads.len(), 12, "{text}");
+    for p in &preads {
+        assert_eq!(
+            (p["bytes_asked"].as_u64(), p["ret"].as_i64()),
+            (Some(1000), Some(1000)),
+            "{p}"
+        );
+        assert_eq!(p["mechanism"], "pread", "{p}");
+        assert!(p["duration_ns"].as_u64().unwrap() > 0, "{p}");
+    }
+    let intervals: Vec<&serde_json::Value> =
+        lines.iter().filter(|v| v["type"] == "interval").collect();
+    assert!(intervals.len() >= 2, "{text}");
+    let counted: u64 = intervals
+        .iter()
+        .flat_map(|v| v["kinds"].as_array().unwrap())
+        .filter(|k| k["kind"] == "pread")
+        .map(|k| k["calls"].as_u64().unwrap())
+        .sum();
+    assert_eq!(counted, 12, "every call in exactly one interval: {text}");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("--- interval 1 "), "{stdout}");
+
+    // `--jsonl -`: stdout is the stream, nothing else.
+    std::fs::remove_file(&go).unwrap();
+    let (mut child, tracer, log) = dmaprof_e2e::traced_python(&script, &["--jsonl", "-"]);
+    std::fs::write(&go, b"").unwrap();
+    assert!(child.wait().unwrap().success());
+    let out = tracer.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", log.join().unwrap());
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let calls = stdout
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).unwrap_or_else(|e| panic!("{e}: {l}"))
+        })
+        .filter(|v| v["kind"] == "pread")
+        .count();
+    assert_eq!(calls, 12, "{stdout}");
+
+    for (args, why) in [
+        (
+            vec!["--interval", "0"],
+            "--interval must be a positive number",
+        ),
+        (
+            vec!["--jsonl", "/nonexistent/dir/t.jsonl"],
+            "--jsonl /nonexistent/dir/t.jsonl",
+        ),
+    ] {
+        let out = Command::new(dmaprof_bin())
+            .args(["trace", "--all", "--duration", "1"])
+            .args(&args)
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        assert!(
+            err.contains(why) && err.lines().count() == 1,
+            "{args:?}: {err}"
+        );
+    }
+}

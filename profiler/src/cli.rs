@@ -266,6 +266,18 @@ pub struct TraceArgs {
     /// events, the agent's CPU, the probes' cost) as JSON here.
     #[arg(long, value_name = "FILE")]
     pub json: Option<PathBuf>,
+    /// Stream one JSON object per call as it happens (`{"type":"call",...}`:
+    /// the CSV's fields, the request, file and dma-buf as objects), and one
+    /// per --interval (`{"type":"interval",...}`), to this file (appended
+    /// to) or `-` for stdout (then no lines and no dashboard there). Lines
+    /// are written whole.
+    #[arg(long, value_name = "PATH|-")]
+    pub jsonl: Option<PathBuf>,
+    /// Every SECONDS, a summary of the interval per kind of call (calls,
+    /// bytes, MiB/s, p50/p99/max latency), printed and, with --jsonl,
+    /// streamed: for traces that never end.
+    #[arg(long, value_name = "SECONDS")]
+    pub interval: Option<f64>,
     #[command(flatten)]
     pub stats: StatsArgs,
     /// Stack profile of the traced process, its samples in the bucket of

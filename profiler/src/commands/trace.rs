@@ -45,6 +45,7 @@ pub fn trace(rt: &Runtime, a: TraceArgs) -> Result<Exit, Exit> {
     let stop = Stop::on_signals(rt).map_err(|e| Exit::failed(format!("signals: {e}")))?;
     let target = Target::check(&a)?;
     let (csv, json) = open_outputs(&a)?;
+    let (jsonl, intervals) = open_stream(&a)?;
     Privileges::current()
         .require_tracing("trace")
         .map_err(Exit::Input)?;
@@ -64,13 +65,25 @@ pub fn trace(rt: &Runtime, a: TraceArgs) -> Result<Exit, Exit> {
         .map_err(|e| Exit::failed(format!("reading events: {e:#}")))?;
     let profiling = start_profile(rt, &a, &mut session)?;
     report::print_attached(&session.attached, false);
-    let dashboard = start_dashboard(rt, &a, csv.is_some(), &session, &stop);
+    let stdout_is_stream = a.jsonl.as_deref().is_some_and(|p| p.as_os_str() == "-");
+    let dashboard = if stdout_is_stream {
+        None
+    } else {
+        start_dashboard(rt, &a, csv.is_some(), &session, &stop)
+    };
     if let (Some((state, _)), Some(p)) = (&dashboard, &profiling) {
         p.show_live(state, a.pid);
     }
+    let mut intervals = intervals;
+    if let Some(iv) = &mut intervals {
+        // Tables go to stdout unless the stream or the dashboard has it.
+        iv.print = !stdout_is_stream && dashboard.is_none();
+    }
     let mut out = TraceOut {
-        sink: sink_for(csv, &dashboard),
+        sink: sink_for(csv, &dashboard, stdout_is_stream),
         mounts: crate::probes::files::Mounts::new(),
+        jsonl,
+        intervals,
     };
     eprintln!("dmaprof: tracing {} (Ctrl-C to stop)", target.label());
     let mut summary = TraceSummary {
@@ -110,12 +123,23 @@ pub fn trace(rt: &Runtime, a: TraceArgs) -> Result<Exit, Exit> {
         eprintln!("dmaprof: {why}");
     }
     drop(session); // detach before writing results
+    // The closing tables go where they do not mix into a JSON stream.
+    let report = |text: String| {
+        if stdout_is_stream {
+            eprint!("{text}");
+        } else {
+            print!("{text}");
+        }
+    };
     if let Ok(snap) = block {
-        print_block_table(&snap);
+        report(render_block_table(&snap));
     }
     let mut failed = write_results(watched, out.sink, &summary, json.as_deref());
+    if let Some(costs) = &summary.probe_costs {
+        report(report::render_costs(costs));
+    }
     if let Some(p) = &summary.profile {
-        print!("{}", profile::report::render(p));
+        report(profile::report::render(p));
         failed = failed.or(flame::write_dirs(
             a.profile.folded.as_deref(),
             a.profile.flamegraph.as_deref(),
@@ -186,8 +210,8 @@ impl Profiling {
     }
 }
 
-/// Commits the CSV, prints the probes' costs and writes the JSON summary;
-/// the first failure (the sink's own first) is returned.
+/// Commits the CSV and writes the JSON summary; the first failure (the
+/// sink's own first) is returned.
 fn write_results(
     watched: std::io::Result<()>,
     sink: Sink,
@@ -200,9 +224,6 @@ fn write_results(
         if let Err(e) = f.commit() {
             failed.get_or_insert(format!("--csv {dest}: {e}"));
         }
-    }
-    if let Some(costs) = &summary.probe_costs {
-        print!("{}", report::render_costs(costs));
     }
     if let Some(j) = json {
         let text = serde_json::to_string_pretty(summary).expect("summary serializes");
@@ -300,6 +321,36 @@ fn open_outputs(a: &TraceArgs) -> Result<(Option<AtomicFile>, Option<std::path::
     Ok((csv, a.json.clone()))
 }
 
+/// `--jsonl` (opened now: a bad path is refused before any probe is
+/// attached) and `--interval`.
+fn open_stream(
+    a: &TraceArgs,
+) -> Result<
+    (
+        Option<crate::export::stream::Jsonl>,
+        Option<crate::export::stream::Intervals>,
+    ),
+    Exit,
+> {
+    let intervals = match a.interval {
+        Some(s) if !(s.is_finite() && s > 0.0) => {
+            return Err(Exit::input(
+                "--interval must be a positive number of seconds",
+            ));
+        }
+        s => s.map(crate::export::stream::Intervals::new),
+    };
+    let jsonl = a
+        .jsonl
+        .as_deref()
+        .map(|p| {
+            crate::export::stream::Jsonl::open(p)
+                .map_err(|e| Exit::input(format!("--jsonl {}: {e}", p.display())))
+        })
+        .transpose()?;
+    Ok((jsonl, intervals))
+}
+
 type Dashboard = (Arc<Mutex<LiveState>>, tui::Ui);
 
 /// On a terminal (and without --csv): the dashboard, one row per kind of call.
@@ -332,10 +383,11 @@ fn start_dashboard(
     Some((state, ui))
 }
 
-fn sink_for(csv: Option<AtomicFile>, dashboard: &Option<Dashboard>) -> Sink {
+fn sink_for(csv: Option<AtomicFile>, dashboard: &Option<Dashboard>, quiet: bool) -> Sink {
     match (csv, dashboard) {
         (Some(f), _) => Sink::Csv(f),
         (None, Some((state, _))) => Sink::Live(state.clone()),
+        (None, None) if quiet => Sink::Quiet,
         (None, None) => {
             println!(
                 "{:>12} {:>8} {:>8} {:<9} {:>12} {:>12} {:>10} {:>6}",
@@ -369,6 +421,9 @@ async fn watch(
     let deadline = tokio::time::sleep(target.duration.unwrap_or(Duration::MAX / 4));
     tokio::pin!(deadline);
     let mut block_tick = tokio::time::interval(BLOCK_REFRESH);
+    let period = sink.intervals.as_ref().map(|iv| iv.period());
+    let every = period.unwrap_or(Duration::MAX / 4);
+    let mut interval_tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
     let result = loop {
         tokio::select! {
             _ = stop.wait() => break Ok(()),
@@ -387,6 +442,16 @@ async fn watch(
                     }
                 }
             }
+            _ = interval_tick.tick(), if period.is_some() => {
+                // The calls up to now belong to the interval that ends.
+                let drained = sink.drain(ring.get_mut(), summary, start);
+                let closed = drained.and_then(|_| {
+                    sink.close_interval(start.elapsed().as_secs_f64())
+                });
+                if let Err(e) = closed {
+                    break Err(e);
+                }
+            }
             _ = block_tick.tick(), if live.is_some() => {
                 if let Some(state) = live {
                     let (block, lost) = (session.block().ok(), session.lost().ok());
@@ -401,8 +466,14 @@ async fn watch(
             }
         }
     };
-    // Whatever was emitted up to the end is taken.
-    let last = sink.drain(ring.get_mut(), summary, start);
+    // Whatever was emitted up to the end is taken, and ends the last
+    // (partial) interval.
+    let mut last = sink.drain(ring.get_mut(), summary, start);
+    if period.is_some() && last.is_ok() {
+        last = sink
+            .close_interval(start.elapsed().as_secs_f64())
+            .map(|()| 0);
+    }
     summary.finish(start.elapsed().as_secs_f64(), cpu0);
     result.and(last.map(drop))
 }
@@ -414,18 +485,22 @@ async fn readable(fd: Option<&AsyncFd<BorrowedFd<'_>>>) {
 }
 
 /// Block totals per process, at the end of the trace.
-fn print_block_table(snap: &crate::probes::block::BlockSnapshot) {
+fn render_block_table(snap: &crate::probes::block::BlockSnapshot) -> String {
+    use std::fmt::Write as _;
     let mut per_pid: BTreeMap<u32, profiler_common::block::BlockTotals> = BTreeMap::new();
     for (k, t) in &snap.per_thread {
         per_pid.entry(k.tgid).or_default().add(t);
     }
-    println!("\nblock I/O (counted at completion, attributed to the submitting process)");
-    println!(
+    let mut out =
+        "\nblock I/O (counted at completion, attributed to the submitting process)\n".to_string();
+    let _ = writeln!(
+        out,
         "{:>8} {:>10} {:>14} {:>14} {:>12}",
         "pid", "requests", "read bytes", "write bytes", "dev us/req"
     );
     for (p, t) in per_pid {
-        println!(
+        let _ = writeln!(
+            out,
             "{:>8} {:>10} {:>14} {:>14} {:>12.1}",
             p,
             t.completions,
@@ -434,4 +509,5 @@ fn print_block_table(snap: &crate::probes::block::BlockSnapshot) {
             crate::metrics::per(t.device_ns, t.completions) / 1e3
         );
     }
+    out
 }

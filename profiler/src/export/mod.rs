@@ -7,6 +7,7 @@ pub mod calls_csv;
 pub mod fanout;
 pub mod flame;
 pub mod results;
+pub mod stream;
 pub mod trace_sink;
 
 use std::path::PathBuf;

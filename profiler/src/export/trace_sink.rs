@@ -2,24 +2,31 @@
 //! the per-call CSV, or a line on stdout. Counted into the trace summary.
 use crate::{
     export::atomic::AtomicFile,
+    export::stream::{Intervals, Jsonl, render_interval},
     live::state::LiveState,
     probes::{
-        events::{TraceSummary, bytes, csv_row, decoded, kind, name, next_event},
+        events::{TraceSummary, bytes, csv_row, decoded, is_request, kind, name, next_event},
         files::Mounts,
     },
 };
 
-/// Where each traced call goes: the dashboard, the CSV, or a line on stdout.
+/// Where each traced call goes: the dashboard, the CSV, a line on stdout,
+/// or nowhere but the stream and the counts (`--jsonl -` owns stdout).
 pub enum Sink {
     Live(std::sync::Arc<std::sync::Mutex<LiveState>>),
     Csv(AtomicFile),
     Lines(std::io::BufWriter<std::io::Stdout>),
+    Quiet,
 }
 
-/// The sink and what it decodes files with.
+/// The sink, the streams beside it, and what it decodes files with.
 pub struct TraceOut {
     pub sink: Sink,
     pub mounts: Mounts,
+    /// `--jsonl`: every call as a JSON line.
+    pub jsonl: Option<Jsonl>,
+    /// `--interval`: the calls of the current interval.
+    pub intervals: Option<Intervals>,
 }
 
 /// The most events one `drain` takes: about what the 8 MiB ring holds, so
@@ -38,59 +45,77 @@ impl TraceOut {
     ) -> std::io::Result<u64> {
         use std::io::Write;
         let before = summary.events;
-        let mounts = &mut self.mounts;
-        let mut left = DRAIN_LIMIT;
-        let mut next = |ring: &mut aya::maps::RingBuf<aya::maps::MapData>| {
-            left = left.checked_sub(1)?;
-            next_event(ring)
+        // One lock of the dashboard's state per batch, not per event.
+        let live = match &self.sink {
+            Sink::Live(state) => Some(state.clone()),
+            _ => None,
         };
-        match &mut self.sink {
-            Sink::Live(state) => {
-                // One lock per batch, not per event.
-                let mut s = state.lock().unwrap_or_else(|e| e.into_inner());
-                let end_ns = start.elapsed().as_nanos() as u64;
-                while let Some(t) = next(ring) {
-                    let e = t.call;
-                    summary.count(&e);
+        let mut live = live
+            .as_ref()
+            .map(|s| s.lock().unwrap_or_else(|e| e.into_inner()));
+        let end_ns = start.elapsed().as_nanos() as u64;
+        let mut left = DRAIN_LIMIT;
+        while left > 0
+            && let Some(t) = next_event(ring)
+        {
+            left -= 1;
+            let e = t.call;
+            summary.count(&e);
+            let file = t.file.and_then(|f| self.mounts.view(&f));
+            match (&mut self.sink, live.as_mut()) {
+                (Sink::Live(_), Some(s)) => {
                     let kind = name(&e);
                     s.record_event(&kind, e.duration_ns, bytes(&e), end_ns);
-                    if crate::probes::events::is_request(&e) {
-                        let file = t.file.and_then(|f| mounts.view(&f));
+                    if is_request(&e) {
                         s.record_request(&kind, decoded(&e, file.as_ref()).trim());
                     }
                     s.profile_call(e.tid, e.start_ns, e.start_ns + e.duration_ns, &kind);
                 }
+                (Sink::Csv(f), _) => csv_row(f.writer(), &e, file.as_ref())?,
+                (Sink::Lines(out), _) => writeln!(
+                    out,
+                    "{:>12.3} {:>8} {:>8} {:<9} {:>#12x} {:>12} {:>10.1} {:>6}{}",
+                    start.elapsed().as_secs_f64() * 1e3,
+                    e.tgid,
+                    e.tid,
+                    kind(&e),
+                    e.what,
+                    e.len,
+                    e.duration_ns as f64 / 1e3,
+                    e.ret,
+                    decoded(&e, file.as_ref())
+                )?,
+                _ => {}
             }
-            Sink::Csv(f) => {
-                while let Some(t) = next(ring) {
-                    let e = t.call;
-                    summary.count(&e);
-                    let file = t.file.and_then(|f| mounts.view(&f));
-                    csv_row(f.writer(), &e, file.as_ref())?;
-                }
+            if let Some(j) = &mut self.jsonl {
+                j.call(&e, file.as_ref())?;
             }
-            Sink::Lines(out) => {
-                while let Some(t) = next(ring) {
-                    let e = t.call;
-                    let file = t.file.and_then(|f| mounts.view(&f));
-                    summary.count(&e);
-                    writeln!(
-                        out,
-                        "{:>12.3} {:>8} {:>8} {:<9} {:>#12x} {:>12} {:>10.1} {:>6}{}",
-                        start.elapsed().as_secs_f64() * 1e3,
-                        e.tgid,
-                        e.tid,
-                        kind(&e),
-                        e.what,
-                        e.len,
-                        e.duration_ns as f64 / 1e3,
-                        e.ret,
-                        decoded(&e, file.as_ref())
-                    )?;
-                }
-                out.flush()?;
+            if let Some(iv) = &mut self.intervals {
+                iv.record(&e);
             }
         }
+        if let Sink::Lines(out) = &mut self.sink {
+            out.flush()?;
+        }
+        if let Some(j) = &mut self.jsonl {
+            j.flush()?;
+        }
         Ok(summary.events - before)
+    }
+
+    /// `--interval`: the interval that just ended, printed (unless stdout
+    /// is the JSON stream's or the dashboard's) and streamed.
+    pub fn close_interval(&mut self, end_s: f64) -> std::io::Result<()> {
+        let Some(iv) = &mut self.intervals else {
+            return Ok(());
+        };
+        let s = iv.close(end_s);
+        if iv.print {
+            print!("{}", render_interval(&s));
+        }
+        if let Some(j) = &mut self.jsonl {
+            j.interval(&s)?;
+        }
+        Ok(())
     }
 }

@@ -126,7 +126,7 @@ pub fn decoded(e: &CallEvent, file: Option<&FileView>) -> String {
 }
 
 /// A call's dma-buf, as read at the call.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct DmaBufView {
     pub exporter: String,
     /// Its own name (DMA_BUF_SET_NAME), "" when unset.
@@ -179,7 +179,7 @@ pub fn is_request(e: &CallEvent) -> bool {
 }
 
 /// The request's flags decoded, "" for a copy_file_range between regular files.
-fn request_flags(e: &CallEvent) -> String {
+pub fn request_flags(e: &CallEvent) -> String {
     if mechanism(e) == Mechanism::CopyFileRange && e.rw.flags == 0 {
         String::new()
     } else {
