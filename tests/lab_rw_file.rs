@@ -1166,10 +1166,8 @@ fn trace_decodes_each_rw_file_request_of_a_process() {
         "--mode rw-file-direct --file /mnt/data-4m.bin --chunk 1M --iterations 1 --no-verify",
         "/tmp/rw-trace.csv",
     );
-    let mut lines = text.lines();
-    let header: Vec<&str> = lines.next().unwrap().split(',').collect();
-    let col = |name: &str| header.iter().position(|h| *h == name).unwrap();
-    let rows: Vec<Vec<&str>> = lines.map(|l| l.split(',').collect()).collect();
+    let (header, rows) = dmaprof_e2e::csv_table(&text);
+    let col = |name: &str| dmaprof_e2e::column(&header, name);
     let rw = format!("{:#x}", dma_buf::DMA_BUF_IOCTL_RW_FILE);
     let (path, dev, ino) = dmaprof_e2e::file_identity(Path::new(DATA_4M));
     for kind in ["ioctl", "rw_file"] {
@@ -1308,10 +1306,8 @@ fn trace_decodes_copy_file_range_into_dma_bufs_with_their_files() {
     assert!(status.success(), "trace: {log}");
 
     let text = std::fs::read_to_string(csv).unwrap();
-    let mut lines = text.lines();
-    let header: Vec<&str> = lines.next().unwrap().split(',').collect();
-    let col = |name: &str| header.iter().position(|h| *h == name).unwrap();
-    let rows: Vec<Vec<&str>> = lines.map(|l| l.split(',').collect()).collect();
+    let (header, rows) = dmaprof_e2e::csv_table(&text);
+    let col = |name: &str| dmaprof_e2e::column(&header, name);
     let data = dmaprof_e2e::file_identity(Path::new(DATA_4M));
     let written = dmaprof_e2e::file_identity(out_path);
     let (fd_direct, fd_buffered, fd_out, fd_ro) = (

@@ -69,6 +69,22 @@ pub fn disk_scratch_dir() -> tempfile::TempDir {
         .expect("scratch dir")
 }
 
+/// A CSV's header and rows, split at commas (dmaprof's CSVs quote nothing).
+pub fn csv_table(text: &str) -> (Vec<&str>, Vec<Vec<&str>>) {
+    let mut lines = text.lines();
+    let header = lines.next().expect("a header line").split(',').collect();
+    let rows = lines.map(|l| l.split(',').collect()).collect();
+    (header, rows)
+}
+
+/// The index of column `name`.
+pub fn column(header: &[&str], name: &str) -> usize {
+    header
+        .iter()
+        .position(|h| *h == name)
+        .unwrap_or_else(|| panic!("no column {name} in {header:?}"))
+}
+
 /// A file as a trace names it: its canonical path, its device as
 /// `major:minor` and its inode number.
 pub fn file_identity(path: &std::path::Path) -> (String, String, String) {

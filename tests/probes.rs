@@ -842,13 +842,9 @@ fn trace_decodes_rw_file_requests_and_names_their_errors() {
     let out = tracer.wait_with_output().unwrap();
     assert!(out.status.success(), "{}", log.join().unwrap());
     let text = std::fs::read_to_string(&csv).unwrap();
-    let mut lines = text.lines();
-    let header: Vec<&str> = lines.next().unwrap().split(',').collect();
-    let col = |name: &str| header.iter().position(|h| *h == name).unwrap();
-    let rows: Vec<Vec<&str>> = lines
-        .map(|l| l.split(',').collect::<Vec<_>>())
-        .filter(|r| r[col("kind")] == "ioctl")
-        .collect();
+    let (header, rows) = dmaprof_e2e::csv_table(&text);
+    let col = |name: &str| dmaprof_e2e::column(&header, name);
+    let rows: Vec<&Vec<&str>> = rows.iter().filter(|r| r[col("kind")] == "ioctl").collect();
     assert_eq!(rows.len(), 6, "three rounds of two requests:\n{text}");
     for (i, r) in rows.iter().enumerate() {
         let (flags, fo, bo, len) = requests[i % 2];
@@ -947,11 +943,10 @@ fn trace_decodes_copy_file_range_calls_with_their_files() {
     let out = tracer.wait_with_output().unwrap();
     assert!(out.status.success(), "{}", log.join().unwrap());
     let text = std::fs::read_to_string(&csv).unwrap();
-    let mut lines = text.lines();
-    let header: Vec<&str> = lines.next().unwrap().split(',').collect();
-    let col = |name: &str| header.iter().position(|h| *h == name).unwrap();
-    let rows: Vec<Vec<&str>> = lines
-        .map(|l| l.split(',').collect::<Vec<_>>())
+    let (header, rows) = dmaprof_e2e::csv_table(&text);
+    let col = |name: &str| dmaprof_e2e::column(&header, name);
+    let rows: Vec<&Vec<&str>> = rows
+        .iter()
         .filter(|r| r[col("kind")] == "copy_range")
         .collect();
     assert_eq!(rows.len(), calls.len(), "{text}");
@@ -1013,10 +1008,8 @@ fn io_uring_requests_are_counted_and_traced_per_call() {
         String::from_utf8_lossy(&run.stderr)
     );
     let csv = std::fs::read_to_string(&calls_csv).unwrap();
-    let mut lines = csv.lines();
-    let header: Vec<&str> = lines.next().unwrap().split(',').collect();
-    let col = |n: &str| header.iter().position(|h| *h == n).unwrap();
-    let rows: Vec<Vec<&str>> = lines.map(|l| l.split(',').collect()).collect();
+    let (header, rows) = dmaprof_e2e::csv_table(&csv);
+    let col = |name: &str| dmaprof_e2e::column(&header, name);
     assert_eq!(rows.len(), 8, "{csv}");
     for r in &rows {
         assert_eq!(r[col("uring_requests")], "1", "{r:?}");

@@ -470,27 +470,8 @@ fn check_seed_ordering(output: &str) -> Result<()> {
         .find(|l| l.starts_with("path "))
         .context("no seed table")?;
     ensure!(header.contains("MiB/s"), "{header}");
-    // The table's rows: from its header to the first blank line.
-    let table: Vec<&str> = output
-        .lines()
-        .skip_while(|l| !l.starts_with("path "))
-        .skip(1)
-        .take_while(|l| !l.trim().is_empty())
-        .collect();
-    let mibs = |mode: &str| -> Result<f64> {
-        let row = table
-            .iter()
-            .find(|l| l.split_whitespace().last() == Some(mode))
-            .with_context(|| format!("no bench row for {mode}"))?;
-        // Numbers after the path name: alloc, read, total, MiB/s, cpu, ratio.
-        let nums: Vec<f64> = row
-            .split_whitespace()
-            .filter_map(|w| w.parse().ok())
-            .collect();
-        nums.get(3)
-            .copied()
-            .with_context(|| format!("no MiB/s in {row}"))
-    };
+    // Numbers after the path name: alloc, read, total, MiB/s, cpu, ratio.
+    let mibs = |mode: &str| fourth_number(output, "path ", mode);
     let direct = mibs("rw-file-direct")?;
     for other in [
         "dmabuf-read",
@@ -513,26 +494,8 @@ fn check_seed_ordering(output: &str) -> Result<()> {
 /// I/O into a heap dma-buf beats the buffered dma-buf path and (reads) the
 /// udmabuf + memfd direct read; into a udmabuf it beats that read too.
 fn check_v4_ordering(output: &str, direction: &str) -> Result<()> {
-    let table: Vec<&str> = output
-        .lines()
-        .skip_while(|l| !l.starts_with("path ("))
-        .skip(1)
-        .take_while(|l| !l.trim().is_empty() && !l.starts_with("device limit"))
-        .collect();
-    let mibs = |mode: &str| -> Result<f64> {
-        let row = table
-            .iter()
-            .find(|l| l.split_whitespace().last() == Some(mode))
-            .with_context(|| format!("no v4 row for {mode} in:\n{output}"))?;
-        // Numbers after the path name: create, close, I/O, MiB/s, cpu, ratio, share.
-        let nums: Vec<f64> = row
-            .split_whitespace()
-            .filter_map(|w| w.parse().ok())
-            .collect();
-        nums.get(3)
-            .copied()
-            .with_context(|| format!("no MiB/s in {row}"))
-    };
+    // Numbers after the path name: create, close, I/O, MiB/s, cpu, ratio, share.
+    let mibs = |mode: &str| fourth_number(output, "path (", mode);
     let faster = |a: &str, b: &str| -> Result<()> {
         let (x, y) = (mibs(a)?, mibs(b)?);
         ensure!(
@@ -554,6 +517,26 @@ fn check_v4_ordering(output: &str, direction: &str) -> Result<()> {
         mibs(mode)?;
     }
     Ok(())
+}
+
+/// The fourth number of `mode`'s row (rows end with the mode's name) of
+/// the bench table whose header line starts with `header`: its MiB/s in
+/// the seed's and v4's tables.
+fn fourth_number(output: &str, header: &str, mode: &str) -> Result<f64> {
+    let row = output
+        .lines()
+        .skip_while(|l| !l.starts_with(header))
+        .skip(1)
+        .take_while(|l| !l.trim().is_empty() && !l.starts_with("device limit"))
+        .find(|l| l.split_whitespace().last() == Some(mode))
+        .with_context(|| format!("no bench row for {mode} in:\n{output}"))?;
+    let nums: Vec<f64> = row
+        .split_whitespace()
+        .filter_map(|w| w.parse().ok())
+        .collect();
+    nums.get(3)
+        .copied()
+        .with_context(|| format!("no MiB/s in {row}"))
 }
 
 const RUNGS: [&str; 3] = ["fentry", "kprobe", "tracepoint"];

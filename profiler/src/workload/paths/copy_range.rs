@@ -16,19 +16,10 @@ pub fn transfer(
     offset: u64,
     len: u64,
 ) -> io::Result<()> {
-    let dmabuf = buf
-        .dmabuf()
-        .ok_or_else(|| io::Error::other("not a dma-buf"))?;
+    let dmabuf = super::dmabuf_of(buf)?;
     let moved = match direction {
         Direction::Read => dma_buf::copy_file_range(file, offset, dmabuf, 0, len)?,
         Direction::Write => dma_buf::copy_file_range(dmabuf, 0, file, offset, len)?,
     };
-    // As for RW_FILE: every call of the plan is inside the file (reads) or
-    // extends it (writes), so anything short is the file changing under the run.
-    if moved != len {
-        return Err(io::Error::other(format!(
-            "copy_file_range {direction} moved {moved} of {len} bytes at offset {offset} (the file changed during the run?)"
-        )));
-    }
-    Ok(())
+    super::whole("copy_file_range", direction, moved, len, offset)
 }

@@ -7,7 +7,7 @@ mod rw_file;
 mod udmabuf;
 pub mod uring;
 
-use std::{fs::File, io};
+use std::{fs::File, io, os::fd::OwnedFd};
 
 use super::{
     buffers::Buffer,
@@ -44,4 +44,22 @@ pub fn transfer(
         }
         _ => Err(io::Error::other(format!("{mode} does not do {direction}s"))),
     }
+}
+
+/// The buffer's dma-buf fd, for the paths that hand it to the kernel.
+fn dmabuf_of(buf: &Buffer) -> io::Result<&OwnedFd> {
+    buf.dmabuf()
+        .ok_or_else(|| io::Error::other("not a dma-buf"))
+}
+
+/// Every call of a plan is inside the file (reads) or extends it (writes),
+/// so a dma-buf call that moves less than asked is the file changing under
+/// the run.
+fn whole(what: &str, direction: Direction, moved: u64, len: u64, offset: u64) -> io::Result<()> {
+    if moved != len {
+        return Err(io::Error::other(format!(
+            "{what} {direction} moved {moved} of {len} bytes at offset {offset} (the file changed during the run?)"
+        )));
+    }
+    Ok(())
 }

@@ -18,9 +18,7 @@ pub fn transfer(
     offset: u64,
     len: u64,
 ) -> io::Result<()> {
-    let dmabuf = buf
-        .dmabuf()
-        .ok_or_else(|| io::Error::other("not a dma-buf"))?;
+    let dmabuf = super::dmabuf_of(buf)?;
     let op = match direction {
         Direction::Read => RW_FLAGS_READ,
         Direction::Write => RW_FLAGS_WRITE,
@@ -37,13 +35,6 @@ pub fn transfer(
         buf_offset: 0,
         buf_len: len,
     };
-    // Every call of the plan is inside the file (reads) or extends it
-    // (writes), so anything short is the file changing under the run.
     let moved = dma_buf::rw_file(dmabuf, &args)?;
-    if moved != len {
-        return Err(io::Error::other(format!(
-            "RW_FILE {direction} moved {moved} of {len} bytes at offset {offset} (the file changed during the run?)"
-        )));
-    }
-    Ok(())
+    super::whole("RW_FILE", direction, moved, len, offset)
 }
