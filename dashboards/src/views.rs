@@ -567,6 +567,18 @@ mod tests {
     }
 
     #[test]
+    fn a_traces_latest_request_of_the_selected_kind_is_decoded_under_the_modes() {
+        let mut s = sample();
+        let req = "READ|DIRECT fd=5 file_offset=0 buf_len=1048576 file=/mnt/d.bin";
+        s.modes[s.selected].last_request = Some(req.into());
+        let text = screen(&s, 120, 40);
+        assert!(text.contains(req), "{text}");
+        // Another row selected: its own (none), not the other's.
+        s.selected = (s.selected + 1) % s.modes.len();
+        assert!(!screen(&s, 120, 40).contains(req));
+    }
+
+    #[test]
     fn readable_at_80x24() {
         let text = screen(&sample(), 80, 24);
         assert!(
