@@ -941,3 +941,21 @@ fn bench_tables_state_each_paths_share_of_the_device_limit() {
         }
     }
 }
+
+/// `bench --direction write` makes its own files: a `--file` is refused
+/// with the reason, before anything is planned or written; `--table v2`
+/// (the seed's read table) refuses writes.
+#[test]
+fn bench_writes_refuse_a_source_file_and_the_read_only_table() {
+    let out = Command::new(dmaprof_bin())
+        .args(["bench", "--table", "v4", "--direction", "write"])
+        .args(["--file", "/nonexistent/model.bin"])
+        .output()
+        .unwrap();
+    assert_clean_failure(&out, 2, "--file names a file to read");
+    let out = Command::new(dmaprof_bin())
+        .args(["bench", "--direction", "write"])
+        .output()
+        .unwrap();
+    assert_clean_failure(&out, 2, "--table v2 is the seed's read table");
+}

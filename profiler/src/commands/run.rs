@@ -59,6 +59,11 @@ pub fn bench(rt: &Runtime, a: BenchArgs) -> Result<Exit, Exit> {
                 "--table v2 is the seed's read table: use --table v4 or all for writes",
             ));
         }
+        _ if a.direction == Direction::Write && a.file.is_some() => {
+            return Err(Exit::input(
+                "bench --direction write makes a new file per mode in --dir: --file names a file to read",
+            ));
+        }
         BenchTable::V2 => Table::Seed,
         BenchTable::V4 => Table::V4,
         BenchTable::All => Table::All,

@@ -135,8 +135,10 @@ pub fn test_suite(phases: &mut Phases, variant: kernel::Variant) -> Result<()> {
     })?;
     for direction in ["read", "write"] {
         phases.run(&format!("lab: dmaprof bench --table v4 --direction {direction}, v4's ordering"), || {
+            // Reads from the lab's data file; writes make new files in --dir.
+            let source = if direction == "read" { "--file /mnt/data-256m.bin" } else { "" };
             let cmd = format!(
-                "mkdir -p /mnt/out && dmaprof bench --table v4 --direction {direction} --file /mnt/data-256m.bin \
+                "mkdir -p /mnt/out && dmaprof bench --table v4 --direction {direction} {source} \
                  --dir /mnt/out --size 64M --chunk 8M --iterations 1"
             );
             let out = vm::run(&kernel, &files, &cmd, 1200)?;
