@@ -14,7 +14,7 @@ use profiler_common::call::{EVENT_CFR_HANDLER, EVENT_COPY_RANGE, FileId, Pending
 
 use crate::files::{Finished, copy_request, emit_pending, file_of_fd, file_pos, offsets};
 use crate::pending::TaskStorage;
-use crate::threads::{add, begin_in_place, counters, end_in_place, traced_current};
+use crate::threads::{begin_in_place, count_exporter, end_in_place, traced_current};
 
 #[btf_map]
 static CFR_PENDING: TaskStorage<Pending> = TaskStorage::new();
@@ -121,17 +121,11 @@ fn handler_exit(ret: i64) {
     };
     // The dma-buf side of the call, counted as the exporter's (the handler
     // does nothing but call the exporter's rw_file_v4).
-    if let Some(c) = counters(tid) {
-        unsafe {
-            add(&raw mut (*c).exporter_calls, 1);
-            add(&raw mut (*c).exporter_ns, duration_ns);
-            if ret >= 0 {
-                add(&raw mut (*c).exporter_bytes, ret as u64);
-            } else {
-                add(&raw mut (*c).exporter_errors, 1);
-            }
-        }
-    }
+    count_exporter(
+        tid,
+        duration_ns,
+        if ret >= 0 { Ok(ret as u64) } else { Err(()) },
+    );
     let f = Finished {
         kind: EVENT_CFR_HANDLER,
         tgid,

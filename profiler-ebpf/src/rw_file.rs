@@ -14,7 +14,7 @@ use profiler_common::{
 
 use crate::files::{Finished, emit_pending, file_of_fd, identity_into, offsets, remember_file};
 use crate::pending::TaskStorage;
-use crate::threads::{add, begin_in_place, counters, end_in_place, traced_current};
+use crate::threads::{begin_in_place, count_exporter, end_in_place, traced_current};
 
 #[btf_map]
 static EXPORTER_PENDING: TaskStorage<Pending> = TaskStorage::new();
@@ -49,21 +49,14 @@ fn exit(ret: i64) {
     let Some((p, start_ns, duration_ns)) = end_in_place(&EXPORTER_PENDING) else {
         return;
     };
-    if let Some(c) = counters(tid) {
-        unsafe {
-            add(&raw mut (*c).exporter_calls, 1);
-            add(&raw mut (*c).exporter_ns, duration_ns);
-            // The lab kernel returns the count; the seed's v2 returned 0
-            // for a full transfer (docs/rw-file.md).
-            if ret > 0 {
-                add(&raw mut (*c).exporter_bytes, ret as u64);
-            } else if ret == 0 {
-                add(&raw mut (*c).exporter_bytes, (*p).len);
-            } else {
-                add(&raw mut (*c).exporter_errors, 1);
-            }
-        }
-    }
+    // The lab kernel returns the count; the seed's v2 returned 0 for a full
+    // transfer (docs/rw-file.md).
+    let bytes = match ret {
+        r if r > 0 => Ok(r as u64),
+        0 => Ok(unsafe { (*p).len }),
+        _ => Err(()),
+    };
+    count_exporter(tid, duration_ns, bytes);
     let f = Finished {
         kind: EVENT_EXPORTER,
         tgid,

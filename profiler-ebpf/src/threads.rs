@@ -81,6 +81,22 @@ fn lost_event(index: u32) {
     }
 }
 
+/// An exporter call (v2's rw_file, v4's copy_file_range handler) of `tid`
+/// ended: its count, time, and `bytes` moved or an error.
+#[inline(always)]
+pub fn count_exporter(tid: u32, duration_ns: u64, bytes: Result<u64, ()>) {
+    if let Some(c) = counters(tid) {
+        unsafe {
+            add(&raw mut (*c).exporter_calls, 1);
+            add(&raw mut (*c).exporter_ns, duration_ns);
+            match bytes {
+                Ok(b) => add(&raw mut (*c).exporter_bytes, b),
+                Err(()) => add(&raw mut (*c).exporter_errors, 1),
+            }
+        }
+    }
+}
+
 /// A record the ring had no room for.
 #[inline(always)]
 pub fn lost_ringbuf() {

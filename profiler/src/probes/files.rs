@@ -23,6 +23,10 @@ pub struct FileView {
 pub struct Mounts {
     by_dev: HashMap<(u32, u32), String>,
     loaded: bool,
+    /// Devices looked for since the last read of mountinfo: one that is
+    /// not mounted here (a memfd's internal tmpfs) must not cost a read of
+    /// mountinfo per event.
+    looked_for: std::collections::HashSet<(u32, u32)>,
 }
 
 impl Mounts {
@@ -32,6 +36,7 @@ impl Mounts {
 
     fn load(&mut self) {
         self.loaded = true;
+        self.looked_for.clear();
         let Ok(text) = std::fs::read_to_string("/proc/self/mountinfo") else {
             return;
         };
@@ -39,9 +44,11 @@ impl Mounts {
     }
 
     fn mount_point(&mut self, dev: (u32, u32)) -> Option<&str> {
-        if !self.loaded || !self.by_dev.contains_key(&dev) {
+        // Read again for a device not seen before (it may be newly mounted).
+        if !self.loaded || (!self.by_dev.contains_key(&dev) && !self.looked_for.contains(&dev)) {
             self.load();
         }
+        self.looked_for.insert(dev);
         self.by_dev.get(&dev).map(String::as_str)
     }
 
@@ -50,8 +57,7 @@ impl Mounts {
         if id.depth == 0 && id.ino == 0 {
             return None;
         }
-        // The kernel's dev_t: major << 20 | minor.
-        let (major, minor) = (id.dev >> 20, id.dev & 0xf_ffff);
+        let (major, minor) = crate::probes::block::dev_major_minor(id.dev);
         let depth = (id.depth as usize).min(FILE_PATH_DEPTH);
         let mut names: Vec<String> = id.names[..depth]
             .iter()
@@ -161,6 +167,7 @@ mod tests {
                  31 22 7:0 /sub /elsewhere rw - ext4 /dev/loop0 rw\n",
             ),
             loaded: true,
+            looked_for: Default::default(),
         };
         let loop0 = 7 << 20;
         let v = m.view(&id(&["data.bin", "/"], true, loop0)).unwrap();

@@ -306,10 +306,7 @@ pub fn render_seed_table(rows: &[ModeSummary], limit: Option<&DeviceLimit>) -> S
         let Some(r) = rows.iter().find(|r| r.mode == mode) else {
             continue;
         };
-        let ratio = match base {
-            Some(b) if b > 0.0 => format!("{:.2}", r.mib_per_s / b),
-            _ => "-".into(),
-        };
+        let ratio = ratio_to(r.mib_per_s, base);
         let _ = writeln!(
             s,
             "{:<26} {:>10.0} {:>10.0} {:>10.0} {:>9.0} {:>11.1} {:>13.1} {:>15} {:>8}  {}",
@@ -356,10 +353,7 @@ pub fn render_all_table(rows: &[ModeSummary], limit: Option<&DeviceLimit>) -> St
     let mut sorted: Vec<&ModeSummary> = rows.iter().collect();
     sorted.sort_by(|a, b| b.mib_per_s.total_cmp(&a.mib_per_s));
     for r in sorted {
-        let ratio = match best {
-            Some(b) if b.mib_per_s > 0.0 => format!("{:.2}", r.mib_per_s / b.mib_per_s),
-            _ => "-".into(),
-        };
+        let ratio = ratio_to(r.mib_per_s, best.map(|b| b.mib_per_s));
         let _ = writeln!(
             s,
             "{:<24} {:<15} {:>10.0} {:>10.0} {:>10.0} {:>9.0} {:>10.0} {:>11.1} {:>18} {:>8}",
@@ -383,10 +377,7 @@ pub fn render_all_table(rows: &[ModeSummary], limit: Option<&DeviceLimit>) -> St
             .map(|d| (d.queue_depth, d.mib_per_s))
             .chain([(l.queue_depth, l.mib_per_s)]);
         for (depth, mib_per_s) in depths {
-            let ratio = match best {
-                Some(b) if b.mib_per_s > 0.0 => format!("{:.2}", mib_per_s / b.mib_per_s),
-                _ => "-".into(),
-            };
+            let ratio = ratio_to(mib_per_s, best.map(|b| b.mib_per_s));
             let _ = writeln!(
                 s,
                 "{:<24} {:<15} {:>10} {:>10} {:>10} {:>9.0} {:>10} {:>11} {:>18} {:>8.0}",
@@ -472,10 +463,7 @@ pub fn render_v4_table(
         let Some(r) = rows.iter().find(|r| r.mode == *mode) else {
             continue;
         };
-        let ratio = match base {
-            Some(b) if b > 0.0 => format!("{:.2}", r.mib_per_s / b),
-            _ => "-".into(),
-        };
+        let ratio = ratio_to(r.mib_per_s, base);
         let _ = writeln!(
             s,
             "{:<32} {:>11.0} {:>10.0} {:>9.0} {:>9.0} {:>11.1} {:>15} {:>8}  {}",
@@ -491,6 +479,14 @@ pub fn render_v4_table(
         );
     }
     s
+}
+
+/// `mib_per_s` over a baseline's, "-" without one.
+fn ratio_to(mib_per_s: f64, baseline: Option<f64>) -> String {
+    match baseline {
+        Some(b) if b > 0.0 => format!("{:.2}", mib_per_s / b),
+        _ => "-".into(),
+    }
 }
 
 /// The paths any kernel has: what a new interface must beat.
