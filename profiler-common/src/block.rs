@@ -74,7 +74,7 @@ impl BlockTotals {
 }
 
 /// Device-latency histogram: log2 buckets of issue -> complete nanoseconds,
-/// keyed per process (bucket i holds latencies in [2^i, 2^(i+1)) ns).
+/// keyed per process and device (bucket i holds latencies in [2^i, 2^(i+1)) ns).
 pub const LATENCY_SLOTS: u32 = 40;
 
 #[repr(C)]
@@ -82,6 +82,9 @@ pub const LATENCY_SLOTS: u32 = 40;
 pub struct LatencySlotKey {
     pub tgid: u32,
     pub slot: u32,
+    /// Kernel-internal dev_t (major << 20 | minor).
+    pub dev: u32,
+    pub _pad: u32,
 }
 
 /// Indexes of the per-CPU counters of things that went wrong in the probes.

@@ -238,6 +238,8 @@ pub fn block_rq_complete(ctx: TracePointContext) -> u32 {
         let size_key = LatencySlotKey {
             tgid: entry.tgid,
             slot: log2(bytes).min(LATENCY_SLOTS - 1),
+            dev: key.dev,
+            _pad: 0,
         };
         match BLOCK_SIZES.get_ptr_mut(size_key) {
             Some(n) => unsafe { *n += 1 },
@@ -254,6 +256,8 @@ pub fn block_rq_complete(ctx: TracePointContext) -> u32 {
         let slot_key = LatencySlotKey {
             tgid: entry.tgid,
             slot,
+            dev: key.dev,
+            _pad: 0,
         };
         match BLOCK_LATENCY.get_ptr_mut(slot_key) {
             Some(n) => unsafe { *n += 1 },

@@ -83,6 +83,32 @@ pub struct RunArgs {
     pub probes: ProbeArgs,
     #[command(flatten)]
     pub view: ViewArgs,
+    #[command(flatten)]
+    pub metrics: MetricsArgs,
+}
+
+/// The OpenMetrics endpoint (docs/metrics.md).
+#[derive(clap::Args, Default, Clone)]
+pub struct MetricsArgs {
+    /// Serve Prometheus/OpenMetrics text at http://IP:PORT/metrics while
+    /// running: per-call duration histograms (seconds; buckets 1 us to 10 s,
+    /// four per decade) and bytes by mode, direction, exporter and process;
+    /// block request latency and bytes by device; lost events by reason;
+    /// each probe program's runs and run time; the agent's CPU seconds.
+    /// Only this address is bound (an IP, no name lookup): use
+    /// 127.0.0.1:PORT to keep it on loopback. Port 0 picks a free one.
+    #[arg(long, value_name = "IP:PORT")]
+    pub metrics_addr: Option<String>,
+    /// Bound on each label's distinct values (mode, direction, exporter,
+    /// process, device, program); later values are counted under `other`.
+    #[arg(long, value_name = "N", default_value_t = 32,
+          value_parser = clap::value_parser!(u64).range(1..=10000))]
+    pub max_label_values: u64,
+    /// When the run or trace ends, keep serving until the final figures
+    /// have been scraped once (`dmaprof_session_ended 1`), at most this many
+    /// seconds; 0 exits at once.
+    #[arg(long, value_name = "SECONDS", default_value_t = 15.0)]
+    pub metrics_linger: f64,
 }
 
 /// The result files of a run; each is checked writable before any work.
@@ -280,6 +306,8 @@ pub struct TraceArgs {
     pub interval: Option<f64>,
     #[command(flatten)]
     pub stats: StatsArgs,
+    #[command(flatten)]
+    pub metrics: MetricsArgs,
     /// Stack profile of the traced process, its samples in the bucket of
     /// the traced call in flight (pread, ioctl RW_FILE, ioctl SYNC ...).
     #[command(flatten)]

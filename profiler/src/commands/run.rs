@@ -11,11 +11,13 @@ use tokio::runtime::Runtime;
 
 use super::probes::{self, RunProbes};
 use crate::{
-    cli::{BenchArgs, BenchTable, OutputArgs, ProbeArgs, RunArgs, ViewArgs},
+    cli::{BenchArgs, BenchTable, MetricsArgs, OutputArgs, ProbeArgs, RunArgs, ViewArgs},
     exit::Exit,
     export::{
         CallsCsv, Outputs, RunReport,
-        fanout::{self, Fanout, LiveFeed},
+        fanout::{self, Fanout, KernelPoll, LiveFeed, MetricsFeed},
+        metrics_server,
+        openmetrics::Metrics,
     },
     live::{self, state::LiveState, tui},
     probes::{report, session::ProbeReport},
@@ -48,6 +50,7 @@ pub fn run(rt: &Runtime, a: RunArgs) -> Result<Exit, Exit> {
         &a.outputs,
         &a.probes,
         Some(&a.view),
+        &a.metrics,
         Table::Run,
     )
 }
@@ -68,7 +71,15 @@ pub fn bench(rt: &Runtime, a: BenchArgs) -> Result<Exit, Exit> {
         BenchTable::V4 => Table::V4,
         BenchTable::All => Table::All,
     };
-    workload(rt, &a.plan_args(), &a.outputs, &a.probes, None, table)
+    workload(
+        rt,
+        &a.plan_args(),
+        &a.outputs,
+        &a.probes,
+        None,
+        &MetricsArgs::default(),
+        table,
+    )
 }
 
 fn workload(
@@ -77,19 +88,29 @@ fn workload(
     output_args: &OutputArgs,
     probe_args: &ProbeArgs,
     view_args: Option<&ViewArgs>,
+    metrics_args: &MetricsArgs,
     table: Table,
 ) -> Result<Exit, Exit> {
     // Signals first: from here on no signal leaves a temporary file behind.
     let stop = Stop::on_signals(rt).map_err(|e| Exit::failed(format!("signals: {e}")))?;
     let mut outputs = Outputs::open(output_args, &probe_args.profile).map_err(Exit::Input)?;
+    let endpoint = metrics_server::start(rt, metrics_args).map_err(Exit::Input)?;
     let plan = make_plan(plan_args, &stop)?;
     announce(&plan);
     let mut probes = probes::start(rt, probe_args)?;
     let view = View::start(rt, view_args, &plan.config, probes.as_ref(), &stop);
     let started_unix_s = unix_now();
-    let outcome = drive(&plan, &stop, &view, outputs.calls.as_mut(), probes.as_ref());
+    let metrics = endpoint.as_ref().map(|e| e.metrics.clone());
+    let outcome = drive(
+        &plan,
+        &stop,
+        &view,
+        outputs.calls.as_mut(),
+        probes.as_ref(),
+        metrics.as_ref(),
+    );
     let profile = probes.as_mut().and_then(|p| p.profile(rt, &outcome));
-    let probe_report = finish_probes(probes, &view);
+    let probe_report = finish_probes(probes, &view, metrics.as_ref());
     let summary = summary::summarize(&outcome.passes);
     let limit = device_limit(&plan, &outcome, &stop, table);
     workload::announce(format_args!("export"));
@@ -114,6 +135,9 @@ fn workload(
     );
     if let Some(p) = &profile {
         print!("{}", crate::profile::report::render(p));
+    }
+    if let Some(e) = endpoint {
+        e.finish(rt, &stop);
     }
     Ok(exit_for(&outcome, export_error))
 }
@@ -200,16 +224,17 @@ fn drive(
     view: &View,
     csv: Option<&mut CallsCsv>,
     probes: Option<&RunProbes>,
+    metrics: Option<&Arc<Metrics>>,
 ) -> Outcome {
     let mut fanout = Fanout {
         csv,
         live: None,
+        metrics: metrics.map(|m| MetricsFeed::new(m.clone(), &plan.config.heap)),
+        kernel: probes.map(|p| KernelPoll::new(&p.session)),
         progress: None,
     };
     match view {
-        View::Dashboard { state, .. } => {
-            fanout.live = Some(LiveFeed::new(state.clone(), probes.map(|p| &p.session)));
-        }
+        View::Dashboard { state, .. } => fanout.live = Some(LiveFeed::new(state.clone())),
         View::Headless(bar) => fanout.progress = Some(bar.clone()),
     }
     let counters = probes.map(|p| p as &dyn KernelCounters);
@@ -220,13 +245,20 @@ fn drive(
     outcome
 }
 
-/// The last block, loss and cost figures go to the dashboard, the eBPF
-/// side's messages to stderr; then every program and link is detached.
-fn finish_probes(probes: Option<RunProbes>, view: &View) -> Option<ProbeReport> {
+/// The last block, loss and cost figures go to the dashboard and the
+/// metrics, the eBPF side's messages to stderr; then every program and
+/// link is detached.
+fn finish_probes(
+    probes: Option<RunProbes>,
+    view: &View,
+    metrics: Option<&Arc<Metrics>>,
+) -> Option<ProbeReport> {
     let mut p = probes?;
-    if let View::Dashboard { state, .. } = view {
-        LiveFeed::new(state.clone(), Some(&p.session)).refresh_kernel();
-    }
+    let live = match view {
+        View::Dashboard { state, .. } => Some(LiveFeed::new(state.clone())),
+        View::Headless(_) => None,
+    };
+    fanout::show_kernel(&p.session.sample(), live.as_ref(), metrics.map(|m| &**m));
     report::print_diagnostics(&mut p.session);
     if let Some(why) = p.session.stats_unavailable() {
         eprintln!("dmaprof: {why}");

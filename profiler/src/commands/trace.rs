@@ -18,8 +18,8 @@ use crate::{
     exit::Exit,
     export::{
         atomic::{self, AtomicFile},
-        flame,
-        trace_sink::{DRAIN_LIMIT, Sink, TraceOut},
+        fanout, flame, metrics_server,
+        trace_sink::{DRAIN_LIMIT, Sink, TraceMetrics, TraceOut},
     },
     kernel::Privileges,
     live::{self, state::LiveState, tui},
@@ -37,8 +37,6 @@ use crate::{
 /// and waits this long before the next, since a wake-up per event costs
 /// ~6 us of CPU; the 8 MiB ring holds >100 ms of events at 1M/s.
 const BATCH: Duration = Duration::from_millis(10);
-/// How often the dashboard's block view is read from the kernel maps.
-const BLOCK_REFRESH: Duration = Duration::from_millis(250);
 
 pub fn trace(rt: &Runtime, a: TraceArgs) -> Result<Exit, Exit> {
     // Signals first: the temporary CSV below is never left behind.
@@ -46,6 +44,7 @@ pub fn trace(rt: &Runtime, a: TraceArgs) -> Result<Exit, Exit> {
     let target = Target::check(&a)?;
     let (csv, json) = open_outputs(&a)?;
     let (jsonl, intervals) = open_stream(&a)?;
+    let endpoint = metrics_server::start(rt, &a.metrics).map_err(Exit::Input)?;
     Privileges::current()
         .require_tracing("trace")
         .map_err(Exit::Input)?;
@@ -84,6 +83,9 @@ pub fn trace(rt: &Runtime, a: TraceArgs) -> Result<Exit, Exit> {
         mounts: crate::probes::files::Mounts::new(),
         jsonl,
         intervals,
+        metrics: endpoint
+            .as_ref()
+            .map(|e| TraceMetrics::new(e.metrics.clone())),
     };
     eprintln!("dmaprof: tracing {} (Ctrl-C to stop)", target.label());
     let mut summary = TraceSummary {
@@ -100,6 +102,9 @@ pub fn trace(rt: &Runtime, a: TraceArgs) -> Result<Exit, Exit> {
         &stop,
         dashboard.as_ref().map(|d| &d.0),
     ));
+    if let Some(e) = &endpoint {
+        e.metrics.set_kernel(&session.sample());
+    }
     summary.lost = session.lost().unwrap_or_default();
     summary.probes = session.attached.clone();
     summary.set_probe_costs(session.program_costs());
@@ -149,6 +154,9 @@ pub fn trace(rt: &Runtime, a: TraceArgs) -> Result<Exit, Exit> {
     eprintln!("dmaprof: {}", summary.line());
     if summary.lost.total() > 0 {
         eprintln!("dmaprof: WARNING: the probes lost events: {}", summary.lost);
+    }
+    if let Some(e) = endpoint {
+        e.finish(rt, &stop);
     }
     Ok(failed.map_or(Exit::Success, Exit::Failed))
 }
@@ -409,6 +417,7 @@ async fn watch(
     stop: &Stop,
     live: Option<&Arc<Mutex<LiveState>>>,
 ) -> std::io::Result<()> {
+    let live = live.map(|s| fanout::LiveFeed::new(s.clone()));
     let start = Instant::now();
     let cpu0 = events::own_cpu_s();
     // SAFETY: the ring owns its map fd and keeps it open until the AsyncFd
@@ -420,7 +429,7 @@ async fn watch(
     };
     let deadline = tokio::time::sleep(target.duration.unwrap_or(Duration::MAX / 4));
     tokio::pin!(deadline);
-    let mut block_tick = tokio::time::interval(BLOCK_REFRESH);
+    let mut block_tick = tokio::time::interval(fanout::KernelPoll::PERIOD);
     let period = sink.intervals.as_ref().map(|iv| iv.period());
     let every = period.unwrap_or(Duration::MAX / 4);
     let mut interval_tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
@@ -452,17 +461,12 @@ async fn watch(
                     break Err(e);
                 }
             }
-            _ = block_tick.tick(), if live.is_some() => {
-                if let Some(state) = live {
-                    let (block, lost) = (session.block().ok(), session.lost().ok());
-                    let probe_ns = session.probe_ns();
-                    let mut s = state.lock().unwrap_or_else(|e| e.into_inner());
-                    s.block = block.or(s.block.take());
-                    if let Some(l) = lost {
-                        s.header.lost_events = l.total();
-                    }
-                    s.set_probe_cost(probe_ns);
-                }
+            _ = block_tick.tick(), if live.is_some() || sink.metrics.is_some() => {
+                fanout::show_kernel(
+                    &session.sample(),
+                    live.as_ref(),
+                    sink.metrics.as_ref().map(|m| &*m.metrics),
+                );
             }
         }
     };

@@ -1,72 +1,120 @@
 //! Each call of a running workload, handed to whoever watches it: the
-//! per-call CSV, the headless progress bar (indicatif) or the dashboard's
-//! live state. The workload knows only the `Observer` trait.
+//! per-call CSV, the headless progress bar (indicatif), the dashboard's
+//! live state and the metrics endpoint. The workload knows only the `Observer` trait.
 use std::{
+    collections::HashMap,
     sync::{Arc, Mutex},
     time::{Duration, Instant},
 };
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
-use super::CallsCsv;
+use super::{
+    CallsCsv,
+    openmetrics::{CallLabels, Metrics},
+};
 use crate::{
     live::state::LiveState,
     metrics,
-    probes::session::Session,
-    workload::{CallRecord, Observer, Pass, mode::Mode},
+    probes::session::{KernelSample, Session},
+    workload::{
+        CallRecord, Observer, Pass,
+        mode::{BufferKind, Direction, Mode},
+    },
 };
 
-/// The dashboard's state, and the session whose block maps refresh it.
-pub struct LiveFeed<'a> {
+/// The dashboard's state.
+pub struct LiveFeed {
     pub state: Arc<Mutex<LiveState>>,
-    pub block_source: Option<&'a Session>,
-    last_block_read: Instant,
 }
 
-impl<'a> LiveFeed<'a> {
-    pub fn new(state: Arc<Mutex<LiveState>>, block_source: Option<&'a Session>) -> Self {
-        LiveFeed {
-            state,
-            block_source,
-            last_block_read: Instant::now(),
-        }
+impl LiveFeed {
+    pub fn new(state: Arc<Mutex<LiveState>>) -> Self {
+        LiveFeed { state }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, LiveState> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
+}
 
-    fn record(&mut self, c: &CallRecord) {
-        // Kernel maps are read a few times a second at most.
-        if self.last_block_read.elapsed() > Duration::from_millis(250) {
-            self.refresh_kernel();
+/// The kernel maps, read a few times a second at most, for the dashboard
+/// (so a loss shows while the run goes) and the metrics endpoint.
+pub struct KernelPoll<'a> {
+    session: &'a Session,
+    last: Option<Instant>,
+}
+
+impl<'a> KernelPoll<'a> {
+    pub const PERIOD: Duration = Duration::from_millis(250);
+
+    pub fn new(session: &'a Session) -> Self {
+        KernelPoll {
+            session,
+            last: None,
         }
-        self.lock().record(c);
     }
 
-    /// Reads the block histograms and the lost-event counters into the
-    /// dashboard's state, so a loss shows while the run goes.
-    pub fn refresh_kernel(&mut self) {
-        self.last_block_read = Instant::now();
-        let Some(session) = self.block_source else {
-            return;
-        };
-        let (block, lost) = (session.block().ok(), session.lost().ok());
-        let probe_ns = session.probe_ns();
-        let mut s = self.lock();
-        if let Some(b) = block {
-            s.block = Some(b);
+    /// A sample when the last is older than PERIOD (or `now` is set).
+    pub fn due(&mut self, now: bool) -> Option<KernelSample> {
+        if !now && self.last.is_some_and(|t| t.elapsed() < Self::PERIOD) {
+            return None;
         }
-        if let Some(l) = lost {
-            s.header.lost_events = l.total();
+        self.last = Some(Instant::now());
+        Some(self.session.sample())
+    }
+}
+
+/// The metrics endpoint's figures, and each mode's labels made once.
+pub struct MetricsFeed {
+    pub metrics: Arc<Metrics>,
+    pub heap: String,
+    labels: HashMap<(Mode, Direction), CallLabels>,
+}
+
+impl MetricsFeed {
+    pub fn new(metrics: Arc<Metrics>, heap: &str) -> Self {
+        MetricsFeed {
+            metrics,
+            heap: heap.into(),
+            labels: HashMap::new(),
         }
-        s.set_probe_cost(probe_ns);
+    }
+
+    fn record(&mut self, c: &CallRecord) {
+        let heap = &self.heap;
+        let labels = self
+            .labels
+            .entry((c.mode, c.direction))
+            .or_insert_with(|| CallLabels {
+                mode: c.mode.name().into(),
+                direction: c.direction.to_string(),
+                exporter: match c.mode.buffer() {
+                    BufferKind::Anon => "none".into(),
+                    BufferKind::Heap => heap.clone(),
+                    BufferKind::Udmabuf => "udmabuf".into(),
+                },
+                process: "dmaprof".into(),
+            });
+        self.metrics.call(labels.clone(), c.wall_ns, c.bytes);
+    }
+}
+
+/// Hands a kernel sample to whoever shows it.
+pub fn show_kernel(s: &KernelSample, live: Option<&LiveFeed>, metrics: Option<&Metrics>) {
+    if let Some(live) = live {
+        live.lock().apply_kernel(s);
+    }
+    if let Some(m) = metrics {
+        m.set_kernel(s);
     }
 }
 
 pub struct Fanout<'a> {
     pub csv: Option<&'a mut CallsCsv>,
-    pub live: Option<LiveFeed<'a>>,
+    pub live: Option<LiveFeed>,
+    pub metrics: Option<MetricsFeed>,
+    pub kernel: Option<KernelPoll<'a>>,
     /// Headless: a bar of calls done / planned on stderr (hidden when
     /// stderr is not a terminal) and one line per pass.
     pub progress: Option<ProgressBar>,
@@ -104,8 +152,20 @@ impl Observer for Fanout<'_> {
             bar.set_message(format!("{} call {}", c.mode.name(), c.index));
             bar.inc(1);
         }
-        if let Some(live) = &mut self.live {
-            live.record(c);
+        if let Some(live) = &self.live {
+            live.lock().record(c);
+        }
+        if let Some(m) = &mut self.metrics {
+            m.record(c);
+        }
+        if (self.live.is_some() || self.metrics.is_some())
+            && let Some(sample) = self.kernel.as_mut().and_then(|k| k.due(false))
+        {
+            show_kernel(
+                &sample,
+                self.live.as_ref(),
+                self.metrics.as_ref().map(|m| &*m.metrics),
+            );
         }
     }
 

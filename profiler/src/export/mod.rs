@@ -6,6 +6,8 @@ pub mod atomic;
 pub mod calls_csv;
 pub mod fanout;
 pub mod flame;
+pub mod metrics_server;
+pub mod openmetrics;
 pub mod results;
 pub mod stream;
 pub mod trace_sink;

@@ -1,11 +1,19 @@
 //! Where each call `dmaprof trace` sees goes: the dashboard's live state,
-//! the per-call CSV, or a line on stdout. Counted into the trace summary.
+//! the per-call CSV, or a line on stdout; and beside it the JSON stream,
+//! the interval summaries and the metrics endpoint. Counted into the trace
+//! summary.
+use profiler_common::call::CallEvent;
+
 use crate::{
     export::atomic::AtomicFile,
+    export::openmetrics::{CallLabels, Metrics},
     export::stream::{Intervals, Jsonl, render_interval},
     live::state::LiveState,
     probes::{
-        events::{TraceSummary, bytes, csv_row, decoded, is_request, kind, name, next_event},
+        events::{
+            TraceSummary, bytes, csv_row, decoded, direction, dma_buf, is_request, kind, name,
+            next_event,
+        },
         files::Mounts,
     },
 };
@@ -27,6 +35,42 @@ pub struct TraceOut {
     pub jsonl: Option<Jsonl>,
     /// `--interval`: the calls of the current interval.
     pub intervals: Option<Intervals>,
+    /// `--metrics-addr`: every call into the endpoint's histograms.
+    pub metrics: Option<TraceMetrics>,
+}
+
+/// The endpoint's metrics, and the traced processes' names (read once each).
+pub struct TraceMetrics {
+    pub metrics: std::sync::Arc<Metrics>,
+    comms: std::collections::HashMap<u32, String>,
+}
+
+impl TraceMetrics {
+    pub fn new(metrics: std::sync::Arc<Metrics>) -> Self {
+        TraceMetrics {
+            metrics,
+            comms: Default::default(),
+        }
+    }
+
+    fn record(&mut self, e: &CallEvent) {
+        let process = self
+            .comms
+            .entry(e.tgid)
+            .or_insert_with(|| {
+                std::fs::read_to_string(format!("/proc/{}/comm", e.tgid))
+                    .map(|c| c.trim_end().to_string())
+                    .unwrap_or_else(|_| "unknown".into())
+            })
+            .clone();
+        let labels = CallLabels {
+            mode: name(e).into_owned(),
+            direction: direction(e).into(),
+            exporter: dma_buf(e).map_or_else(|| "none".into(), |b| b.exporter),
+            process,
+        };
+        self.metrics.call(labels, e.duration_ns, bytes(e));
+    }
 }
 
 /// The most events one `drain` takes: about what the 8 MiB ring holds, so
@@ -92,6 +136,9 @@ impl TraceOut {
             }
             if let Some(iv) = &mut self.intervals {
                 iv.record(&e);
+            }
+            if let Some(m) = &mut self.metrics {
+                m.record(&e);
             }
         }
         if let Sink::Lines(out) = &mut self.sink {

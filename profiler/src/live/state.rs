@@ -222,6 +222,17 @@ impl LiveState {
         }
     }
 
+    /// The kernel's block totals, lost events and probe cost as of now.
+    pub fn apply_kernel(&mut self, k: &crate::probes::session::KernelSample) {
+        if let Some(b) = &k.block {
+            self.block = Some(b.clone());
+        }
+        if let Some(l) = &k.lost {
+            self.header.lost_events = l.total();
+        }
+        self.set_probe_cost(k.costs.as_ref().map(|c| c.iter().map(|c| c.run_ns).sum()));
+    }
+
     /// The probes' run time as a share of the time inside the calls seen so
     /// far (over the whole session: a reset does not restart it).
     pub fn set_probe_cost(&mut self, probe_ns: Option<u64>) {

@@ -23,6 +23,8 @@ pub struct BlockSnapshot {
     pub latency: BTreeMap<u32, [u64; LATENCY_SLOTS as usize]>,
     /// Request-size log2 histogram per process (bucket i: [2^i, 2^(i+1)) bytes).
     pub sizes: BTreeMap<u32, [u64; LATENCY_SLOTS as usize]>,
+    /// Device-latency log2 histogram per device (dev_t), every process's.
+    pub latency_by_dev: BTreeMap<u32, [u64; LATENCY_SLOTS as usize]>,
     pub lost: LostEvents,
 }
 
@@ -52,6 +54,18 @@ impl BlockSnapshot {
         }
         total
     }
+}
+
+/// A device's name (vda, loop0) from sysfs, else MAJOR:MINOR.
+pub fn device_name(dev: u32) -> String {
+    let (major, minor) = dev_major_minor(dev);
+    std::fs::read_to_string(format!("/sys/dev/block/{major}:{minor}/uevent"))
+        .ok()
+        .and_then(|u| {
+            u.lines()
+                .find_map(|l| l.strip_prefix("DEVNAME=").map(str::to_string))
+        })
+        .unwrap_or_else(|| format!("{major}:{minor}"))
 }
 
 /// Splits a kernel-internal dev_t (major << 20 | minor).
@@ -148,17 +162,23 @@ pub fn snapshot(ebpf: &Ebpf) -> Result<BlockSnapshot> {
             sum.add(t);
         }
     }
-    for (name, out) in [
-        ("BLOCK_LATENCY", &mut snap.latency),
-        ("BLOCK_SIZES", &mut snap.sizes),
-    ] {
+    let add = |out: &mut BTreeMap<u32, [u64; LATENCY_SLOTS as usize]>, at: u32, slot: u32, n| {
+        let hist = out.entry(at).or_insert([0; LATENCY_SLOTS as usize]);
+        if let Some(s) = hist.get_mut(slot as usize) {
+            *s += n;
+        }
+    };
+    for name in ["BLOCK_LATENCY", "BLOCK_SIZES"] {
         let map: PerCpuHashMap<_, LatencySlotKey, u64> =
             PerCpuHashMap::try_from(ebpf.map(name).context(name)?)?;
         for entry in map.iter() {
             let (key, per_cpu) = entry?;
-            let hist = out.entry(key.tgid).or_insert([0; LATENCY_SLOTS as usize]);
-            if let Some(slot) = hist.get_mut(key.slot as usize) {
-                *slot += per_cpu.iter().sum::<u64>();
+            let n = per_cpu.iter().sum::<u64>();
+            if name == "BLOCK_SIZES" {
+                add(&mut snap.sizes, key.tgid, key.slot, n);
+            } else {
+                add(&mut snap.latency, key.tgid, key.slot, n);
+                add(&mut snap.latency_by_dev, key.dev, key.slot, n);
             }
         }
     }

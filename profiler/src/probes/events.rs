@@ -187,6 +187,31 @@ pub fn request_flags(e: &CallEvent) -> String {
     }
 }
 
+/// Which way the call moved data: "read" (file -> memory), "write", or
+/// "none" (a SYNC ioctl, a copy between regular files, other opcodes).
+pub fn direction(e: &CallEvent) -> &'static str {
+    let by_flags = |flags: u32| match flags & RW_FLAGS_OP_MASK {
+        RW_FLAGS_READ => "read",
+        RW_FLAGS_WRITE => "write",
+        _ => "none",
+    };
+    match e.kind {
+        EVENT_PREAD => "read",
+        EVENT_URING => {
+            let op = uring_op(e.what);
+            if op.contains("READ") {
+                "read"
+            } else if op.contains("WRITE") {
+                "write"
+            } else {
+                "none"
+            }
+        }
+        _ if is_request(e) => by_flags(e.rw.flags),
+        _ => "none",
+    }
+}
+
 /// The row name in the dashboard: one row per kind of call.
 pub fn name(e: &CallEvent) -> Cow<'static, str> {
     match (e.kind, e.what) {

@@ -157,22 +157,38 @@ impl Lost {
     }
 }
 
-impl std::fmt::Display for Lost {
-    /// "none", or each non-zero reason with its count.
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let reasons = [
-            ("ring buffer full", self.ringbuf_full),
+impl Lost {
+    /// Each reason: its label (the metrics'), what it means, its count.
+    pub fn by_reason(&self) -> [(&'static str, &'static str, u64); 4] {
+        [
+            ("ringbuf_full", "ring buffer full", self.ringbuf_full),
             (
+                "pending_map_full",
                 "no task storage for a call in flight",
                 self.pending_map_full,
             ),
-            ("block in-flight map full", self.block_inflight_map_full),
-            ("block totals map full", self.block_totals_map_full),
-        ];
-        let parts: Vec<String> = reasons
+            (
+                "block_inflight_map_full",
+                "block in-flight map full",
+                self.block_inflight_map_full,
+            ),
+            (
+                "block_totals_map_full",
+                "block totals map full",
+                self.block_totals_map_full,
+            ),
+        ]
+    }
+}
+
+impl std::fmt::Display for Lost {
+    /// "none", or each non-zero reason with its count.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let parts: Vec<String> = self
+            .by_reason()
             .iter()
-            .filter(|(_, n)| *n > 0)
-            .map(|(why, n)| format!("{n} ({why})"))
+            .filter(|(_, _, n)| *n > 0)
+            .map(|(_, why, n)| format!("{n} ({why})"))
             .collect();
         if parts.is_empty() {
             f.write_str("none")
@@ -180,6 +196,15 @@ impl std::fmt::Display for Lost {
             f.write_str(&parts.join(", "))
         }
     }
+}
+
+/// The kernel-side figures read together, a few times a second, for the
+/// dashboard and the metrics endpoint (None: that map could not be read).
+#[derive(Debug, Default)]
+pub struct KernelSample {
+    pub block: Option<block::BlockSnapshot>,
+    pub lost: Option<Lost>,
+    pub costs: Option<Vec<ProgramCost>>,
 }
 
 fn sched_offsets(tracefs: &std::path::Path) -> Result<SchedOffsets> {
@@ -428,6 +453,15 @@ impl Session {
     }
 
     /// Total run time of the session's programs so far, ns.
+    /// Block totals, lost events and the programs' cost, as of now.
+    pub fn sample(&self) -> KernelSample {
+        KernelSample {
+            block: self.block().ok(),
+            lost: self.lost().ok(),
+            costs: self.program_costs(),
+        }
+    }
+
     pub fn probe_ns(&self) -> Option<u64> {
         Some(self.program_costs()?.iter().map(|c| c.run_ns).sum())
     }
