@@ -634,14 +634,14 @@ for i in range(200):
 fn dashboard_after_refresh(session: &Session) -> String {
     use std::sync::{Arc, Mutex};
 
-    use profiler::{export::fanout::LiveFeed, live::state::LiveState};
+    use profiler::live::state::LiveState;
     use ratatui::{Terminal, backend::TestBackend};
 
     let state = Arc::new(Mutex::new(LiveState::new(
         dashboards::model::Header::default(),
         &["pread".into()],
     )));
-    LiveFeed::new(state.clone(), Some(session)).refresh_kernel();
+    state.lock().unwrap().apply_kernel(&session.sample());
     let snap = state
         .lock()
         .unwrap()

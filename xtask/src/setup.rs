@@ -7,7 +7,7 @@ use anyhow::{Context, Result, bail};
 use crate::cmd;
 
 /// Debian packages: bpf-linker's LLVM, the lab kernel's source and build
-/// tools, QEMU, the guest's userland, and tools the tests drive.
+/// tools, QEMU, the guest's userland, and the tools and servers the tests drive.
 pub const APT_PACKAGES: &[&str] = &[
     "llvm-22-dev",
     "linux-source-6.12",
@@ -25,6 +25,10 @@ pub const APT_PACKAGES: &[&str] = &[
     "e2fsprogs",
     "util-linux",
     "tmux",
+    // The metrics test scrapes dmaprof with a real Prometheus; the report
+    // test renders the HTML report in headless Chromium.
+    "prometheus",
+    "chromium",
 ];
 
 const BPF_LINKER_VERSION: &str = "0.13.0";
