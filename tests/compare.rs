@@ -185,7 +185,7 @@ fn unusable_inputs_exit_2_with_one_line() {
                 "schema.json",
                 &std::fs::read_to_string(good_json(dir.path()))
                     .unwrap()
-                    .replace("dmaprof.results/2", "x/9"),
+                    .replace("dmaprof.results/3", "x/9"),
             ),
             "schema `x/9`",
         ),
@@ -206,7 +206,7 @@ fn unusable_inputs_exit_2_with_one_line() {
         "v1.json",
         &std::fs::read_to_string(good_json(dir.path()))
             .unwrap()
-            .replace("dmaprof.results/2", "dmaprof.results/1"),
+            .replace("dmaprof.results/3", "dmaprof.results/1"),
     );
     let (code, _, err) = compare(&[g, &v1]);
     assert_eq!(code, 0, "a schema 1 file: {err}");

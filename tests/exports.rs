@@ -8,6 +8,7 @@ use profiler::export::results;
 const CALL_COLUMNS: &str = "mode,direction,iteration,index,file_offset,bytes,start_ns,wall_ns,cpu_user_ns,cpu_sys_ns,voluntary_switches,involuntary_switches,tid,ioctl_calls,ioctl_ns,ioctl_errors,exporter_calls,exporter_ns,exporter_bytes,block_requests,block_bytes,block_device_ns,on_cpu_ns,off_cpu_ns,switches,exporter_errors,uring_requests,uring_ns,buffers,mechanism";
 const SUMMARY_COLUMNS: &str = "mode,passes,calls,bytes,alloc_ms,transfer_ms,sync_ms,free_ms,total_ms,mib_per_s,lat_min_us,lat_p50_us,lat_p90_us,lat_p99_us,lat_p999_us,lat_max_us,cpu_user_ns_per_mib,cpu_sys_ns_per_mib,others_cpu_ns_per_mib,voluntary_switches,involuntary_switches,verified,probe_ns_per_call,probe_pct_of_call_time,buffers";
 const TOP_KEYS: &[&str] = &[
+    "block_latency",
     "dmaprof_version",
     "error",
     "interrupted",
@@ -97,6 +98,12 @@ fn csv_and_json_have_the_documented_shape_and_agree() {
     for m in &doc.modes {
         assert_eq!(m.passes.len(), 3);
         assert_eq!(m.summary.calls, 12);
+        // Each pass's time line: a window per call here (4 calls), in time order.
+        for p in &m.passes {
+            assert_eq!(p.bandwidth.len(), 4, "{:?}", p.bandwidth);
+            assert!(p.bandwidth.windows(2).all(|w| w[1][0] > w[0][0]));
+            assert!(p.bandwidth.iter().all(|[_, v]| *v > 0.0));
+        }
         assert_eq!(m.summary.bytes, 3 * (8 << 20));
         // The histogram is lossless: every call is in it, and its max is the
         // slowest call of the per-call CSV (to its 3 significant digits).

@@ -103,7 +103,7 @@ fn pread_and_pread_direct_profiles_show_their_kernel_paths() {
     // samples the profile took.
     let v: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
-    assert_eq!(v["schema"], "dmaprof.results/2");
+    assert_eq!(v["schema"], "dmaprof.results/3");
     let p = &v["profile"];
     let mut total = 0;
     for entry in std::fs::read_dir(&folded_dir).unwrap().flatten() {

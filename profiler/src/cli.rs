@@ -60,6 +60,25 @@ pub enum Command {
     /// candidate. Exit 1 on a significant regression beyond --threshold,
     /// 2 on unusable input. With one file, only the pread comparison.
     Compare(CompareArgs),
+    /// One self-contained HTML report of a results file (`run --json`):
+    /// latency CDF per mode, throughput with its 95% CI, the seed's table,
+    /// alloc/transfer/sync/free as stacked bars, bandwidth over time, block
+    /// device latency, the flame graphs when the run was profiled and, with
+    /// --baseline, the comparison with significance marks. Plots are inline
+    /// SVG; the page makes no request.
+    Report(ReportArgs),
+}
+
+#[derive(clap::Args)]
+pub struct ReportArgs {
+    /// The results file (`run --json` or `bench --json`).
+    pub results: PathBuf,
+    /// A baseline results file to compare against (as `dmaprof compare`).
+    #[arg(long, value_name = "BASE.json")]
+    pub baseline: Option<PathBuf>,
+    /// The HTML file to write (replaced whole, never left half-written).
+    #[arg(short, long, value_name = "report.html")]
+    pub output: PathBuf,
 }
 
 #[derive(clap::Args)]
@@ -120,7 +139,7 @@ pub struct OutputArgs {
     /// Write one CSV row per mode (calls, bytes, MiB/s, latency percentiles, CPU per MiB ...).
     #[arg(long, value_name = "PATH")]
     pub summary_csv: Option<PathBuf>,
-    /// Write the results document (schema dmaprof.results/2, docs/results.md):
+    /// Write the results document (schema dmaprof.results/3, docs/results.md):
     /// what `dmaprof compare` reads.
     #[arg(long, value_name = "PATH")]
     pub json: Option<PathBuf>,

@@ -19,6 +19,7 @@ pub mod mechanism;
 pub mod metrics;
 pub mod probes;
 pub mod profile;
+pub mod report;
 pub mod stop;
 pub mod tracefs;
 pub mod workload;

@@ -104,6 +104,20 @@ impl LatencyHistogram {
         if self.is_empty() { 0 } else { self.hist.max() }
     }
 
+    /// The cumulative distribution: (ns, share of calls at or below it),
+    /// one point per distinct recorded value.
+    pub fn cdf(&self) -> Vec<(u64, f64)> {
+        let n = self.len().max(1) as f64;
+        let mut seen = 0u64;
+        self.hist
+            .iter_recorded()
+            .map(|v| {
+                seen += v.count_at_value();
+                (v.value_iterated_to().max(1), seen as f64 / n)
+            })
+            .collect()
+    }
+
     /// Counts in log2 buckets: slot i holds values in [2^i, 2^(i+1)).
     pub fn log2_counts(&self, slots: usize) -> Vec<u64> {
         let mut counts = vec![0u64; slots];

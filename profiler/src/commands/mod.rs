@@ -3,6 +3,7 @@
 mod compare;
 mod doctor;
 mod probes;
+mod report;
 mod run;
 mod trace;
 
@@ -23,5 +24,6 @@ pub fn dispatch(cli: Cli) -> Exit {
         Command::Trace(a) => trace::trace(&rt, a),
         Command::Compare(a) => compare::compare(a),
         Command::Doctor(a) => doctor::doctor(a),
+        Command::Report(a) => report::report(a),
     })
 }

@@ -50,7 +50,7 @@ pub struct Side {
 }
 
 impl Side {
-    fn of(xs: &[f64]) -> Side {
+    pub fn of(xs: &[f64]) -> Side {
         Side {
             median: stats::median(xs),
             ci95: stats::median_ci95(xs),

@@ -46,9 +46,9 @@ pub fn write_folded(dir: &Path, p: &Profile) -> io::Result<Vec<PathBuf>> {
     Ok(written)
 }
 
-/// DIR/BUCKET.on-cpu.svg and DIR/BUCKET.off-cpu.svg; the paths written.
-pub fn write_flamegraphs(dir: &Path, p: &Profile) -> io::Result<Vec<PathBuf>> {
-    let mut written = Vec::new();
+/// A flame graph of every bucket and kind with stacks: (bucket, kind, SVG).
+pub fn flamegraphs(p: &Profile) -> io::Result<Vec<(String, &'static str, Vec<u8>)>> {
+    let mut graphs = Vec::new();
     for (bucket, stacks) in &p.buckets {
         for (kind, unit, map) in kinds(stacks) {
             let lines = folded_lines(map);
@@ -56,10 +56,19 @@ pub fn write_flamegraphs(dir: &Path, p: &Profile) -> io::Result<Vec<PathBuf>> {
                 continue;
             }
             let title = format!("dmaprof {bucket}: {kind} ({unit})");
-            let path = dir.join(format!("{}.{kind}.svg", stem(bucket)));
-            atomic::write(&path, &svg(&lines, &title, unit)?)?;
-            written.push(path);
+            graphs.push((bucket.clone(), kind, svg(&lines, &title, unit)?));
         }
+    }
+    Ok(graphs)
+}
+
+/// DIR/BUCKET.on-cpu.svg and DIR/BUCKET.off-cpu.svg; the paths written.
+pub fn write_flamegraphs(dir: &Path, p: &Profile) -> io::Result<Vec<PathBuf>> {
+    let mut written = Vec::new();
+    for (bucket, kind, svg) in flamegraphs(p)? {
+        let path = dir.join(format!("{}.{kind}.svg", stem(&bucket)));
+        atomic::write(&path, &svg)?;
+        written.push(path);
     }
     Ok(written)
 }

@@ -1,4 +1,4 @@
-//! The JSON results document (schema `dmaprof.results/2`, described in
+//! The JSON results document (schema `dmaprof.results/3`, described in
 //! docs/results.md) and the per-mode summary CSV. The same types read the
 //! document back for `dmaprof compare`, with unknown fields refused, so
 //! what is written and what is read cannot drift apart.
@@ -19,10 +19,11 @@ use crate::workload::{
     BufferUse, CallRecord, Pass, Verification, mode::Mode, summary::ModeSummary,
 };
 
-pub const SCHEMA: &str = "dmaprof.results/2";
+pub const SCHEMA: &str = "dmaprof.results/3";
 /// The schemas this reader takes: each later one only added fields
-/// (2: `profile` and `profile_top_kernel`).
-const READABLE: [&str; 2] = ["dmaprof.results/1", SCHEMA];
+/// (2: `profile` and `profile_top_kernel`; 3: each pass's `bandwidth`,
+/// `block_latency`).
+const READABLE: [&str; 3] = ["dmaprof.results/1", "dmaprof.results/2", SCHEMA];
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -56,6 +57,10 @@ pub struct Results {
     /// figure each path's share of the device's limit is taken against.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub device_limit: Option<crate::workload::limit::DeviceLimit>,
+    /// Block requests' device time per device (name or MAJOR:MINOR): log2
+    /// ns slots, slot i holding [2^i, 2^(i+1)) ns (None: no block probe).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub block_latency: Option<BTreeMap<String, Vec<u64>>>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -116,6 +121,31 @@ pub struct PassResult {
     pub cpu_ns_per_mib: f64,
     pub cache: String,
     pub verified: Verification,
+    /// Bandwidth over the pass: [seconds since the run began at the end of
+    /// a window of its calls, MiB/s over that window], up to 20 windows.
+    #[serde(default)]
+    pub bandwidth: Vec<[f64; 2]>,
+}
+
+/// Windows of a pass's bandwidth time line.
+const BANDWIDTH_WINDOWS: usize = 20;
+
+/// A pass's bandwidth over time: its calls in up to BANDWIDTH_WINDOWS
+/// consecutive windows, each its bytes over its span (first start to last end).
+fn bandwidth(calls: &[CallRecord]) -> Vec<[f64; 2]> {
+    let per = calls.len().div_ceil(BANDWIDTH_WINDOWS).max(1);
+    calls
+        .chunks(per)
+        .filter_map(|w| {
+            let start = w.iter().map(|c| c.start_ns).min()?;
+            let end = w.iter().map(|c| c.start_ns + c.wall_ns).max()?;
+            let bytes = w.iter().map(|c| c.bytes).sum();
+            Some([
+                end as f64 / 1e9,
+                crate::metrics::mib_per_s(bytes, end - start),
+            ])
+        })
+        .collect()
 }
 
 /// One pass as `compare` samples it: the same definitions as a per-call
@@ -144,13 +174,19 @@ fn pass_result(p: &Pass) -> PassResult {
         cpu_ns_per_mib: t.cpu_ns_per_mib(),
         cache: p.cache.clone(),
         verified: p.verified,
+        bandwidth: bandwidth(&p.calls),
     }
 }
 
 pub fn build(run: &RunReport) -> Results {
-    let (probes, lost_events, probe_costs) = match &run.probes {
-        Some(p) => (p.attached.clone(), Some(p.lost), p.costs.clone()),
-        None => (Vec::new(), None, None),
+    let (probes, lost_events, probe_costs, block_latency) = match &run.probes {
+        Some(p) => (
+            p.attached.clone(),
+            Some(p.lost),
+            p.costs.clone(),
+            p.block_latency.clone(),
+        ),
+        None => (Vec::new(), None, None, None),
     };
     let passes = &run.outcome.passes;
     let modes = run
@@ -208,6 +244,7 @@ pub fn build(run: &RunReport) -> Results {
                 .collect()
         }),
         device_limit: run.device_limit.cloned(),
+        block_latency,
     }
 }
 

@@ -123,6 +123,8 @@ pub struct ProbeReport {
     pub attached: Vec<Attached>,
     pub lost: Lost,
     pub costs: Option<Vec<ProgramCost>>,
+    /// Block device time per device, log2 ns slots (None: unreadable).
+    pub block_latency: Option<std::collections::BTreeMap<String, Vec<u64>>>,
 }
 
 /// What one of the session's programs has cost since the statistics went on.
@@ -472,6 +474,12 @@ impl Session {
             attached: self.attached.clone(),
             lost: self.lost().unwrap_or_default(),
             costs: self.program_costs(),
+            block_latency: self.block().ok().map(|b| {
+                b.latency_by_dev
+                    .iter()
+                    .map(|(dev, slots)| (block::device_name(*dev), slots.to_vec()))
+                    .collect()
+            }),
         }
     }
 

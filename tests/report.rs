@@ -1,0 +1,242 @@
+//! `dmaprof report` rendered by a real browser: Debian's Chromium, headless,
+//! loads the page from disk, takes a screenshot (not blank) and dumps the
+//! DOM it built, whose figures must equal the results JSON's.
+use std::{
+    path::{Path, PathBuf},
+    process::Command,
+};
+
+use dmaprof_e2e::{disk_scratch_dir, dmaprof_bin, require_bpf, succeeded, under_ci};
+use serde_json::Value;
+
+const CHROMIUM: &str = "/usr/bin/chromium";
+
+fn chromium(test: &str) -> Option<PathBuf> {
+    if Path::new(CHROMIUM).exists() {
+        return Some(CHROMIUM.into());
+    }
+    assert!(
+        !under_ci(),
+        "{test}: {CHROMIUM} missing (cargo xtask setup installs it) and CI=true forbids skipping"
+    );
+    eprintln!("SKIP {test}: {CHROMIUM} missing; run `cargo xtask setup`");
+    None
+}
+
+/// Chromium headless on a file: as root it needs --no-sandbox; its own
+/// profile directory keeps runs apart.
+fn headless(browser: &Path, profile: &Path) -> Command {
+    let mut c = Command::new(browser);
+    c.args([
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--hide-scrollbars",
+    ])
+    .arg(format!("--user-data-dir={}", profile.display()));
+    c
+}
+
+fn run_json(dir: &Path, name: &str, extra: &[&str]) -> PathBuf {
+    let json = dir.join(name);
+    succeeded(
+        Command::new(dmaprof_bin())
+            .args(["run", "--mode", "pread", "--mode", "pread-direct"])
+            .args(["--size", "16M", "--chunk", "512K", "--iterations", "3"])
+            .args(extra)
+            .arg("--dir")
+            .arg(dir)
+            .arg("--json")
+            .arg(&json)
+            .arg("--headless"),
+    );
+    json
+}
+
+/// Every `<td data-mode= data-field= data-value=>text</td>` of the DOM.
+fn figures(dom: &str) -> Vec<(String, String, String, String)> {
+    let attr = |tag: &str, name: &str| -> String {
+        let key = format!("{name}=\"");
+        let at = tag.find(&key).unwrap() + key.len();
+        tag[at..at + tag[at..].find('"').unwrap()].to_string()
+    };
+    dom.split("<td ")
+        .skip(1)
+        .filter(|cell| cell.starts_with("data-mode"))
+        .map(|cell| {
+            let (tag, rest) = cell.split_once('>').unwrap();
+            let text = rest.split_once("</td>").unwrap().0.to_string();
+            (
+                attr(tag, "data-mode"),
+                attr(tag, "data-field"),
+                attr(tag, "data-value"),
+                text,
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn the_report_renders_in_chromium_with_every_plot_and_the_jsons_figures() {
+    let test = "the_report_renders_in_chromium_with_every_plot_and_the_jsons_figures";
+    if !require_bpf(test) {
+        return;
+    }
+    let Some(browser) = chromium(test) else {
+        return;
+    };
+    let dir = disk_scratch_dir();
+    let base = run_json(dir.path(), "base.json", &[]);
+    let cand = run_json(dir.path(), "cand.json", &["--profile"]);
+    let html = dir.path().join("report.html");
+    succeeded(
+        Command::new(dmaprof_bin())
+            .arg("report")
+            .arg(&cand)
+            .arg("--baseline")
+            .arg(&base)
+            .arg("-o")
+            .arg(&html),
+    );
+    let page = std::fs::read_to_string(&html).unwrap();
+    for external in [
+        "src=\"http",
+        "href=\"http",
+        "url(http",
+        "<link",
+        "<script src",
+    ] {
+        assert!(!page.contains(external), "the page fetches: {external}");
+    }
+
+    let profile = dir.path().join("chromium-profile");
+    let url = format!("file://{}", html.display());
+    let dom = succeeded(headless(&browser, &profile).arg("--dump-dom").arg(&url));
+    let dom = String::from_utf8_lossy(&dom.stdout);
+    for section in [
+        "The seed's table",
+        "Throughput per mode",
+        "Call latency",
+        "Where each mode's time goes",
+        "Bandwidth over time",
+        "Block device latency",
+        "Against the baseline",
+        "Flame graphs",
+    ] {
+        assert!(
+            dom.contains(&format!("<h2>{section}")),
+            "no section {section}"
+        );
+    }
+    // Six plots drawn (throughput, CDF, phases, bandwidth, block, change),
+    // each with its axes' text, and a flame graph per profiled bucket.
+    let plots = dom.matches("<div class=\"plot\"><svg").count();
+    assert_eq!(plots, 6, "inline SVG plots");
+    for caption in [
+        "Call latency CDF per mode",
+        "Block requests",
+        "alloc / transfer / sync / free",
+        "candidate against baseline",
+    ] {
+        assert!(dom.contains(caption), "no plot captioned {caption}");
+    }
+    assert!(dom.contains("data:image/svg+xml;base64,"), "no flame graph");
+
+    // The figures in the page are the JSON's, exactly in data-value and
+    // rounded in the text.
+    let results: Value = serde_json::from_str(&std::fs::read_to_string(&cand).unwrap()).unwrap();
+    let cells = figures(&dom);
+    let modes = results["modes"].as_array().unwrap();
+    assert_eq!(cells.len(), modes.len() * 9, "{cells:?}");
+    for (mode, field, value, text) in &cells {
+        let m = modes
+            .iter()
+            .find(|m| m["summary"]["mode"] == mode.as_str())
+            .unwrap_or_else(|| panic!("mode {mode} not in the JSON"));
+        let want = m["summary"][field].as_f64().unwrap();
+        let shown: f64 = value.parse().unwrap();
+        assert_eq!(shown, want, "{mode} {field}: page {shown}, JSON {want}");
+        let rounded: f64 = text.parse().unwrap();
+        assert!(
+            (rounded - want).abs() <= 0.5 + want.abs() * 1e-12,
+            "{mode} {field}: text {text}, JSON {want}"
+        );
+    }
+
+    let shot = dir.path().join("shot.png");
+    succeeded(
+        headless(&browser, &profile)
+            .arg(format!("--screenshot={}", shot.display()))
+            .arg("--window-size=1100,3000")
+            .arg(&url),
+    );
+    let (share, colours) = ink(&shot);
+    assert!(
+        share > 0.05,
+        "screenshot nearly blank: {share:.3} of pixels not white"
+    );
+    assert!(colours > 20, "screenshot has {colours} colours");
+}
+
+/// The share of pixels that are not white, and how many colours there are.
+fn ink(png_path: &Path) -> (f64, usize) {
+    let decoder = png::Decoder::new(std::fs::File::open(png_path).unwrap());
+    let mut reader = decoder.read_info().unwrap();
+    let mut buf = vec![0; reader.output_buffer_size()];
+    let info = reader.next_frame(&mut buf).unwrap();
+    let px = info.color_type.samples();
+    let pixels: Vec<&[u8]> = buf[..info.buffer_size()].chunks(px).collect();
+    let inked = pixels
+        .iter()
+        .filter(|p| p[..3].iter().any(|&c| c < 240))
+        .count();
+    let colours: std::collections::HashSet<&[u8]> = pixels.iter().copied().collect();
+    (inked as f64 / pixels.len() as f64, colours.len())
+}
+
+#[test]
+fn report_refuses_another_schema_and_an_unwritable_path_in_one_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let other = dir.path().join("other.json");
+    std::fs::write(&other, r#"{"schema": "something/else", "modes": []}"#).unwrap();
+    let out = dir.path().join("report.html");
+    for (args, cause) in [
+        (
+            vec![
+                other.display().to_string(),
+                "-o".into(),
+                out.display().to_string(),
+            ],
+            "not a dmaprof results file",
+        ),
+        (
+            vec![
+                dir.path().join("missing.json").display().to_string(),
+                "-o".into(),
+                out.display().to_string(),
+            ],
+            "No such file",
+        ),
+        (
+            vec![
+                other.display().to_string(),
+                "-o".into(),
+                dir.path().join("no/such/dir/r.html").display().to_string(),
+            ],
+            "-o ",
+        ),
+    ] {
+        let o = Command::new(dmaprof_bin())
+            .arg("report")
+            .args(&args)
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(2), "{args:?}: {err}");
+        assert_eq!(err.lines().count(), 1, "{args:?}: {err}");
+        assert!(err.contains(cause), "{args:?}: {err}");
+        assert!(!out.exists(), "{args:?}: a report was written");
+    }
+    let names: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
+    assert_eq!(names.len(), 1, "only other.json: {names:?}");
+}
