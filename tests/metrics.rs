@@ -12,7 +12,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use dmaprof_e2e::{KillOnDrop, disk_scratch_dir, dmaprof_bin, require_bpf, under_ci};
+use dmaprof_e2e::{KillOnDrop, disk_scratch_dir, dmaprof_bin, probe_lock, require_bpf, under_ci};
 use profiler::export::{openmetrics::duration_buckets, results::Results};
 use serde_json::Value;
 
@@ -146,6 +146,7 @@ fn prometheus_scrapes_the_calls_and_every_dashboard_query_evaluates() {
     if !require_bpf(test) {
         return;
     }
+    let _serial = probe_lock();
     let dmaprof_port = free_port();
     let Some(prom) = Prometheus::start(test, dmaprof_port) else {
         return;
@@ -220,6 +221,55 @@ fn prometheus_scrapes_the_calls_and_every_dashboard_query_evaluates() {
     assert!(prom.scalar("sum(dmaprof_probe_runs_total)") > 0.0);
 
     check_dashboard(&prom);
+}
+
+#[test]
+fn trace_serves_each_traced_call_to_prometheus() {
+    let test = "trace_serves_each_traced_call_to_prometheus";
+    if !require_bpf(test) {
+        return;
+    }
+    let _serial = probe_lock();
+    let port = free_port();
+    let Some(prom) = Prometheus::start(test, port) else {
+        return;
+    };
+    let dir = disk_scratch_dir();
+    let (data, go) = (dir.path().join("d.bin"), dir.path().join("go"));
+    std::fs::write(&data, vec![1u8; 64 << 10]).unwrap();
+    let script = format!(
+        "import os, time\n\
+         deadline = time.time() + 300\n\
+         while not os.path.exists('{g}') and time.time() < deadline:\n    time.sleep(0.05)\n\
+         fd = os.open('{d}', os.O_RDONLY)\n\
+         for i in range(12):\n    assert len(os.pread(fd, 1000, i * 1000)) == 1000\n",
+        g = go.display(),
+        d = data.display()
+    );
+    let addr = format!("127.0.0.1:{port}");
+    let args = [
+        "--headless",
+        "--metrics-linger",
+        "60",
+        "--metrics-addr",
+        addr.as_str(),
+    ];
+    let (mut child, tracer, log) = dmaprof_e2e::traced_python(&script, &args);
+    std::fs::write(&go, b"").unwrap();
+    assert!(child.wait().unwrap().success());
+    let out = tracer.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", log.join().unwrap());
+    prom.wait_for("dmaprof_session_ended 1", |p| {
+        p.try_query("dmaprof_session_ended == 1")
+            .is_ok_and(|r| !r.is_empty())
+    });
+    let sel = r#"mode="pread",direction="read",exporter="none",process="python3""#;
+    let calls = prom.scalar(&format!(
+        "sum(dmaprof_call_duration_seconds_count{{{sel}}})"
+    ));
+    assert_eq!(calls, 12.0);
+    let bytes = prom.scalar(&format!("sum(dmaprof_call_bytes_total{{{sel}}})"));
+    assert_eq!(bytes, 12_000.0);
 }
 
 /// Every panel's and variable's query of dashboards/grafana/dmaprof.json

@@ -98,7 +98,41 @@ fn the_report_renders_in_chromium_with_every_plot_and_the_jsons_figures() {
             .arg("-o")
             .arg(&html),
     );
-    let page = std::fs::read_to_string(&html).unwrap();
+    check_report(&browser, &html, &cand, true);
+}
+
+/// Run by the lab suite (`cargo xtask test`) on the results JSON of its
+/// `bench --table all --profile` in the patched kernel, named by
+/// DMAPROF_LAB_RESULTS; DMAPROF_REPORT_SCREENSHOT keeps the screenshot.
+#[test]
+#[ignore = "the lab suite runs it on a lab bench's results (DMAPROF_LAB_RESULTS)"]
+fn a_lab_benchs_report_renders_in_chromium() {
+    let results = PathBuf::from(
+        std::env::var_os("DMAPROF_LAB_RESULTS")
+            .expect("DMAPROF_LAB_RESULTS: a lab bench's results"),
+    );
+    let browser = chromium("a_lab_benchs_report_renders_in_chromium").expect("chromium");
+    let dir = tempfile::tempdir().unwrap();
+    let html = dir.path().join("report.html");
+    succeeded(
+        Command::new(dmaprof_bin())
+            .arg("report")
+            .arg(&results)
+            .arg("-o")
+            .arg(&html),
+    );
+    let shot = check_report(&browser, &html, &results, false);
+    if let Some(keep) = std::env::var_os("DMAPROF_REPORT_SCREENSHOT") {
+        std::fs::copy(&shot, keep).unwrap();
+    }
+}
+
+/// Chromium loads the report: every section and plot is there, the DOM's
+/// figures are the JSON's, the screenshot is not blank. Returns the
+/// screenshot's path (beside the page).
+fn check_report(browser: &Path, html: &Path, json: &Path, with_baseline: bool) -> PathBuf {
+    let dir = html.parent().unwrap();
+    let page = std::fs::read_to_string(html).unwrap();
     for external in [
         "src=\"http",
         "href=\"http",
@@ -109,9 +143,9 @@ fn the_report_renders_in_chromium_with_every_plot_and_the_jsons_figures() {
         assert!(!page.contains(external), "the page fetches: {external}");
     }
 
-    let profile = dir.path().join("chromium-profile");
+    let profile = dir.join("chromium-profile");
     let url = format!("file://{}", html.display());
-    let dom = succeeded(headless(&browser, &profile).arg("--dump-dom").arg(&url));
+    let dom = succeeded(headless(browser, &profile).arg("--dump-dom").arg(&url));
     let dom = String::from_utf8_lossy(&dom.stdout);
     for section in [
         "The seed's table",
@@ -120,7 +154,6 @@ fn the_report_renders_in_chromium_with_every_plot_and_the_jsons_figures() {
         "Where each mode's time goes",
         "Bandwidth over time",
         "Block device latency",
-        "Against the baseline",
         "Flame graphs",
     ] {
         assert!(
@@ -131,12 +164,12 @@ fn the_report_renders_in_chromium_with_every_plot_and_the_jsons_figures() {
     // Six plots drawn (throughput, CDF, phases, bandwidth, block, change),
     // each with its axes' text, and a flame graph per profiled bucket.
     let plots = dom.matches("<div class=\"plot\"><svg").count();
-    assert_eq!(plots, 6, "inline SVG plots");
+    assert_eq!(plots, 5 + usize::from(with_baseline), "inline SVG plots");
     for caption in [
         "Call latency CDF per mode",
         "Block requests",
         "alloc / transfer / sync / free",
-        "candidate against baseline",
+        "Bandwidth over each pass",
     ] {
         assert!(dom.contains(caption), "no plot captioned {caption}");
     }
@@ -144,7 +177,7 @@ fn the_report_renders_in_chromium_with_every_plot_and_the_jsons_figures() {
 
     // The figures in the page are the JSON's, exactly in data-value and
     // rounded in the text.
-    let results: Value = serde_json::from_str(&std::fs::read_to_string(&cand).unwrap()).unwrap();
+    let results: Value = serde_json::from_str(&std::fs::read_to_string(json).unwrap()).unwrap();
     let cells = figures(&dom);
     let modes = results["modes"].as_array().unwrap();
     assert_eq!(cells.len(), modes.len() * 9, "{cells:?}");
@@ -163,11 +196,11 @@ fn the_report_renders_in_chromium_with_every_plot_and_the_jsons_figures() {
         );
     }
 
-    let shot = dir.path().join("shot.png");
+    let shot = dir.join("shot.png");
     succeeded(
-        headless(&browser, &profile)
+        headless(browser, &profile)
             .arg(format!("--screenshot={}", shot.display()))
-            .arg("--window-size=1100,3000")
+            .arg("--window-size=1100,5200")
             .arg(&url),
     );
     let (share, colours) = ink(&shot);
@@ -176,6 +209,7 @@ fn the_report_renders_in_chromium_with_every_plot_and_the_jsons_figures() {
         "screenshot nearly blank: {share:.3} of pixels not white"
     );
     assert!(colours > 20, "screenshot has {colours} colours");
+    shot
 }
 
 /// The share of pixels that are not white, and how many colours there are.

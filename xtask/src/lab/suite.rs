@@ -121,17 +121,24 @@ pub fn test_suite(phases: &mut Phases, variant: kernel::Variant) -> Result<()> {
         check_seed_ordering(&out.output)?;
         check_device_limit(&out.output)
     })?;
-    phases.run("lab: dmaprof bench --table all", || {
+    phases.run("lab: dmaprof bench --table all --profile, its report in Chromium", || {
         let out = vm::run(
             &kernel,
             &files,
-            "dmaprof bench --table all --file /mnt/data-256m.bin --size 64M --chunk 8M --iterations 1",
+            "mkdir -p /mnt/out && dmaprof bench --table all --file /mnt/data-256m.bin --size 64M \
+             --chunk 8M --iterations 1 --profile --profile-hz 199 --json /mnt/out/all.json \
+             && echo @@results@@ && cat /mnt/out/all.json",
             1200,
         )?;
-        eprint!("{}", out.output);
+        let (shown, results) = out
+            .output
+            .split_once("@@results@@\n")
+            .unwrap_or((&out.output, ""));
+        eprint!("{shown}");
         check_clean(&out)?;
         ensure!(out.status == 0, "dmaprof bench exited {}", out.status);
-        check_all_table(&out.output)
+        check_all_table(shown)?;
+        lab_report_in_chromium(results)
     })?;
     for direction in ["read", "write"] {
         phases.run(&format!("lab: dmaprof bench --table v4 --direction {direction}, v4's ordering"), || {
@@ -165,6 +172,48 @@ pub fn test_suite(phases: &mut Phases, variant: kernel::Variant) -> Result<()> {
         Ok(())
     })?;
     stock_suite(phases, &files)
+}
+
+/// The lab bench's results (the guest printed them), kept in the cache;
+/// the host's `dmaprof report` of them rendered in headless Chromium by
+/// the report test that waits for them.
+fn lab_report_in_chromium(results: &str) -> Result<()> {
+    let doc: Value = serde_json::Deserializer::from_str(results)
+        .into_iter::<Value>()
+        .next()
+        .context("the guest printed no results JSON")?
+        .context("the guest's results JSON")?;
+    let dir = cmd::cache_dir().join("lab/results");
+    std::fs::create_dir_all(&dir)?;
+    let path = dir.join("bench-all.json");
+    std::fs::write(&path, serde_json::to_string_pretty(&doc)?)?;
+    let out = Command::new("cargo")
+        .args([
+            "test",
+            "--release",
+            "-p",
+            "dmaprof-e2e",
+            "--test",
+            "report",
+            "--",
+        ])
+        .args([
+            "--ignored",
+            "--exact",
+            "a_lab_benchs_report_renders_in_chromium",
+        ])
+        .env("DMAPROF_LAB_RESULTS", &path)
+        .current_dir(cmd::workspace_root())
+        .output()
+        .context("cargo test --test report")?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    ensure!(
+        out.status.success() && tests_passed(&text) == Some(1),
+        "the lab bench's report in Chromium:\n{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    eprintln!("lab: the report of {} renders in Chromium", path.display());
+    Ok(())
 }
 
 /// `dmaprof doctor --json` in `kernel`'s guest: its report.
