@@ -18,15 +18,22 @@ fn color(i: usize) -> RGBColor {
     RGBColor(c.0, c.1, c.2)
 }
 
-/// Draws on a fresh SVG canvas; plotters' errors become text.
-fn canvas(
-    draw: impl for<'b> FnOnce(
-        &DrawingArea<SVGBackend<'b>, Shift>,
-    ) -> Result<(), Box<dyn std::error::Error>>,
+/// Draws on a fresh SVG canvas of the usual size.
+fn canvas(draw: impl for<'b> FnOnce(&DrawingArea<SVGBackend<'b>, Shift>) -> Drawing) -> Drawn {
+    canvas_sized(SIZE, draw)
+}
+
+/// What drawing returns: plotters' errors, made text by the canvas.
+type Drawing = Result<(), Box<dyn std::error::Error>>;
+
+/// Draws on a fresh SVG canvas.
+fn canvas_sized(
+    size: (u32, u32),
+    draw: impl for<'b> FnOnce(&DrawingArea<SVGBackend<'b>, Shift>) -> Drawing,
 ) -> Drawn {
     let mut svg = String::new();
     {
-        let root = SVGBackend::with_string(&mut svg, SIZE).into_drawing_area();
+        let root = SVGBackend::with_string(&mut svg, size).into_drawing_area();
         root.fill(&WHITE).map_err(|e| e.to_string())?;
         draw(&root).map_err(|e| e.to_string())?;
         root.present().map_err(|e| e.to_string())?;
@@ -82,7 +89,7 @@ pub fn log_x_lines(
 }
 
 /// One bar per name with its 95% interval as a whisker (None: no interval).
-pub fn bars_with_ci(title: &str, y_desc: &str, bars: &[Bar]) -> Drawn {
+pub fn bars_with_ci(title: &str, value_desc: &str, bars: &[Bar]) -> Drawn {
     let names: Vec<&str> = bars.iter().map(|b| b.0.as_str()).collect();
     let top = bars
         .iter()
@@ -90,20 +97,8 @@ pub fn bars_with_ci(title: &str, y_desc: &str, bars: &[Bar]) -> Drawn {
         .fold(0.0, f64::max)
         .max(1e-9)
         * 1.1;
-    canvas(|root| {
-        let mut chart = ChartBuilder::on(root)
-            .caption(title, ("sans-serif", 20))
-            .margin(12)
-            .x_label_area_size(70)
-            .y_label_area_size(60)
-            .build_cartesian_2d(segments(names.len()), 0.0..top)?;
-        chart
-            .configure_mesh()
-            .disable_x_mesh()
-            .y_desc(y_desc)
-            .x_labels(names.len())
-            .x_label_formatter(&|v| segment_name(&names, v))
-            .draw()?;
+    canvas_sized(bar_chart_size(names.len()), |root| {
+        let mut chart = bar_axes(root, title, value_desc, &names, 0.0..top)?;
         for (i, (_, v, ci)) in bars.iter().enumerate() {
             chart.draw_series(std::iter::once(bar(
                 i,
@@ -114,8 +109,8 @@ pub fn bars_with_ci(title: &str, y_desc: &str, bars: &[Bar]) -> Drawn {
             if let Some((lo, hi)) = ci {
                 chart.draw_series(std::iter::once(PathElement::new(
                     vec![
-                        (SegmentValue::CenterOf(i), *lo),
-                        (SegmentValue::CenterOf(i), *hi),
+                        (*lo, SegmentValue::CenterOf(i)),
+                        (*hi, SegmentValue::CenterOf(i)),
                     ],
                     BLACK.stroke_width(2),
                 )))?;
@@ -125,10 +120,10 @@ pub fn bars_with_ci(title: &str, y_desc: &str, bars: &[Bar]) -> Drawn {
     })
 }
 
-/// Stacked bars: per name, its parts (one value per part name) bottom up.
+/// Stacked bars: per name, its parts (one value per part name) left to right.
 pub fn stacked_bars(
     title: &str,
-    y_desc: &str,
+    value_desc: &str,
     parts: &[&str],
     bars: &[(String, Vec<f64>)],
 ) -> Drawn {
@@ -138,27 +133,15 @@ pub fn stacked_bars(
         .map(|(_, v)| v.iter().sum::<f64>())
         .fold(0.0, f64::max)
         .max(1e-9)
-        * 1.35; // room for the legend
-    canvas(|root| {
-        let mut chart = ChartBuilder::on(root)
-            .caption(title, ("sans-serif", 20))
-            .margin(12)
-            .x_label_area_size(70)
-            .y_label_area_size(60)
-            .build_cartesian_2d(segments(names.len()), 0.0..top)?;
-        chart
-            .configure_mesh()
-            .disable_x_mesh()
-            .y_desc(y_desc)
-            .x_labels(names.len())
-            .x_label_formatter(&|v| segment_name(&names, v))
-            .draw()?;
+        * 1.3; // room for the legend
+    canvas_sized(bar_chart_size(names.len()), |root| {
+        let mut chart = bar_axes(root, title, value_desc, &names, 0.0..top)?;
         for (p, part) in parts.iter().enumerate() {
             let c = PART_COLOURS[p % PART_COLOURS.len()];
             chart
                 .draw_series(bars.iter().enumerate().map(|(i, (_, v))| {
-                    let below: f64 = v[..p].iter().sum();
-                    bar(i, below, below + v[p], c.filled())
+                    let before: f64 = v[..p].iter().sum();
+                    bar(i, before, before + v[p], c.filled())
                 }))?
                 .label(*part)
                 .legend(move |(x, y)| Rectangle::new([(x, y - 5), (x + 12, y + 5)], c.filled()));
@@ -216,21 +199,15 @@ pub fn time_lines(title: &str, y_desc: &str, series: &[Runs]) -> Drawn {
 /// Change per name, percent: green better, red worse, grey not significant.
 pub fn changes(title: &str, rows: &[(String, f64, bool, bool)]) -> Drawn {
     let names: Vec<&str> = rows.iter().map(|r| r.0.as_str()).collect();
-    let span = rows.iter().map(|r| r.1.abs()).fold(1.0, f64::max) * 1.2;
-    canvas(|root| {
-        let mut chart = ChartBuilder::on(root)
-            .caption(title, ("sans-serif", 20))
-            .margin(12)
-            .x_label_area_size(70)
-            .y_label_area_size(60)
-            .build_cartesian_2d(segments(names.len()), -span..span)?;
-        chart
-            .configure_mesh()
-            .disable_x_mesh()
-            .y_desc("change, % (~: not significant)")
-            .x_labels(names.len())
-            .x_label_formatter(&|v| segment_name(&names, v))
-            .draw()?;
+    let span = rows.iter().map(|r| r.1.abs()).fold(1.0, f64::max) * 1.3;
+    canvas_sized(bar_chart_size(names.len()), |root| {
+        let mut chart = bar_axes(
+            root,
+            title,
+            "change, % (~: not significant)",
+            &names,
+            -span..span,
+        )?;
         for (i, (_, delta, significant, better)) in rows.iter().enumerate() {
             let c = match (significant, better) {
                 (false, _) => RGBColor(150, 150, 150),
@@ -245,7 +222,7 @@ pub fn changes(title: &str, rows: &[(String, f64, bool, bool)]) -> Drawn {
             };
             chart.draw_series(std::iter::once(Text::new(
                 mark,
-                (SegmentValue::CenterOf(i), *delta),
+                (*delta, SegmentValue::CenterOf(i)),
                 ("sans-serif", 14),
             )))?;
         }
@@ -253,16 +230,55 @@ pub fn changes(title: &str, rows: &[(String, f64, bool, bool)]) -> Drawn {
     })
 }
 
+type BarChart<'a, 'b> = ChartContext<
+    'a,
+    SVGBackend<'b>,
+    Cartesian2d<
+        plotters::coord::types::RangedCoordf64,
+        plotters::coord::ranged1d::SegmentedCoord<plotters::coord::types::RangedCoordusize>,
+    >,
+>;
+
+/// Horizontal bars: a row per name (its name on the left), values along x.
+fn bar_axes<'a, 'b>(
+    root: &'a DrawingArea<SVGBackend<'b>, Shift>,
+    title: &str,
+    value_desc: &str,
+    names: &[&str],
+    values: std::ops::Range<f64>,
+) -> Result<BarChart<'a, 'b>, Box<dyn std::error::Error>> {
+    let mut chart = ChartBuilder::on(root)
+        .caption(title, ("sans-serif", 20))
+        .margin(12)
+        .x_label_area_size(40)
+        .y_label_area_size(170)
+        .build_cartesian_2d(values, segments(names.len()))?;
+    chart
+        .configure_mesh()
+        .disable_y_mesh()
+        .x_desc(value_desc)
+        .y_labels(names.len())
+        .y_label_style(("sans-serif", 13))
+        .y_label_formatter(&|v| segment_name(names, v))
+        .draw()?;
+    Ok(chart)
+}
+
+/// A bar chart's canvas: taller with more rows.
+fn bar_chart_size(rows: usize) -> (u32, u32) {
+    (SIZE.0, (110 + 30 * rows as u32).max(260))
+}
+
 /// Bar i from `lo` to `hi`, apart from its neighbours.
-fn bar(i: usize, lo: f64, hi: f64, style: ShapeStyle) -> Rectangle<(SegmentValue<usize>, f64)> {
+fn bar(i: usize, lo: f64, hi: f64, style: ShapeStyle) -> Rectangle<(f64, SegmentValue<usize>)> {
     let mut r = Rectangle::new(
         [
-            (SegmentValue::Exact(i), lo),
-            (SegmentValue::Exact(i + 1), hi),
+            (lo, SegmentValue::Exact(i)),
+            (hi, SegmentValue::Exact(i + 1)),
         ],
         style,
     );
-    r.set_margin(0, 0, 8, 8);
+    r.set_margin(3, 3, 0, 0);
     r
 }
 

@@ -384,6 +384,14 @@ pub fn run() -> Result<String> {
             false,
         ),
         step(
+            "max, --metrics-addr (every call also into the endpoint's histograms)",
+            None,
+            Tracer::Dmaprof {
+                args: &["--metrics-addr", "127.0.0.1:0", "--metrics-linger", "0"],
+            },
+            false,
+        ),
+        step(
             "max, pread64 on syscalls: tracepoints (--attach tracepoint)",
             None,
             Tracer::Dmaprof {

@@ -127,7 +127,8 @@ pub fn test_suite(phases: &mut Phases, variant: kernel::Variant) -> Result<()> {
             &files,
             "mkdir -p /mnt/out && dmaprof bench --table all --file /mnt/data-256m.bin --size 64M \
              --chunk 8M --iterations 1 --profile --profile-hz 199 --json /mnt/out/all.json \
-             && echo @@results@@ && cat /mnt/out/all.json",
+             && echo @@results@@ && cat /mnt/out/all.json && echo",
+            // (the last echo: the capture keeps whole lines only)
             1200,
         )?;
         let (shown, results) = out
