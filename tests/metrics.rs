@@ -133,6 +133,18 @@ impl Prometheus {
     }
 }
 
+/// A scrape test's start: BPF allowed, the probe tests serialised, a port
+/// for dmaprof and a Prometheus scraping it (None: skipped, said why).
+fn scraping(test: &str) -> Option<(std::sync::MutexGuard<'static, ()>, u16, Prometheus)> {
+    if !require_bpf(test) {
+        return None;
+    }
+    let serial = probe_lock();
+    let port = free_port();
+    let prom = Prometheus::start(test, port)?;
+    Some((serial, port, prom))
+}
+
 fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()
@@ -142,13 +154,9 @@ fn repo_root() -> PathBuf {
 
 #[test]
 fn prometheus_scrapes_the_calls_and_every_dashboard_query_evaluates() {
-    let test = "prometheus_scrapes_the_calls_and_every_dashboard_query_evaluates";
-    if !require_bpf(test) {
-        return;
-    }
-    let _serial = probe_lock();
-    let dmaprof_port = free_port();
-    let Some(prom) = Prometheus::start(test, dmaprof_port) else {
+    let Some((_serial, dmaprof_port, prom)) =
+        scraping("prometheus_scrapes_the_calls_and_every_dashboard_query_evaluates")
+    else {
         return;
     };
     let dir = disk_scratch_dir();
@@ -225,13 +233,8 @@ fn prometheus_scrapes_the_calls_and_every_dashboard_query_evaluates() {
 
 #[test]
 fn trace_serves_each_traced_call_to_prometheus() {
-    let test = "trace_serves_each_traced_call_to_prometheus";
-    if !require_bpf(test) {
-        return;
-    }
-    let _serial = probe_lock();
-    let port = free_port();
-    let Some(prom) = Prometheus::start(test, port) else {
+    let Some((_serial, port, prom)) = scraping("trace_serves_each_traced_call_to_prometheus")
+    else {
         return;
     };
     let dir = disk_scratch_dir();
