@@ -111,15 +111,16 @@ pub struct RunArgs {
 pub struct MetricsArgs {
     /// Serve Prometheus/OpenMetrics text at http://IP:PORT/metrics while
     /// running: per-call duration histograms (seconds; buckets 1 us to 10 s,
-    /// four per decade) and bytes by mode, direction, exporter and process;
+    /// four per decade) and bytes by mode, mechanism, direction, exporter
+    /// and process;
     /// block request latency and bytes by device; lost events by reason;
     /// each probe program's runs and run time; the agent's CPU seconds.
     /// Only this address is bound (an IP, no name lookup): use
     /// 127.0.0.1:PORT to keep it on loopback. Port 0 picks a free one.
     #[arg(long, value_name = "IP:PORT")]
     pub metrics_addr: Option<String>,
-    /// Bound on each label's distinct values (mode, direction, exporter,
-    /// process, device, program); later values are counted under `other`.
+    /// Bound on each label's distinct values (mode, mechanism, direction,
+    /// exporter, process, device, program); later values are counted under `other`.
     #[arg(long, value_name = "N", default_value_t = 32,
           value_parser = clap::value_parser!(u64).range(1..=10000))]
     pub max_label_values: u64,

@@ -88,6 +88,7 @@ impl MetricsFeed {
             .entry((c.mode, c.direction))
             .or_insert_with(|| CallLabels {
                 mode: c.mode.name().into(),
+                mechanism: c.mode.mechanism().name().into(),
                 direction: c.direction.to_string(),
                 exporter: match c.mode.buffer() {
                     BufferKind::Anon => "none".into(),

@@ -45,10 +45,12 @@ pub fn duration_buckets() -> Vec<f64> {
 }
 
 /// A call's labels: `mode` is the run's mode (rw-file-direct ...) or, in
-/// `trace`, the kind of call (ioctl RW_FILE, pread, io_uring READ_FIXED).
+/// `trace`, the kind of call (ioctl RW_FILE, pread, io_uring READ_FIXED);
+/// `mechanism` the kernel interface (rw_file-ioctl, copy_file_range ...).
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct CallLabels {
     pub mode: String,
+    pub mechanism: String,
     pub direction: String,
     pub exporter: String,
     pub process: String,
@@ -77,6 +79,7 @@ impl LabelBounds {
     fn labels(&mut self, l: CallLabels) -> CallLabels {
         CallLabels {
             mode: self.bound("mode", l.mode),
+            mechanism: self.bound("mechanism", l.mechanism),
             direction: self.bound("direction", l.direction),
             exporter: self.bound("exporter", l.exporter),
             process: self.bound("process", l.process),
@@ -347,6 +350,7 @@ mod tests {
             m.call(
                 CallLabels {
                     mode: mode.into(),
+                    mechanism: "pread".into(),
                     direction: "read".into(),
                     exporter: "system".into(),
                     process: "p".into(),
@@ -356,7 +360,7 @@ mod tests {
             );
         }
         let text = m.encode();
-        assert!(text.contains(r#"dmaprof_call_bytes_total{mode="a",direction="read",exporter="system",process="p"} 20"#), "{text}");
+        assert!(text.contains(r#"dmaprof_call_bytes_total{mode="a",mechanism="pread",direction="read",exporter="system",process="p"} 20"#), "{text}");
         assert!(text.contains(r#"mode="other""#), "{text}");
         assert!(!text.contains(r#"mode="c""#), "{text}");
         assert!(text.contains("dmaprof_session_ended 0"), "{text}");

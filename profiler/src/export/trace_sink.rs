@@ -11,8 +11,8 @@ use crate::{
     live::state::LiveState,
     probes::{
         events::{
-            TraceSummary, bytes, csv_row, decoded, direction, dma_buf, is_request, kind, name,
-            next_event,
+            TraceSummary, bytes, csv_row, decoded, direction, dma_buf, is_request, kind, mechanism,
+            name, next_event,
         },
         files::Mounts,
     },
@@ -65,6 +65,7 @@ impl TraceMetrics {
             .clone();
         let labels = CallLabels {
             mode: name(e).into_owned(),
+            mechanism: mechanism(e).name().into(),
             direction: direction(e).into(),
             exporter: dma_buf(e).map_or_else(|| "none".into(), |b| b.exporter),
             process,
