@@ -11,7 +11,7 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use super::{
     CallsCsv,
-    openmetrics::{CallLabels, Metrics},
+    openmetrics::{CallHandles, CallLabels, Metrics},
 };
 use crate::{
     live::state::LiveState,
@@ -69,7 +69,7 @@ impl<'a> KernelPoll<'a> {
 pub struct MetricsFeed {
     pub metrics: Arc<Metrics>,
     pub heap: String,
-    labels: HashMap<(Mode, Direction), CallLabels>,
+    handles: HashMap<(Mode, Direction), CallHandles>,
 }
 
 impl MetricsFeed {
@@ -77,27 +77,28 @@ impl MetricsFeed {
         MetricsFeed {
             metrics,
             heap: heap.into(),
-            labels: HashMap::new(),
+            handles: HashMap::new(),
         }
     }
 
     fn record(&mut self, c: &CallRecord) {
-        let heap = &self.heap;
-        let labels = self
-            .labels
+        let (heap, metrics) = (&self.heap, &self.metrics);
+        self.handles
             .entry((c.mode, c.direction))
-            .or_insert_with(|| CallLabels {
-                mode: c.mode.name().into(),
-                mechanism: c.mode.mechanism().name().into(),
-                direction: c.direction.to_string(),
-                exporter: match c.mode.buffer() {
-                    BufferKind::Anon => "none".into(),
-                    BufferKind::Heap => heap.clone(),
-                    BufferKind::Udmabuf => "udmabuf".into(),
-                },
-                process: "dmaprof".into(),
-            });
-        self.metrics.call(labels.clone(), c.wall_ns, c.bytes);
+            .or_insert_with(|| {
+                metrics.handles(CallLabels {
+                    mode: c.mode.name().into(),
+                    mechanism: c.mode.mechanism().name().into(),
+                    direction: c.direction.to_string(),
+                    exporter: match c.mode.buffer() {
+                        BufferKind::Anon => "none".into(),
+                        BufferKind::Heap => heap.clone(),
+                        BufferKind::Udmabuf => "udmabuf".into(),
+                    },
+                    process: "dmaprof".into(),
+                })
+            })
+            .record(c.wall_ns, c.bytes);
     }
 }
 

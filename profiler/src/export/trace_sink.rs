@@ -2,17 +2,17 @@
 //! the per-call CSV, or a line on stdout; and beside it the JSON stream,
 //! the interval summaries and the metrics endpoint. Counted into the trace
 //! summary.
-use profiler_common::call::CallEvent;
+use profiler_common::call::{CallEvent, EVENT_PREAD};
 
 use crate::{
     export::atomic::AtomicFile,
-    export::openmetrics::{CallLabels, Metrics},
+    export::openmetrics::{CallHandles, CallLabels, Metrics},
     export::stream::{Intervals, Jsonl, render_interval},
     live::state::LiveState,
     probes::{
         events::{
-            TraceSummary, bytes, csv_row, decoded, direction, dma_buf, is_request, kind, mechanism,
-            name, next_event,
+            TraceSummary, bytes, csv_row, decoded, direction, dma_buf, has_dma_buf, is_request,
+            kind, mechanism, name, next_event,
         },
         files::Mounts,
     },
@@ -39,38 +39,61 @@ pub struct TraceOut {
     pub metrics: Option<TraceMetrics>,
 }
 
-/// The endpoint's metrics, and the traced processes' names (read once each).
+/// The endpoint's metrics, and each kind of call's handles, found by a key
+/// made without allocating (the labels are made once per key).
 pub struct TraceMetrics {
     pub metrics: std::sync::Arc<Metrics>,
-    comms: std::collections::HashMap<u32, String>,
+    handles: std::collections::HashMap<CallKey, CallHandles>,
+}
+
+/// What a call's labels are made of: process, kind (and the ioctl command,
+/// io_uring opcode or request flags that name it), exporter.
+#[derive(Hash, PartialEq, Eq)]
+struct CallKey {
+    tgid: u32,
+    kind: u32,
+    what: u32,
+    direction: &'static str,
+    exporter: [u8; 16],
 }
 
 impl TraceMetrics {
     pub fn new(metrics: std::sync::Arc<Metrics>) -> Self {
         TraceMetrics {
             metrics,
-            comms: Default::default(),
+            handles: Default::default(),
         }
     }
 
     fn record(&mut self, e: &CallEvent) {
-        let process = self
-            .comms
-            .entry(e.tgid)
-            .or_insert_with(|| {
-                std::fs::read_to_string(format!("/proc/{}/comm", e.tgid))
-                    .map(|c| c.trim_end().to_string())
-                    .unwrap_or_else(|_| "unknown".into())
-            })
-            .clone();
-        let labels = CallLabels {
-            mode: name(e).into_owned(),
-            mechanism: mechanism(e).name().into(),
-            direction: direction(e).into(),
-            exporter: dma_buf(e).map_or_else(|| "none".into(), |b| b.exporter),
-            process,
+        let key = CallKey {
+            tgid: e.tgid,
+            kind: e.kind,
+            // A pread's `what` is its fd: not part of its name.
+            what: if e.kind == EVENT_PREAD { 0 } else { e.what },
+            direction: direction(e),
+            exporter: if has_dma_buf(e) {
+                e.buf.exporter
+            } else {
+                [0; 16]
+            },
         };
-        self.metrics.call(labels, e.duration_ns, bytes(e));
+        let (metrics, key_direction) = (&self.metrics, key.direction);
+        self.handles
+            .entry(key)
+            .or_insert_with(|| {
+                let process = std::fs::read_to_string(format!("/proc/{}/comm", e.tgid))
+                    .map(|c| c.trim_end().to_string())
+                    .unwrap_or_else(|_| "unknown".into());
+                metrics.handles(CallLabels {
+                    mode: name(e).into_owned(),
+                    mechanism: mechanism(e).name().into(),
+                    direction: key_direction.into(),
+                    exporter: dma_buf(e).map_or_else(|| "none".into(), |b| b.exporter),
+                    process,
+                })
+            })
+            .record(e.duration_ns, bytes(e));
     }
 }
 

@@ -137,16 +137,22 @@ pub struct DmaBufView {
 
 /// The dma-buf of a call; None for other calls or when nothing was read.
 pub fn dma_buf(e: &CallEvent) -> Option<DmaBufView> {
-    let b = &e.buf;
-    if e.kind == EVENT_PREAD || (b.size == 0 && b.ino == 0) {
+    if !has_dma_buf(e) {
         return None;
     }
+    let b = &e.buf;
     Some(DmaBufView {
         exporter: c_field(&b.exporter),
         name: c_field(&b.name),
         size: b.size,
         ino: b.ino,
     })
+}
+
+/// Whether the event carries a dma-buf (pread and io_uring events never
+/// write theirs: it holds whatever the ring did).
+pub fn has_dma_buf(e: &CallEvent) -> bool {
+    !matches!(e.kind, EVENT_PREAD | EVENT_URING) && (e.buf.size != 0 || e.buf.ino != 0)
 }
 
 /// A NUL-terminated kernel string, kept to what a CSV field holds unquoted
