@@ -102,8 +102,9 @@ fn the_report_renders_in_chromium_with_every_plot_and_the_jsons_figures() {
 }
 
 /// Run by the lab suite (`cargo xtask test`) on the results JSON of its
-/// `bench --table all --profile` in the patched kernel, named by
-/// DMAPROF_LAB_RESULTS; DMAPROF_REPORT_SCREENSHOT keeps the screenshot.
+/// `bench --table all --profile` in the patched kernel (DMAPROF_LAB_RESULTS)
+/// against the same bench on the stock kernel (DMAPROF_LAB_BASELINE, when
+/// set); DMAPROF_REPORT_SCREENSHOT keeps the screenshot.
 #[test]
 #[ignore = "the lab suite runs it on a lab bench's results (DMAPROF_LAB_RESULTS)"]
 fn a_lab_benchs_report_renders_in_chromium() {
@@ -114,14 +115,14 @@ fn a_lab_benchs_report_renders_in_chromium() {
     let browser = chromium("a_lab_benchs_report_renders_in_chromium").expect("chromium");
     let dir = tempfile::tempdir().unwrap();
     let html = dir.path().join("report.html");
-    succeeded(
-        Command::new(dmaprof_bin())
-            .arg("report")
-            .arg(&results)
-            .arg("-o")
-            .arg(&html),
-    );
-    let shot = check_report(&browser, &html, &results, false);
+    let baseline = std::env::var_os("DMAPROF_LAB_BASELINE");
+    let mut report = Command::new(dmaprof_bin());
+    report.arg("report").arg(&results).arg("-o").arg(&html);
+    if let Some(b) = &baseline {
+        report.arg("--baseline").arg(b);
+    }
+    succeeded(&mut report);
+    let shot = check_report(&browser, &html, &results, baseline.is_some());
     if let Some(keep) = std::env::var_os("DMAPROF_REPORT_SCREENSHOT") {
         std::fs::copy(&shot, keep).unwrap();
     }

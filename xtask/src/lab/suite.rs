@@ -121,26 +121,23 @@ pub fn test_suite(phases: &mut Phases, variant: kernel::Variant) -> Result<()> {
         check_seed_ordering(&out.output)?;
         check_device_limit(&out.output)
     })?;
-    phases.run("lab: dmaprof bench --table all --profile, its report in Chromium", || {
-        let out = vm::run(
-            &kernel,
-            &files,
-            "mkdir -p /mnt/out && dmaprof bench --table all --file /mnt/data-256m.bin --size 64M \
-             --chunk 8M --iterations 1 --profile --profile-hz 199 --json /mnt/out/all.json \
-             && echo @@results@@ && cat /mnt/out/all.json && echo",
-            // (the last echo: the capture keeps whole lines only)
-            1200,
-        )?;
-        let (shown, results) = out
-            .output
-            .split_once("@@results@@\n")
-            .unwrap_or((&out.output, ""));
-        eprint!("{shown}");
-        check_clean(&out)?;
-        ensure!(out.status == 0, "dmaprof bench exited {}", out.status);
-        check_all_table(shown)?;
-        lab_report_in_chromium(results)
-    })?;
+    phases.run(
+        "lab: dmaprof bench --table all --profile (kept for the report)",
+        || {
+            let out = vm::run(
+                &kernel,
+                &files,
+                &bench_all_printing_results("--profile --profile-hz 199"),
+                1200,
+            )?;
+            let (shown, results) = guest_results(&out.output)?;
+            eprint!("{shown}");
+            check_clean(&out)?;
+            ensure!(out.status == 0, "dmaprof bench exited {}", out.status);
+            check_all_table(shown)?;
+            keep_results("bench-all.json", &results).map(drop)
+        },
+    )?;
     for direction in ["read", "write"] {
         phases.run(&format!("lab: dmaprof bench --table v4 --direction {direction}, v4's ordering"), || {
             // Reads from the lab's data file; writes make new files in --dir.
@@ -175,19 +172,43 @@ pub fn test_suite(phases: &mut Phases, variant: kernel::Variant) -> Result<()> {
     stock_suite(phases, &files)
 }
 
-/// The lab bench's results (the guest printed them), kept in the cache;
-/// the host's `dmaprof report` of them rendered in headless Chromium by
-/// the report test that waits for them.
-fn lab_report_in_chromium(results: &str) -> Result<()> {
-    let doc: Value = serde_json::Deserializer::from_str(results)
+/// `bench --table all` on the lab's data file with these extra arguments,
+/// its results JSON printed after a marker line (the last echo: the
+/// capture keeps whole lines only).
+fn bench_all_printing_results(extra: &str) -> String {
+    format!(
+        "mkdir -p /mnt/out && dmaprof bench --table all --file /mnt/data-256m.bin --size 64M \
+         --chunk 8M --iterations 1 {extra} --json /mnt/out/all.json \
+         && echo @@results@@ && cat /mnt/out/all.json && echo"
+    )
+}
+
+/// The guest's output before the results marker, and the results after it.
+fn guest_results(output: &str) -> Result<(&str, Value)> {
+    let (shown, results) = output
+        .split_once("@@results@@\n")
+        .with_context(|| format!("the guest printed no results:\n{output}"))?;
+    let doc = serde_json::Deserializer::from_str(results)
         .into_iter::<Value>()
         .next()
         .context("the guest printed no results JSON")?
         .context("the guest's results JSON")?;
+    Ok((shown, doc))
+}
+
+/// A lab run's results, kept in the cache (never the repo) for the report.
+fn keep_results(name: &str, doc: &Value) -> Result<PathBuf> {
     let dir = cmd::cache_dir().join("lab/results");
     std::fs::create_dir_all(&dir)?;
-    let path = dir.join("bench-all.json");
-    std::fs::write(&path, serde_json::to_string_pretty(&doc)?)?;
+    let path = dir.join(name);
+    std::fs::write(&path, serde_json::to_string_pretty(doc)?)?;
+    Ok(path)
+}
+
+/// The host's `dmaprof report` of the patched kernel's bench against the
+/// stock kernel's, rendered in headless Chromium by the report test that
+/// waits for them.
+fn lab_report_in_chromium(results: &std::path::Path, baseline: &std::path::Path) -> Result<()> {
     let out = Command::new("cargo")
         .args([
             "test",
@@ -203,7 +224,8 @@ fn lab_report_in_chromium(results: &str) -> Result<()> {
             "--exact",
             "a_lab_benchs_report_renders_in_chromium",
         ])
-        .env("DMAPROF_LAB_RESULTS", &path)
+        .env("DMAPROF_LAB_RESULTS", results)
+        .env("DMAPROF_LAB_BASELINE", baseline)
         .current_dir(cmd::workspace_root())
         .output()
         .context("cargo test --test report")?;
@@ -213,7 +235,11 @@ fn lab_report_in_chromium(results: &str) -> Result<()> {
         "the lab bench's report in Chromium:\n{text}{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    eprintln!("lab: the report of {} renders in Chromium", path.display());
+    eprintln!(
+        "lab: the report of {} against {} renders in Chromium",
+        results.display(),
+        baseline.display()
+    );
     Ok(())
 }
 
@@ -278,6 +304,19 @@ fn stock_suite(phases: &mut Phases, files: &GuestFiles) -> Result<()> {
         );
         check_stock_run(&out.output)
     })?;
+    phases.run(
+        "lab stock: dmaprof bench --table all; the patched kernel's report against it, in Chromium",
+        || {
+            let out = vm::run(&kernel, files, &bench_all_printing_results(""), 1200)?;
+            let (shown, results) = guest_results(&out.output)?;
+            eprint!("{shown}");
+            check_clean(&out)?;
+            ensure!(out.status == 0, "dmaprof bench exited {}", out.status);
+            let baseline = keep_results("bench-all-stock.json", &results)?;
+            let patched = cmd::cache_dir().join("lab/results/bench-all.json");
+            lab_report_in_chromium(&patched, &baseline)
+        },
+    )?;
     for test in STOCK_TESTS {
         phases.run(&format!("lab stock: {test} in the guest"), || {
             guest_tests(&kernel, files, test)
