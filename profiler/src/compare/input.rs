@@ -72,10 +72,22 @@ fn read_input(path: &Path) -> Result<String, String> {
     std::fs::read_to_string(path).map_err(|e| e.to_string())
 }
 
+/// A results document and its per-pass samples, read once (`dmaprof
+/// report` draws the one and compares the other); the error names the file.
+pub fn load_results(path: &Path) -> Result<(results::Results, Samples), String> {
+    let named = |e: String| format!("{}: {e}", path.display());
+    let doc = results::parse(&read_input(path).map_err(named)?).map_err(named)?;
+    let samples = samples_of(&doc);
+    Ok((doc, samples))
+}
+
 fn from_results(text: &str) -> Result<Samples, String> {
-    let doc = results::parse(text)?;
+    Ok(samples_of(&results::parse(text)?))
+}
+
+fn samples_of(doc: &results::Results) -> Samples {
     let mut out = Samples::new();
-    for m in doc.modes {
+    for m in &doc.modes {
         let s: &mut ModeSamples = out.entry(m.summary.mode.name().to_string()).or_default();
         for p in m.passes.iter().filter(|p| p.calls > 0) {
             s.mib_per_s.push(p.mib_per_s);
@@ -85,7 +97,7 @@ fn from_results(text: &str) -> Result<Samples, String> {
         }
     }
     out.retain(|_, s| !s.mib_per_s.is_empty());
-    Ok(out)
+    out
 }
 
 /// Groups call rows by (mode, iteration) into passes, each summed with the

@@ -55,9 +55,9 @@ impl<'a> KernelPoll<'a> {
         }
     }
 
-    /// A sample when the last is older than PERIOD (or `now` is set).
-    pub fn due(&mut self, now: bool) -> Option<KernelSample> {
-        if !now && self.last.is_some_and(|t| t.elapsed() < Self::PERIOD) {
+    /// A sample when the last is older than PERIOD.
+    pub fn due(&mut self) -> Option<KernelSample> {
+        if self.last.is_some_and(|t| t.elapsed() < Self::PERIOD) {
             return None;
         }
         self.last = Some(Instant::now());
@@ -161,7 +161,7 @@ impl Observer for Fanout<'_> {
             m.record(c);
         }
         if (self.live.is_some() || self.metrics.is_some())
-            && let Some(sample) = self.kernel.as_mut().and_then(|k| k.due(false))
+            && let Some(sample) = self.kernel.as_mut().and_then(|k| k.due())
         {
             show_kernel(
                 &sample,

@@ -167,6 +167,13 @@ impl Metrics {
             .unwrap_or_else(|e| e.into_inner());
         if let Some(b) = &s.block {
             f.devices = devices(b);
+            // Each device's name is read from sysfs once, not every sample.
+            let KernelFigures { devices, names, .. } = &mut *f;
+            for d in devices.iter() {
+                names
+                    .entry(d.dev)
+                    .or_insert_with(|| crate::probes::block::device_name(d.dev));
+            }
         }
         if let Some(l) = &s.lost {
             f.lost = l.by_reason().iter().map(|(r, _, n)| (*r, *n)).collect();
@@ -200,7 +207,8 @@ impl Metrics {
 /// Block I/O of one device, summed over the processes the probes saw.
 #[derive(Debug, Clone)]
 struct DeviceFigures {
-    name: String,
+    /// Kernel-internal dev_t.
+    dev: u32,
     /// Log2 ns slots of issue -> complete time.
     latency: [u64; LATENCY_SLOTS as usize],
     device_ns: u64,
@@ -211,6 +219,8 @@ struct DeviceFigures {
 #[derive(Debug, Default)]
 struct KernelFigures {
     devices: Vec<DeviceFigures>,
+    /// Device names by dev_t.
+    names: HashMap<u32, String>,
     lost: Vec<(&'static str, u64)>,
     /// Program, runs, run time ns.
     programs: Vec<(String, u64, u64)>,
@@ -238,7 +248,7 @@ fn device(
     dev: u32,
 ) -> &mut DeviceFigures {
     by_dev.entry(dev).or_insert_with(|| DeviceFigures {
-        name: crate::probes::block::device_name(dev),
+        dev,
         latency: [0; LATENCY_SLOTS as usize],
         device_ns: 0,
         read_bytes: 0,
@@ -274,17 +284,22 @@ fn block_buckets(slots: &[u64; LATENCY_SLOTS as usize]) -> Vec<(f64, u64)> {
 impl Collector for KernelCollector {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
         let f = self.figures.lock().unwrap_or_else(|e| e.into_inner());
-        let devices: Vec<&DeviceFigures> = f.devices.iter().take(self.max_label_values).collect();
+        let devices: Vec<(&str, &DeviceFigures)> = f
+            .devices
+            .iter()
+            .take(self.max_label_values)
+            .map(|d| (f.names.get(&d.dev).map_or("", String::as_str), d))
+            .collect();
         let mut m = encoder.encode_descriptor(
             "dmaprof_block_request_duration_seconds",
             "Block requests' device time (issue to completion), seconds, per device",
             None,
             MetricType::Histogram,
         )?;
-        for d in &devices {
+        for (name, d) in &devices {
             let buckets = block_buckets(&d.latency);
             let count = buckets.iter().map(|(_, n)| n).sum();
-            m.encode_family(&[("device", d.name.as_str())])?
+            m.encode_family(&[("device", *name)])?
                 .encode_histogram::<NoLabelSet>(d.device_ns as f64 / 1e9, count, &buckets, None)?;
         }
         let mut m = encoder.encode_descriptor(
@@ -293,10 +308,9 @@ impl Collector for KernelCollector {
             None,
             MetricType::Counter,
         )?;
-        for d in &devices {
+        for (name, d) in &devices {
             for (op, v) in [("read", d.read_bytes), ("write", d.write_bytes)] {
-                ConstCounter::new(v)
-                    .encode(m.encode_family(&[("device", d.name.as_str()), ("op", op)])?)?;
+                ConstCounter::new(v).encode(m.encode_family(&[("device", *name), ("op", op)])?)?;
             }
         }
         let mut m = encoder.encode_descriptor(

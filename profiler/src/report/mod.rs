@@ -17,8 +17,8 @@ use crate::{
 };
 
 /// A baseline and the comparison of the results against it.
-pub struct Baseline<'a> {
-    pub path: &'a str,
+pub struct Baseline {
+    pub path: String,
     pub report: Report,
 }
 
@@ -46,7 +46,7 @@ pub fn render(r: &Results, baseline: Option<&Baseline>) -> Result<String, String
     body += &section("Block device latency", &block_latency(r)?);
     if let Some(b) = baseline {
         body += &section(
-            &format!("Against the baseline {}", esc(b.path)),
+            &format!("Against the baseline {}", esc(&b.path)),
             &comparison(b)?,
         );
     }

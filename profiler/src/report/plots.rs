@@ -58,11 +58,7 @@ pub fn log_x_lines(
         .max(1e-9)
         * 1.05;
     canvas(|root| {
-        let mut chart = ChartBuilder::on(root)
-            .caption(title, ("sans-serif", 20))
-            .margin(12)
-            .x_label_area_size(40)
-            .y_label_area_size(60)
+        let mut chart = builder(root, title, 60)
             .build_cartesian_2d((lo / 1.5..hi * 1.5).log_scale(), 0.0..y_hi)?;
         chart
             .configure_mesh()
@@ -151,12 +147,7 @@ pub fn time_lines(title: &str, y_desc: &str, series: &[Runs]) -> Drawn {
     let t_hi = points.clone().map(|p| p.0).fold(0.0, f64::max).max(1e-3) * 1.02;
     let y_hi = points.map(|p| p.1).fold(0.0, f64::max).max(1e-9) * 1.1;
     canvas(|root| {
-        let mut chart = ChartBuilder::on(root)
-            .caption(title, ("sans-serif", 20))
-            .margin(12)
-            .x_label_area_size(40)
-            .y_label_area_size(60)
-            .build_cartesian_2d(0.0..t_hi, 0.0..y_hi)?;
+        let mut chart = builder(root, title, 60).build_cartesian_2d(0.0..t_hi, 0.0..y_hi)?;
         chart
             .configure_mesh()
             .x_desc("seconds since the run began")
@@ -229,12 +220,7 @@ fn bar_axes<'a, 'b>(
     names: &[&str],
     values: std::ops::Range<f64>,
 ) -> Result<BarChart<'a, 'b>, Box<dyn std::error::Error>> {
-    let mut chart = ChartBuilder::on(root)
-        .caption(title, ("sans-serif", 20))
-        .margin(12)
-        .x_label_area_size(40)
-        .y_label_area_size(170)
-        .build_cartesian_2d(values, segments(names.len()))?;
+    let mut chart = builder(root, title, 170).build_cartesian_2d(values, segments(names.len()))?;
     chart
         .configure_mesh()
         .disable_y_mesh()
@@ -244,6 +230,20 @@ fn bar_axes<'a, 'b>(
         .y_label_formatter(&|v| segment_name(names, v))
         .draw()?;
     Ok(chart)
+}
+
+/// A chart with its caption and room for the axes' labels.
+fn builder<'a, 'b>(
+    root: &'a DrawingArea<SVGBackend<'b>, Shift>,
+    title: &str,
+    y_label_area: u32,
+) -> ChartBuilder<'a, 'static, SVGBackend<'b>> {
+    let mut b = ChartBuilder::on(root);
+    b.caption(title, ("sans-serif", 20))
+        .margin(12)
+        .x_label_area_size(40)
+        .y_label_area_size(y_label_area);
+    b
 }
 
 /// The series' names and colours in a box.
