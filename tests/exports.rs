@@ -6,7 +6,7 @@ use dmaprof_e2e::{disk_scratch_dir, dmaprof_bin};
 use profiler::export::results;
 
 const CALL_COLUMNS: &str = "mode,direction,iteration,index,file_offset,bytes,start_ns,wall_ns,cpu_user_ns,cpu_sys_ns,voluntary_switches,involuntary_switches,tid,ioctl_calls,ioctl_ns,ioctl_errors,exporter_calls,exporter_ns,exporter_bytes,block_requests,block_bytes,block_device_ns,on_cpu_ns,off_cpu_ns,switches,exporter_errors,uring_requests,uring_ns,buffers,mechanism";
-const SUMMARY_COLUMNS: &str = "mode,passes,calls,bytes,alloc_ms,transfer_ms,sync_ms,free_ms,total_ms,mib_per_s,lat_min_us,lat_p50_us,lat_p90_us,lat_p99_us,lat_p999_us,lat_max_us,cpu_user_ns_per_mib,cpu_sys_ns_per_mib,others_cpu_ns_per_mib,voluntary_switches,involuntary_switches,verified,probe_ns_per_call,probe_pct_of_call_time,buffers";
+const SUMMARY_COLUMNS: &str = "mode,passes,calls,bytes,alloc_ms,transfer_ms,sync_ms,free_ms,total_ms,mib_per_s,lat_min_us,lat_p50_us,lat_p90_us,lat_p99_us,lat_p999_us,lat_max_us,cpu_user_ns_per_mib,cpu_sys_ns_per_mib,others_cpu_ns_per_mib,voluntary_switches,involuntary_switches,verified,probe_ns_per_call,probe_pct_of_call_time,buffers,cpu_p50_us,cpu_p90_us,cpu_p99_us,cpu_source";
 const TOP_KEYS: &[&str] = &[
     "block_latency",
     "dmaprof_version",

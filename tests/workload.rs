@@ -959,3 +959,32 @@ fn bench_writes_refuse_a_source_file_and_the_read_only_table() {
         .unwrap();
     assert_clean_failure(&out, 2, "--table v2 is the seed's read table");
 }
+
+/// Per-call CPU is the thread's CPU clock: every cold 4 MiB pread copies
+/// 4 MiB, so none took no CPU (getrusage alone gave 0 for two calls in
+/// three: its runtime is brought up to date only at a tick or a switch).
+#[test]
+fn every_calls_cpu_is_seen() {
+    let dir = disk_scratch_dir();
+    let mut a = args(dir.path(), &["pread"], Direction::Read);
+    a.size = Some(64 * MIB);
+    a.iterations = 1;
+    let plan = plan::plan(&a, &AtomicBool::new(false)).unwrap();
+    let out = workload::run(
+        &plan.config,
+        &AtomicBool::new(false),
+        &mut Collect::default(),
+        None,
+    );
+    assert!(out.error.is_none(), "{:?}", out.error);
+    let cpu: Vec<u64> = out.passes[0]
+        .calls
+        .iter()
+        .map(|c| c.cpu.total_ns())
+        .collect();
+    assert_eq!(cpu.len(), 16);
+    assert!(cpu.iter().all(|&ns| ns > 0), "per-call CPU ns: {cpu:?}");
+    let summary = &workload::summary::summarize(&out.passes)[0];
+    assert!(summary.cpu_p50_us.is_some_and(|us| us > 0.0), "{summary:?}");
+    assert_eq!(summary.cpu_source.as_deref(), Some("thread-cputime"));
+}

@@ -291,7 +291,7 @@ fn render_cpu(frame: &mut Frame, area: Rect, m: &ModeView) {
                 Style::new().fg(Color::Yellow),
             ),
         },
-        Line::from("per-call CPU (user + sys):"),
+        Line::from("per-call CPU (thread clock, user + sys):"),
     ];
     let rest = inner.height.saturating_sub(3) as usize;
     lines.extend(histogram_lines(

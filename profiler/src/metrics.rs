@@ -158,15 +158,22 @@ pub struct CallTotals {
     pub wall_ns: u64,
     pub cpu_ns: u64,
     pub latency: LatencyHistogram,
+    /// Per-call CPU time (the calling thread's clock), of the calls whose
+    /// CPU is known: a run's, not a trace's.
+    pub cpu: LatencyHistogram,
 }
 
 impl CallTotals {
-    pub fn add(&mut self, bytes: u64, wall_ns: u64, cpu_ns: u64) {
+    /// One call; `cpu_ns` None when its CPU is not known (a traced call).
+    pub fn add(&mut self, bytes: u64, wall_ns: u64, cpu_ns: Option<u64>) {
         self.calls += 1;
         self.bytes += bytes;
         self.wall_ns += wall_ns;
-        self.cpu_ns += cpu_ns;
         self.latency.record(wall_ns);
+        if let Some(cpu_ns) = cpu_ns {
+            self.cpu_ns += cpu_ns;
+            self.cpu.record(cpu_ns);
+        }
     }
 
     pub fn mib_per_s(&self) -> f64 {

@@ -146,7 +146,11 @@ fn from_calls_csv(text: &str) -> Result<Samples, String> {
         passes
             .entry((field(mode_c)?.to_string(), num(iter_c)?))
             .or_default()
-            .add(num(bytes_c)?, num(wall_c)?, num(user_c)? + num(sys_c)?);
+            .add(
+                num(bytes_c)?,
+                num(wall_c)?,
+                Some(num(user_c)? + num(sys_c)?),
+            );
     }
     let mut out = Samples::new();
     for ((mode, _), t) in passes.into_iter().filter(|(_, t)| t.wall_ns > 0) {

@@ -153,7 +153,7 @@ fn bandwidth(calls: &[CallRecord]) -> Vec<[f64; 2]> {
 pub fn pass_totals<'a>(calls: impl IntoIterator<Item = &'a CallRecord>) -> CallTotals {
     let mut t = CallTotals::default();
     for c in calls {
-        t.add(c.bytes, c.wall_ns, c.cpu.user_ns + c.cpu.sys_ns);
+        t.add(c.bytes, c.wall_ns, Some(c.cpu.total_ns()));
     }
     t
 }
@@ -291,6 +291,10 @@ pub const SUMMARY_COLUMNS: &[&str] = &[
     "probe_ns_per_call",
     "probe_pct_of_call_time",
     "buffers",
+    "cpu_p50_us",
+    "cpu_p90_us",
+    "cpu_p99_us",
+    "cpu_source",
 ];
 
 pub fn write_summary_csv(out: &mut impl Write, rows: &[ModeSummary]) -> io::Result<()> {
@@ -298,7 +302,7 @@ pub fn write_summary_csv(out: &mut impl Write, rows: &[ModeSummary]) -> io::Resu
     for r in rows {
         writeln!(
             out,
-            "{},{},{},{},{:.3},{:.3},{:.3},{:.3},{:.3},{:.1},{:.1},{:.1},{:.1},{:.1},{:.1},{:.1},{:.0},{:.0},{:.0},{},{},{},{},{},{}",
+            "{},{},{},{},{:.3},{:.3},{:.3},{:.3},{:.3},{:.1},{:.1},{:.1},{:.1},{:.1},{:.1},{:.1},{:.0},{:.0},{:.0},{},{},{},{},{},{},{},{},{},{}",
             r.mode.name(),
             r.passes,
             r.calls,
@@ -328,7 +332,11 @@ pub fn write_summary_csv(out: &mut impl Write, rows: &[ModeSummary]) -> io::Resu
                 .map_or(String::new(), |v| format!("{v:.1}")),
             r.probe_pct_of_call_time
                 .map_or(String::new(), |v| format!("{v:.4}")),
-            r.buffers
+            r.buffers,
+            r.cpu_p50_us.map_or(String::new(), |v| format!("{v:.1}")),
+            r.cpu_p90_us.map_or(String::new(), |v| format!("{v:.1}")),
+            r.cpu_p99_us.map_or(String::new(), |v| format!("{v:.1}")),
+            r.cpu_source.as_deref().unwrap_or_default(),
         )?;
     }
     Ok(())

@@ -176,7 +176,7 @@ impl Intervals {
             Some(t) => t,
             None => self.kinds.entry(name.into_owned()).or_default(),
         };
-        totals.add(events::bytes(e), e.duration_ns, 0);
+        totals.add(events::bytes(e), e.duration_ns, None);
     }
 
     /// The interval that just ended (its throughput over the interval's

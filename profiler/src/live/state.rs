@@ -22,7 +22,6 @@ pub struct ModeState {
     pub name: String,
     /// Calls, bytes, time in calls and the latency histogram.
     totals: CallTotals,
-    cpu_hist: LatencyHistogram,
     user_ns: u64,
     sys_ns: u64,
     on_cpu_ns: Option<u64>,
@@ -38,7 +37,6 @@ impl ModeState {
         ModeState {
             name: name.to_string(),
             totals: CallTotals::default(),
-            cpu_hist: LatencyHistogram::new(),
             user_ns: 0,
             sys_ns: 0,
             on_cpu_ns: None,
@@ -49,9 +47,8 @@ impl ModeState {
     }
 
     fn record(&mut self, c: &CallRecord) {
-        let cpu = c.cpu.user_ns + c.cpu.sys_ns;
-        self.sample(c.wall_ns, c.bytes, cpu, c.start_ns + c.wall_ns);
-        self.cpu_hist.record(cpu);
+        let cpu = c.cpu.total_ns();
+        self.sample(c.wall_ns, c.bytes, Some(cpu), c.start_ns + c.wall_ns);
         self.user_ns += c.cpu.user_ns;
         self.sys_ns += c.cpu.sys_ns;
         if let Some(k) = &c.kernel {
@@ -61,7 +58,7 @@ impl ModeState {
     }
 
     /// One call's duration, bytes and CPU, ending `end_ns` after the start.
-    fn sample(&mut self, wall_ns: u64, bytes: u64, cpu_ns: u64, end_ns: u64) {
+    fn sample(&mut self, wall_ns: u64, bytes: u64, cpu_ns: Option<u64>, end_ns: u64) {
         self.totals.add(bytes, wall_ns, cpu_ns);
         // Bytes land in the second the call ended.
         let sec = end_ns / 1_000_000_000;
@@ -105,8 +102,8 @@ impl ModeState {
                 sys_ns: self.sys_ns,
                 on_cpu_ns: self.on_cpu_ns,
                 off_cpu_ns: self.off_cpu_ns,
-                cpu_ns_per_mib: metrics::per_mib(self.user_ns + self.sys_ns, t.bytes),
-                per_call: log_buckets(&self.cpu_hist),
+                cpu_ns_per_mib: t.cpu_ns_per_mib(),
+                per_call: log_buckets(&t.cpu),
             },
             versus: Vec::new(),
             profile: None,
@@ -205,7 +202,7 @@ impl LiveState {
                 self.modes.last_mut().expect("just pushed")
             }
         };
-        m.sample(duration_ns, bytes, 0, end_ns);
+        m.sample(duration_ns, bytes, None, end_ns);
     }
 
     /// A trace's request of kind `name` (recorded with `record_event` just

@@ -26,7 +26,7 @@ use profiler_common::{call::ThreadCounters, pattern};
 use serde::Serialize;
 
 use buffers::Buffer;
-use cputime::ThreadCpu;
+use cputime::{CpuMark, ThreadCpu};
 use mode::{BufferKind, Direction, Mode};
 
 use crate::dma_buf;
@@ -542,11 +542,11 @@ fn transfer_all(
             counters = ctx.kernel.and_then(|k| k.read());
         }
         let call_mode = call_mode(cfg, mode, file, len)?;
-        let cpu0 = ThreadCpu::now();
+        let cpu0 = CpuMark::now();
         let t = Instant::now();
         let r = paths::transfer(call_mode, cfg.direction, file, buf, off, len);
         let wall_ns = t.elapsed().as_nanos() as u64;
-        let cpu = ThreadCpu::now().since(cpu0);
+        let cpu = CpuMark::now().since(&cpu0);
         // Outside the timed region: one map lookup per call.
         let after = ctx.kernel.and_then(|k| k.read());
         let kernel = match (&counters, &after) {

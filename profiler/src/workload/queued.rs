@@ -10,7 +10,7 @@ use super::{
     BufferUse, CallRecord, KernelCall, Observer, PassCtx, RunError,
     buffers::Buffer,
     call_mode, check_read, chunk_len,
-    cputime::ThreadCpu,
+    cputime::CpuMark,
     failed, fill_sources,
     mode::Direction,
     paths::uring::{Io, Ring},
@@ -45,7 +45,7 @@ pub(super) fn transfer_all(
     let mut records: Vec<Option<CallRecord>> = Vec::with_capacity(count);
     let mut completions = Vec::new();
     let mut next = 0usize;
-    let mut cpu_mark = ThreadCpu::now();
+    let mut cpu_mark = CpuMark::now();
     let mut mark = Instant::now();
     let mut counters = ctx.kernel.and_then(|k| k.read());
     loop {
@@ -100,8 +100,9 @@ pub(super) fn transfer_all(
         ring.submit_and_wait(&mut completions)
             .map_err(|e| failed(mode, "io_uring_enter", e))?;
         let reaped = Instant::now();
-        let cpu = ThreadCpu::now().since(cpu_mark);
-        cpu_mark = ThreadCpu::now();
+        let cpu_now = CpuMark::now();
+        let cpu = cpu_now.since(&cpu_mark);
+        cpu_mark = cpu_now;
         let after = ctx.kernel.and_then(|k| k.read());
         let wall_between = (reaped - mark).as_nanos() as u64;
         mark = reaped;

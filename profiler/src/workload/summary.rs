@@ -41,6 +41,16 @@ pub struct ModeSummary {
     /// CPU of the calling thread per MiB moved, nanoseconds.
     pub cpu_user_ns_per_mib: f64,
     pub cpu_sys_ns_per_mib: f64,
+    /// Per-call CPU time of the calling thread, microseconds, and where it
+    /// came from (absent in older files).
+    #[serde(default)]
+    pub cpu_p50_us: Option<f64>,
+    #[serde(default)]
+    pub cpu_p90_us: Option<f64>,
+    #[serde(default)]
+    pub cpu_p99_us: Option<f64>,
+    #[serde(default)]
+    pub cpu_source: Option<String>,
     /// CPU the rest of the system spent during the transfers, per MiB
     /// (kworkers, interrupts: the cost the calling thread does not see).
     pub others_cpu_ns_per_mib: f64,
@@ -93,7 +103,7 @@ fn summarize_mode(mode: Mode, mine: &[&Pass]) -> ModeSummary {
     let mut totals = CallTotals::default();
     let (mut user, mut sys, mut vol, mut invol) = (0, 0, 0, 0);
     for c in calls() {
-        totals.add(c.bytes, c.wall_ns, c.cpu.user_ns + c.cpu.sys_ns);
+        totals.add(c.bytes, c.wall_ns, Some(c.cpu.total_ns()));
         user += c.cpu.user_ns;
         sys += c.cpu.sys_ns;
         vol += c.cpu.voluntary_switches;
@@ -126,6 +136,10 @@ fn summarize_mode(mode: Mode, mine: &[&Pass]) -> ModeSummary {
         lat_max_us: lat.max_ns() as f64 / 1e3,
         cpu_user_ns_per_mib: metrics::per_mib(user, totals.bytes),
         cpu_sys_ns_per_mib: metrics::per_mib(sys, totals.bytes),
+        cpu_p50_us: Some(totals.cpu.quantile_us(0.5)),
+        cpu_p90_us: Some(totals.cpu.quantile_us(0.9)),
+        cpu_p99_us: Some(totals.cpu.quantile_us(0.99)),
+        cpu_source: Some(super::cputime::SOURCE.to_string()),
         others_cpu_ns_per_mib: metrics::per_mib(
             mine.iter().filter_map(|p| p.others_cpu_ns).sum(),
             totals.bytes,
@@ -212,7 +226,7 @@ pub fn render_table(rows: &[ModeSummary]) -> String {
     let mut s = String::new();
     let _ = writeln!(
         s,
-        "{:<24} {:>9} {:>10} {:>8} {:>8} {:>10} {:>9} {:>10} {:>10} {:>12} {:>13} {:>9}",
+        "{:<24} {:>9} {:>10} {:>8} {:>8} {:>10} {:>9} {:>10} {:>10} {:>11} {:>12} {:>13} {:>9}",
         "mode",
         "alloc ms",
         "xfer ms",
@@ -222,6 +236,7 @@ pub fn render_table(rows: &[ModeSummary]) -> String {
         "MiB/s",
         "p50 us",
         "p99 us",
+        "cpu p50 us",
         "cpu ms/GiB",
         "others ms/GiB",
         "verified"
@@ -230,7 +245,7 @@ pub fn render_table(rows: &[ModeSummary]) -> String {
         let cpu_ms_per_gib = (r.cpu_user_ns_per_mib + r.cpu_sys_ns_per_mib) * 1024.0 / 1e6;
         let _ = writeln!(
             s,
-            "{:<24} {:>9.1} {:>10.1} {:>8.1} {:>8.1} {:>10.1} {:>9.0} {:>10.0} {:>10.0} {:>12.1} {:>13.1} {:>9}",
+            "{:<24} {:>9.1} {:>10.1} {:>8.1} {:>8.1} {:>10.1} {:>9.0} {:>10.0} {:>10.0} {:>11.1} {:>12.1} {:>13.1} {:>9}",
             r.mode.name(),
             r.alloc_ms,
             r.transfer_ms,
@@ -240,6 +255,7 @@ pub fn render_table(rows: &[ModeSummary]) -> String {
             r.mib_per_s,
             r.lat_p50_us,
             r.lat_p99_us,
+            r.cpu_p50_us.unwrap_or(f64::NAN),
             cpu_ms_per_gib,
             r.others_cpu_ns_per_mib * 1024.0 / 1e6,
             match r.verified {
