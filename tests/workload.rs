@@ -988,3 +988,76 @@ fn every_calls_cpu_is_seen() {
     assert!(summary.cpu_p50_us.is_some_and(|us| us > 0.0), "{summary:?}");
     assert_eq!(summary.cpu_source.as_deref(), Some("thread-cputime"));
 }
+
+/// Checking the reads of a file dmaprof did not make changes nothing the
+/// next call sees: no page of the file is cached at any call of a verified
+/// O_DIRECT pass (the reference is read after the pass, O_DIRECT), and a
+/// byte the calls read that differs from the file then is still caught.
+#[test]
+fn a_user_files_reads_are_checked_without_filling_its_page_cache() {
+    let dir = disk_scratch_dir();
+    let path = dir.path().join("model.bin");
+    let content: Vec<u8> = (0..8 * MIB).map(|i| (i * 13 % 253) as u8).collect();
+    std::fs::write(&path, &content).unwrap();
+    let mut a = args(dir.path(), &["pread-direct"], Direction::Read);
+    a.file = Some(path.clone());
+    a.dir = None;
+    a.size = None;
+    a.chunk = MIB;
+    a.iterations = 1;
+    a.buffers = BufferUse::Reuse;
+    let plan = plan::plan(&a, &AtomicBool::new(false)).unwrap();
+    assert_eq!(plan.config.seed, None, "a user's file has no pattern");
+
+    /// The file's cached pages after each call; at call `corrupt_at` a byte
+    /// an earlier call read is changed in the file.
+    struct Watch<'a> {
+        file: &'a Path,
+        cached: Vec<u64>,
+        corrupt_at: Option<u32>,
+        flipped: u8,
+    }
+    impl Observer for Watch<'_> {
+        fn on_call(&mut self, c: &CallRecord) {
+            let f = std::fs::File::open(self.file).unwrap();
+            let (resident, _) = datafile::resident_pages(&f, 8 * MIB).unwrap();
+            self.cached.push(resident);
+            if Some(c.index) == self.corrupt_at {
+                let w = std::fs::OpenOptions::new()
+                    .write(true)
+                    .open(self.file)
+                    .unwrap();
+                w.write_at(&[self.flipped], MIB + 77).unwrap();
+                w.sync_all().unwrap();
+                datafile::drop_from_cache(&w).unwrap();
+            }
+        }
+    }
+    let mut watch = Watch {
+        file: &path,
+        cached: Vec::new(),
+        corrupt_at: None,
+        flipped: !content[(MIB + 77) as usize],
+    };
+    let out = workload::run(&plan.config, &AtomicBool::new(false), &mut watch, None);
+    assert!(out.error.is_none(), "{:?}", out.error);
+    assert_eq!(out.passes[0].verified, Verification::Reference);
+    assert_eq!(
+        watch.cached,
+        vec![0; 8],
+        "pages of the file cached after each call"
+    );
+
+    let mut watch = Watch {
+        file: &path,
+        cached: Vec::new(),
+        corrupt_at: Some(3),
+        flipped: !content[(MIB + 77) as usize],
+    };
+    let out = workload::run(&plan.config, &AtomicBool::new(false), &mut watch, None);
+    let err = out.error.map(|e| e.to_string()).unwrap_or_default();
+    assert!(
+        err.contains("verification") && err.contains("at file offset 1048576"),
+        "{err}"
+    );
+}

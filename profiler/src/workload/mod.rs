@@ -2,6 +2,7 @@
 //! one pass per (iteration, mode), and records every call. It is the ground
 //! truth the probes, exports and views build on.
 pub mod buffers;
+mod check;
 pub mod cputime;
 pub mod datafile;
 mod kernel;
@@ -384,9 +385,10 @@ fn run_pass(
     announce(format_args!("transfer {mode} {iteration}"));
     let sys_before = syscpu::sample();
     let probe_before = kernel.and_then(|k| k.probe_ns());
+    let mut check = check::ReadCheck::for_pass(cfg);
     let calls = match &mut ring {
-        Some(ring) => queued::transfer_all(ctx, &file, &mut bufs, ring, obs)?,
-        None => transfer_all(ctx, &file, &mut bufs, obs)?,
+        Some(ring) => queued::transfer_all(ctx, &file, &mut bufs, ring, &mut check, obs)?,
+        None => transfer_all(ctx, &file, &mut bufs, &mut check, obs)?,
     };
     let probe_ns = match (probe_before, kernel.and_then(|k| k.probe_ns())) {
         (Some(a), Some(b)) => Some(b.saturating_sub(a)),
@@ -405,7 +407,8 @@ fn run_pass(
     }
     let verified = if cfg.verify {
         announce(format_args!("verify {mode} {iteration}"));
-        verify(cfg, mode, &mut bufs, calls.len()).map_err(|e| failed(mode, "verification", e))?
+        verify(cfg, mode, &mut bufs, &check, calls.len())
+            .map_err(|e| failed(mode, "verification", e))?
     } else {
         Verification::Skipped
     };
@@ -497,23 +500,12 @@ fn fill_sources(mode: Mode, first: u64, bufs: &mut [Buffer]) -> Result<(), RunEr
     Ok(())
 }
 
-/// With reused buffers a read is checked as soon as its call ends (the next
-/// call overwrites it): against this file, opened once per pass.
-fn reference_file(ctx: &PassCtx) -> Result<Option<File>, RunError> {
-    let cfg = ctx.cfg;
-    match (cfg.buffers, cfg.verify, cfg.direction) {
-        (BufferUse::Reuse, true, Direction::Read) => File::open(&cfg.file)
-            .map(Some)
-            .map_err(|e| failed(ctx.mode, "verification", e)),
-        _ => Ok(None),
-    }
-}
-
 /// One timed call per buffer, until done or stopped.
 fn transfer_all(
     ctx: &PassCtx,
     file: &File,
     bufs: &mut [Buffer],
+    check: &mut check::ReadCheck,
     obs: &mut dyn Observer,
 ) -> Result<Vec<CallRecord>, RunError> {
     let (cfg, mode) = (ctx.cfg, ctx.mode);
@@ -521,7 +513,6 @@ fn transfer_all(
     let tid = unsafe { libc::gettid() } as u32;
     let count = cfg.size.div_ceil(cfg.chunk) as usize;
     let reuse = cfg.buffers == BufferUse::Reuse;
-    let reference = reference_file(ctx)?;
     let mut calls = Vec::with_capacity(count);
     let mut counters = ctx.kernel.and_then(|k| k.read());
     for i in 0..count {
@@ -555,11 +546,10 @@ fn transfer_all(
         };
         counters = after;
         r.map_err(|e| failed(mode, &format!("call {i} at file offset {off}"), e))?;
-        if let Some(reference) = &reference {
-            // The next call overwrites it: checked now, outside the timed call.
-            check_read(cfg, reference, buf, off, len)
-                .map_err(|e| failed(mode, "verification", format!("call {i}: {e}")))?;
-        }
+        // The next call overwrites it: checked now, outside the timed call.
+        check
+            .call_ended(buf, off, len)
+            .map_err(|e| failed(mode, "verification", format!("call {i}: {e}")))?;
         let rec = CallRecord {
             mode,
             direction: cfg.direction,
@@ -596,7 +586,7 @@ fn call_mode(cfg: &Config, mode: Mode, file: &File, len: u64) -> Result<Mode, Ru
 }
 
 /// The first `len` bytes of `buf` against the file at `off` (its pattern, or
-/// a separate buffered read of it).
+/// a separate buffered read of it, after the pass).
 fn check_read(
     cfg: &Config,
     reference: &File,
@@ -604,18 +594,16 @@ fn check_read(
     off: u64,
     len: u64,
 ) -> Result<(), String> {
+    if let Some(seed) = cfg.seed {
+        return check::check_pattern(seed, buf, off, len);
+    }
     let bad = buf
         .with_bytes(false, |bytes| {
             let bytes = &bytes[..len as usize];
-            match cfg.seed {
-                Some(seed) => pattern::first_mismatch(seed, off, bytes),
-                None => {
-                    let mut want = vec![0u8; bytes.len()];
-                    match reference.read_exact_at(&mut want, off) {
-                        Ok(()) => bytes.iter().zip(&want).position(|(a, b)| a != b),
-                        Err(_) => Some(0),
-                    }
-                }
+            let mut want = vec![0u8; bytes.len()];
+            match reference.read_exact_at(&mut want, off) {
+                Ok(()) => bytes.iter().zip(&want).position(|(a, b)| a != b),
+                Err(_) => Some(0),
             }
         })
         .map_err(|e| e.to_string())?;
@@ -628,16 +616,18 @@ fn check_read(
     }
 }
 
-/// Checks the bytes moved, outside the timed region. With one reused
-/// buffer the reads were checked call by call (`check_read`).
+/// Checks the bytes moved, outside the timed region. With reused buffers
+/// the reads were checked or digested call by call (`check`).
 fn verify(
     cfg: &Config,
     mode: Mode,
     bufs: &mut [Buffer],
+    check: &check::ReadCheck,
     calls: usize,
 ) -> Result<Verification, String> {
     match cfg.direction {
         Direction::Read => {
+            check.finish(cfg)?;
             if cfg.buffers == BufferUse::Distinct {
                 let reference = File::open(&cfg.file).map_err(|e| e.to_string())?;
                 for (i, b) in bufs[..calls].iter_mut().enumerate() {

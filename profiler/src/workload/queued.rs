@@ -9,12 +9,13 @@ use std::{collections::VecDeque, fs::File, sync::atomic::Ordering, time::Instant
 use super::{
     BufferUse, CallRecord, KernelCall, Observer, PassCtx, RunError,
     buffers::Buffer,
-    call_mode, check_read, chunk_len,
+    call_mode,
+    check::ReadCheck,
+    chunk_len,
     cputime::CpuMark,
     failed, fill_sources,
     mode::Direction,
     paths::uring::{Io, Ring},
-    reference_file,
 };
 
 /// An I/O queued or in flight.
@@ -31,6 +32,7 @@ pub(super) fn transfer_all(
     file: &File,
     bufs: &mut [Buffer],
     ring: &mut Ring,
+    check: &mut ReadCheck,
     obs: &mut dyn Observer,
 ) -> Result<Vec<CallRecord>, RunError> {
     let (cfg, mode) = (ctx.cfg, ctx.mode);
@@ -38,7 +40,6 @@ pub(super) fn transfer_all(
     let tid = unsafe { libc::gettid() } as u32;
     let count = cfg.size.div_ceil(cfg.chunk) as usize;
     let reuse = cfg.buffers == BufferUse::Reuse;
-    let reference = reference_file(ctx)?;
     // Reused buffers free for the next I/O; distinct: call i uses buffer i.
     let mut free: VecDeque<u16> = (0..bufs.len() as u16).collect();
     let mut flights: Vec<Flight> = Vec::new();
@@ -150,16 +151,9 @@ pub(super) fn transfer_all(
         }
         let mut cpu = Some(cpu);
         for f in ended {
-            if let Some(reference) = &reference {
-                check_read(
-                    cfg,
-                    reference,
-                    &mut bufs[f.io.index as usize],
-                    f.io.offset,
-                    f.io.len,
-                )
+            check
+                .call_ended(&mut bufs[f.io.index as usize], f.io.offset, f.io.len)
                 .map_err(|e| failed(mode, "verification", format!("call {}: {e}", f.call)))?;
-            }
             if reuse {
                 free.push_back(f.io.index);
             }
