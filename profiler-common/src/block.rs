@@ -92,13 +92,15 @@ pub struct LatencySlotKey {
 pub mod counter {
     /// The in-flight map was full: a request was not tracked.
     pub const INFLIGHT_FULL: u32 = 0;
-    /// A completion whose start was never seen (started before tracing began,
-    /// or merged in a way the probes could not follow). Only counted when all
-    /// processes are traced, since with a filter every other process's I/O
-    /// would land here.
+    /// A completion whose start was never seen, more than a second after
+    /// the probes were armed: a start missed (every process's requests are
+    /// tracked, whatever the filter, so this is a miss under --pid too).
     pub const UNMATCHED_COMPLETE: u32 = 1;
     /// A totals entry could not be created (map full).
     pub const TOTALS_FULL: u32 = 2;
+    /// A completion whose start was never seen, in the second after the
+    /// probes were armed: most likely a request already in flight then.
+    pub const UNMATCHED_AT_START: u32 = 3;
     pub const COUNT: u32 = 4;
 }
 

@@ -8,7 +8,7 @@ use crate::threads::{add, counters, filter_tgid};
 use aya_ebpf::{
     helpers::{bpf_get_current_pid_tgid, bpf_ktime_get_ns},
     macros::{map, tracepoint},
-    maps::{HashMap, PerCpuArray, PerCpuHashMap},
+    maps::{Array, HashMap, PerCpuArray, PerCpuHashMap},
     programs::TracePointContext,
 };
 use profiler_common::block::{
@@ -37,6 +37,15 @@ static BLOCK_SIZES: PerCpuHashMap<LatencySlotKey, u64> = PerCpuHashMap::with_max
 #[map]
 static BLOCK_COUNTERS: PerCpuArray<u64> = PerCpuArray::with_max_entries(counter::COUNT, 0);
 
+/// When user space finished attaching (CLOCK_MONOTONIC ns; 0 until then):
+/// a completion without a start seen in the second after it is most likely
+/// a request already in flight then, counted apart from a missed start.
+#[map]
+static BLOCK_ARMED_NS: Array<u64> = Array::with_max_entries(1, 0);
+
+/// Unmatched completions this long after arming are misses.
+const SETTLE_NS: u64 = 1_000_000_000;
+
 #[inline(always)]
 fn offsets() -> BlockFieldOffsets {
     // Volatile: the value is patched into .rodata at load; the compiler must not fold it.
@@ -61,14 +70,13 @@ fn request_key(ctx: &TracePointContext, off: &BlockFieldOffsets) -> Option<Infli
     })
 }
 
+/// Tracks every process's requests, traced or not: a completion without an
+/// entry is then a start the probes missed, whatever the filter (the
+/// filter applies when the completion is counted).
 #[tracepoint]
 pub fn block_io_start(ctx: TracePointContext) -> u32 {
     let pid_tgid = bpf_get_current_pid_tgid();
     let tgid = (pid_tgid >> 32) as u32;
-    let filter = filter_tgid();
-    if filter != 0 && filter != tgid {
-        return 0;
-    }
     let off = offsets();
     let Some(key) = request_key(&ctx, &off) else {
         return 0;
@@ -127,6 +135,13 @@ pub fn block_rq_issue(ctx: TracePointContext) -> u32 {
     if let Some(entry) = BLOCK_INFLIGHT.get_ptr_mut(key) {
         // A requeued request is issued again: the device time starts over.
         unsafe { (*entry).issue_ns = bpf_ktime_get_ns() };
+        // Its size as issued, bios merged at its back included (they do not
+        // move its start, so no event before this one carries them): a
+        // request completed in parts is followed to its last byte.
+        let nr_sector: u32 = unsafe { ctx.read_at(off.nr_sector as usize) }.unwrap_or(0);
+        if nr_sector != 0 {
+            unsafe { (*entry).remaining_bytes = (nr_sector as u64) << 9 };
+        }
     }
     0
 }
@@ -164,8 +179,11 @@ pub fn block_rq_complete(ctx: TracePointContext) -> u32 {
         return 0;
     };
     let Some(found) = (unsafe { BLOCK_INFLIGHT.get(key) }) else {
-        if filter_tgid() == 0 {
+        let armed = BLOCK_ARMED_NS.get(0).copied().unwrap_or(0);
+        if armed != 0 && now > armed + SETTLE_NS {
             bump(counter::UNMATCHED_COMPLETE);
+        } else {
+            bump(counter::UNMATCHED_AT_START);
         }
         return 0;
     };
@@ -191,6 +209,10 @@ pub fn block_rq_complete(ctx: TracePointContext) -> u32 {
         }
     }
 
+    let filter = filter_tgid();
+    if filter != 0 && filter != entry.tgid {
+        return 0;
+    }
     let device_ns = if entry.issue_ns != 0 && now > entry.issue_ns {
         now - entry.issue_ns
     } else {

@@ -203,6 +203,12 @@ pub struct StatsArgs {
     /// none of their cost (two clock reads per program run).
     #[arg(long)]
     pub no_probe_stats: bool,
+    /// Exit 1 when the probes missed any event (ring or map full, a block
+    /// request's start or end not seen, a program run the kernel skipped):
+    /// a CI gate on the figures being whole. Without it a loss is reported
+    /// in the closing line, the JSON and the metrics, and the exit is 0.
+    #[arg(long)]
+    pub strict: bool,
 }
 
 #[derive(clap::Args)]

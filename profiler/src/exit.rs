@@ -31,6 +31,17 @@ impl Exit {
     pub fn failed(msg: impl std::fmt::Display) -> Exit {
         Exit::Failed(msg.to_string())
     }
+
+    /// `--strict`: a success whose probes lost events is a failure.
+    pub fn or_lost(self, lost: Option<&crate::probes::lost::Lost>, strict: bool) -> Exit {
+        match (self, lost) {
+            (Exit::Success, Some(l)) if strict && l.total() > 0 => Exit::Failed(format!(
+                "--strict: the probes lost {} events: {l}",
+                l.total()
+            )),
+            (exit, _) => exit,
+        }
+    }
 }
 
 impl From<Exit> for ExitCode {

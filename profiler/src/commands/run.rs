@@ -139,7 +139,8 @@ fn workload(
     if let Some(e) = endpoint {
         e.finish(rt, &stop);
     }
-    Ok(exit_for(&outcome, export_error))
+    let lost = probe_report.as_ref().map(|p| &p.lost);
+    Ok(exit_for(&outcome, export_error).or_lost(lost, probe_args.stats.strict))
 }
 
 /// The bench tables' device limit, measured once the paths have run (not
@@ -316,10 +317,8 @@ fn print_tables(
     if let Some(costs) = probes.and_then(|p| p.costs.as_deref()) {
         print!("{}", report::render_costs(costs));
     }
-    if let Some(p) = probes
-        && p.lost.total() > 0
-    {
-        eprintln!("dmaprof: WARNING: the probes lost events: {}", p.lost);
+    if let Some(p) = probes {
+        eprintln!("dmaprof: {}", p.lost.verdict());
     }
 }
 

@@ -105,7 +105,7 @@ pub fn trace(rt: &Runtime, a: TraceArgs) -> Result<Exit, Exit> {
     if let Some(e) = &endpoint {
         e.metrics.set_kernel(&session.sample());
     }
-    summary.lost = session.lost().unwrap_or_default();
+    summary.lost = session.lost_at_end().unwrap_or_default();
     summary.probes = session.attached.clone();
     summary.set_probe_costs(session.program_costs());
     if let Some((state, ui)) = dashboard {
@@ -152,13 +152,13 @@ pub fn trace(rt: &Runtime, a: TraceArgs) -> Result<Exit, Exit> {
         ));
     }
     eprintln!("dmaprof: {}", summary.line());
-    if summary.lost.total() > 0 {
-        eprintln!("dmaprof: WARNING: the probes lost events: {}", summary.lost);
-    }
+    eprintln!("dmaprof: {}", summary.lost.verdict());
     if let Some(e) = endpoint {
         e.finish(rt, &stop);
     }
-    Ok(failed.map_or(Exit::Success, Exit::Failed))
+    Ok(failed
+        .map_or(Exit::Success, Exit::Failed)
+        .or_lost(Some(&summary.lost), a.stats.strict))
 }
 
 /// `--profile`: the samples drained while the trace runs, and the traced

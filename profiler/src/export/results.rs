@@ -182,7 +182,7 @@ pub fn build(run: &RunReport) -> Results {
     let (probes, lost_events, probe_costs, block_latency) = match &run.probes {
         Some(p) => (
             p.attached.clone(),
-            Some(p.lost),
+            Some(p.lost.clone()),
             p.costs.clone(),
             p.block_latency.clone(),
         ),

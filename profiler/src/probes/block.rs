@@ -33,6 +33,7 @@ pub struct BlockSnapshot {
 pub struct LostEvents {
     pub inflight_map_full: u64,
     pub unmatched_completions: u64,
+    pub unmatched_at_start: u64,
     pub totals_map_full: u64,
 }
 
@@ -182,13 +183,28 @@ pub fn snapshot(ebpf: &Ebpf) -> Result<BlockSnapshot> {
             }
         }
     }
+    snap.lost = lost_events(ebpf)?;
+    Ok(snap)
+}
+
+/// The block probes' own counts of what they could not account for.
+pub fn lost_events(ebpf: &Ebpf) -> Result<LostEvents> {
     let counters: PerCpuArray<_, u64> =
         PerCpuArray::try_from(ebpf.map("BLOCK_COUNTERS").context("BLOCK_COUNTERS")?)?;
     let read = |i: u32| -> Result<u64> { Ok(counters.get(&i, 0)?.iter().sum()) };
-    snap.lost = LostEvents {
+    Ok(LostEvents {
         inflight_map_full: read(counter::INFLIGHT_FULL)?,
         unmatched_completions: read(counter::UNMATCHED_COMPLETE)?,
+        unmatched_at_start: read(counter::UNMATCHED_AT_START)?,
         totals_map_full: read(counter::TOTALS_FULL)?,
-    };
-    Ok(snap)
+    })
+}
+
+/// Marks the probes armed (now, on the BPF clock): a completion without a
+/// start in the second after is a request already in flight, later a miss.
+pub fn arm(ebpf: &mut Ebpf) -> Result<()> {
+    let mut armed: aya::maps::Array<_, u64> =
+        aya::maps::Array::try_from(ebpf.map_mut("BLOCK_ARMED_NS").context("BLOCK_ARMED_NS")?)?;
+    armed.set(0, crate::workload::monotonic_ns(), 0)?;
+    Ok(())
 }

@@ -5,6 +5,7 @@ pub mod block;
 pub mod diagnostics;
 pub mod events;
 pub mod files;
+pub mod lost;
 pub mod object;
 pub mod profile;
 pub mod report;

@@ -5,15 +5,16 @@
 use anyhow::{Context, Result, bail};
 use aya::{
     Btf, Ebpf,
-    maps::{HashMap, PerCpuArray},
+    maps::HashMap,
     programs::{BtfTracePoint, FEntry, FExit, KProbe, Program, TracePoint},
 };
 use profiler_common::{
-    call::{KernelOffsets, SchedOffsets, ThreadCounters, UringOffsets, lost},
+    call::{KernelOffsets, SchedOffsets, ThreadCounters, UringOffsets},
     programs,
 };
 use serde::Serialize;
 
+pub use super::lost::Lost;
 use super::{
     attach::{self, Method},
     block,
@@ -103,6 +104,8 @@ pub struct Attached {
 
 pub struct Session {
     ebpf: Ebpf,
+    /// The one process traced (None: every process).
+    filter_tgid: Option<u32>,
     pub attached: Vec<Attached>,
     logger: Option<aya_log::EbpfLogger<super::diagnostics::Collector>>,
     /// BPF run-time statistics, on while this fd is open (the kernel closes
@@ -138,65 +141,6 @@ pub struct ProgramCost {
 impl ProgramCost {
     pub fn ns_per_run(&self) -> f64 {
         crate::metrics::per(self.run_ns, self.runs)
-    }
-}
-
-/// Events the probes could not record, over the session.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
-pub struct Lost {
-    pub ringbuf_full: u64,
-    pub pending_map_full: u64,
-    pub block_inflight_map_full: u64,
-    pub block_totals_map_full: u64,
-}
-
-impl Lost {
-    pub fn total(&self) -> u64 {
-        self.ringbuf_full
-            + self.pending_map_full
-            + self.block_inflight_map_full
-            + self.block_totals_map_full
-    }
-}
-
-impl Lost {
-    /// Each reason: its label (the metrics'), what it means, its count.
-    pub fn by_reason(&self) -> [(&'static str, &'static str, u64); 4] {
-        [
-            ("ringbuf_full", "ring buffer full", self.ringbuf_full),
-            (
-                "pending_map_full",
-                "no task storage for a call in flight",
-                self.pending_map_full,
-            ),
-            (
-                "block_inflight_map_full",
-                "block in-flight map full",
-                self.block_inflight_map_full,
-            ),
-            (
-                "block_totals_map_full",
-                "block totals map full",
-                self.block_totals_map_full,
-            ),
-        ]
-    }
-}
-
-impl std::fmt::Display for Lost {
-    /// "none", or each non-zero reason with its count.
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let parts: Vec<String> = self
-            .by_reason()
-            .iter()
-            .filter(|(_, _, n)| *n > 0)
-            .map(|(_, why, n)| format!("{n} ({why})"))
-            .collect();
-        if parts.is_empty() {
-            f.write_str("none")
-        } else {
-            f.write_str(&parts.join(", "))
-        }
     }
 }
 
@@ -346,6 +290,7 @@ impl Session {
         }
         if let Some(cfg) = &block_cfg {
             let events = block::attach(&mut ebpf, cfg)?;
+            block::arm(&mut ebpf)?;
             attached.push(Attached {
                 probe: "block layer".into(),
                 method: Some(Method::Tracepoint),
@@ -389,6 +334,7 @@ impl Session {
         };
         Ok(Session {
             ebpf,
+            filter_tgid: opts.filter_tgid,
             attached,
             logger,
             stats,
@@ -419,19 +365,16 @@ impl Session {
         block::snapshot(&self.ebpf)
     }
 
+    /// What the probes lost so far (block requests in flight are work in
+    /// progress, not counted).
     pub fn lost(&self) -> Result<Lost> {
-        let counters: PerCpuArray<_, u64> =
-            PerCpuArray::try_from(self.ebpf.map("CALL_LOST").context("CALL_LOST")?)?;
-        let read = |i: u32| -> Result<u64> { Ok(counters.get(&i, 0)?.iter().sum()) };
-        let b = block::snapshot(&self.ebpf)
-            .map(|s| s.lost)
-            .unwrap_or_default();
-        Ok(Lost {
-            ringbuf_full: read(lost::RINGBUF_FULL)?,
-            pending_map_full: read(lost::PENDING_FULL)?,
-            block_inflight_map_full: b.inflight_map_full,
-            block_totals_map_full: b.totals_map_full,
-        })
+        super::lost::read(&self.ebpf, self.filter_tgid, false)
+    }
+
+    /// What the probes lost over the whole session, once its work is done:
+    /// the traced processes' requests still in flight count too.
+    pub fn lost_at_end(&self) -> Result<Lost> {
+        super::lost::read(&self.ebpf, self.filter_tgid, true)
     }
 
     /// Runs and run time of every loaded program of the session, from the
@@ -472,7 +415,7 @@ impl Session {
     pub fn report(&self) -> ProbeReport {
         ProbeReport {
             attached: self.attached.clone(),
-            lost: self.lost().unwrap_or_default(),
+            lost: self.lost_at_end().unwrap_or_default(),
             costs: self.program_costs(),
             block_latency: self.block().ok().map(|b| {
                 b.latency_by_dev

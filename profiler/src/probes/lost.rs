@@ -1,0 +1,233 @@
+//! What the probes did not see, counted and said: a number dmaprof does not
+//! have is a number it says it does not have.
+//!
+//! Besides the probes' own counters (ring full, maps full, block completions
+//! whose start was not seen, requests never completed), the kernel counts
+//! every run of a program it skipped: a classic tracepoint or kprobe program
+//! is not run while another BPF program, or a `bpf()` map syscall, holds the
+//! CPU's `bpf_prog_active` (since 6.7 it counts that); a BTF-typed or raw
+//! tracepoint program only when it would recurse into itself. Those counts,
+//! `recursion_misses` in `bpf_prog_info`, are read per program from the
+//! program fd's `/proc/self/fdinfo` entry (aya's `ProgramInfo` does not
+//! expose the field; the fdinfo lines are the kernel's stable text form).
+use std::{collections::BTreeMap, os::fd::AsFd as _, os::fd::AsRawFd as _};
+
+use anyhow::{Context, Result};
+use aya::{
+    Ebpf,
+    maps::{HashMap, PerCpuArray},
+};
+use profiler_common::{
+    block::{Inflight, InflightKey},
+    call::lost,
+};
+use serde::Serialize;
+
+use super::block;
+
+/// Events the probes could not record, over the session.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct Lost {
+    pub ringbuf_full: u64,
+    pub pending_map_full: u64,
+    pub block_inflight_map_full: u64,
+    pub block_totals_map_full: u64,
+    /// Block completions whose start the probes did not see, more than a
+    /// second after they were armed (absent in older files).
+    #[serde(default)]
+    pub block_unmatched_completions: u64,
+    /// Block requests of the traced processes started and never seen
+    /// completing: counted once, at the end.
+    #[serde(default)]
+    pub block_left_in_flight: u64,
+    /// Runs of the programs the kernel skipped, all programs.
+    #[serde(default)]
+    pub recursion_misses: u64,
+    /// The same, per program that missed any.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub recursion_misses_by_program: BTreeMap<String, u64>,
+    /// Not a loss: block completions in the second after arming whose
+    /// start came before it (requests already in flight).
+    #[serde(default)]
+    pub block_completions_started_before: u64,
+}
+
+impl Lost {
+    /// Every event missed (what `--strict` fails on).
+    pub fn total(&self) -> u64 {
+        self.by_reason().iter().map(|(_, _, n)| n).sum()
+    }
+
+    /// Each reason: its label (the metrics'), what it means, its count.
+    pub fn by_reason(&self) -> [(&'static str, &'static str, u64); 7] {
+        [
+            ("ringbuf_full", "ring buffer full", self.ringbuf_full),
+            (
+                "pending_map_full",
+                "no task storage for a call in flight",
+                self.pending_map_full,
+            ),
+            (
+                "block_inflight_map_full",
+                "block in-flight map full",
+                self.block_inflight_map_full,
+            ),
+            (
+                "block_totals_map_full",
+                "block totals map full",
+                self.block_totals_map_full,
+            ),
+            (
+                "block_unmatched_completions",
+                "block completions whose start was not seen",
+                self.block_unmatched_completions,
+            ),
+            (
+                "block_left_in_flight",
+                "block requests never seen completing",
+                self.block_left_in_flight,
+            ),
+            (
+                "recursion_misses",
+                "program runs the kernel skipped",
+                self.recursion_misses,
+            ),
+        ]
+    }
+
+    /// The closing line of a run or a trace: every event seen, or what was
+    /// lost and where.
+    pub fn verdict(&self) -> String {
+        let before = match self.block_completions_started_before {
+            0 => String::new(),
+            n => format!(
+                " ({n} block completions of requests started before the probes were armed not counted)"
+            ),
+        };
+        if self.total() == 0 {
+            return format!("probes: every event was seen{before}");
+        }
+        format!("probes: LOST {} events: {self}{before}", self.total())
+    }
+}
+
+impl std::fmt::Display for Lost {
+    /// "none", or each non-zero reason with its count (and the programs
+    /// that missed runs).
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let parts: Vec<String> = self
+            .by_reason()
+            .iter()
+            .filter(|(_, _, n)| *n > 0)
+            .map(|(label, why, n)| match *label {
+                "recursion_misses" => {
+                    let by: Vec<String> = self
+                        .recursion_misses_by_program
+                        .iter()
+                        .map(|(p, n)| format!("{p} {n}"))
+                        .collect();
+                    format!("{n} ({why}: {})", by.join(", "))
+                }
+                _ => format!("{n} ({why})"),
+            })
+            .collect();
+        if parts.is_empty() {
+            f.write_str("none")
+        } else {
+            f.write_str(&parts.join(", "))
+        }
+    }
+}
+
+/// What the session lost so far. `at_end` also counts the traced
+/// processes' requests still in flight (during a session they are work in
+/// progress; once it ends, completions never seen).
+pub fn read(ebpf: &Ebpf, filter_tgid: Option<u32>, at_end: bool) -> Result<Lost> {
+    let counters: PerCpuArray<_, u64> =
+        PerCpuArray::try_from(ebpf.map("CALL_LOST").context("CALL_LOST")?)?;
+    let call = |i: u32| -> Result<u64> { Ok(counters.get(&i, 0)?.iter().sum()) };
+    let b = block::lost_events(ebpf).unwrap_or_default();
+    let by_program = recursion_misses(ebpf);
+    Ok(Lost {
+        ringbuf_full: call(lost::RINGBUF_FULL)?,
+        pending_map_full: call(lost::PENDING_FULL)?,
+        block_inflight_map_full: b.inflight_map_full,
+        block_totals_map_full: b.totals_map_full,
+        block_unmatched_completions: b.unmatched_completions,
+        block_left_in_flight: match at_end {
+            true => left_in_flight(ebpf, filter_tgid).unwrap_or(0),
+            false => 0,
+        },
+        recursion_misses: by_program.values().sum(),
+        recursion_misses_by_program: by_program,
+        block_completions_started_before: b.unmatched_at_start,
+    })
+}
+
+/// Each loaded program's `recursion_misses`, the non-zero ones.
+fn recursion_misses(ebpf: &Ebpf) -> BTreeMap<String, u64> {
+    ebpf.programs()
+        .filter_map(|(name, p)| {
+            let fd = p.fd().ok()?.as_fd().as_raw_fd();
+            let info = std::fs::read_to_string(format!("/proc/self/fdinfo/{fd}")).ok()?;
+            let n = fdinfo_field(&info, "recursion_misses")?;
+            (n > 0).then(|| (name.to_string(), n))
+        })
+        .collect()
+}
+
+/// `name:\tvalue` in an fdinfo text.
+fn fdinfo_field(text: &str, name: &str) -> Option<u64> {
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(':'))
+        .and_then(|v| v.trim().parse().ok())
+}
+
+/// In-flight entries of the traced process (every process without a filter).
+fn left_in_flight(ebpf: &Ebpf, filter_tgid: Option<u32>) -> Result<u64> {
+    let map: HashMap<_, InflightKey, Inflight> =
+        HashMap::try_from(ebpf.map("BLOCK_INFLIGHT").context("BLOCK_INFLIGHT")?)?;
+    Ok(map
+        .iter()
+        .filter_map(|e| e.ok())
+        .filter(|(_, v)| filter_tgid.is_none_or(|t| t == v.tgid))
+        .count() as u64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_an_fdinfo_field() {
+        let text = "pos:\t0\nflags:\t02000002\nprog_type:\t5\nrun_time_ns:\t0\nrun_cnt:\t0\nrecursion_misses:\t17\nverified_insns:\t42\n";
+        assert_eq!(fdinfo_field(text, "recursion_misses"), Some(17));
+        assert_eq!(fdinfo_field(text, "run_cnt"), Some(0));
+        assert_eq!(fdinfo_field(text, "missing"), None);
+    }
+
+    #[test]
+    fn the_verdict_names_every_loss_and_only_losses() {
+        let mut l = Lost {
+            block_completions_started_before: 3,
+            ..Lost::default()
+        };
+        assert_eq!(l.total(), 0);
+        assert!(
+            l.verdict()
+                .starts_with("probes: every event was seen (3 block")
+        );
+        l.recursion_misses = 5;
+        l.recursion_misses_by_program
+            .insert("block_rq_complete".into(), 5);
+        l.block_left_in_flight = 1;
+        assert_eq!(l.total(), 6);
+        let v = l.verdict();
+        assert!(v.contains("LOST 6 events"), "{v}");
+        assert!(v.contains("block_rq_complete 5"), "{v}");
+        assert!(
+            v.contains("1 (block requests never seen completing)"),
+            "{v}"
+        );
+    }
+}
