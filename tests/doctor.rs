@@ -6,6 +6,7 @@ use dmaprof_e2e::{disk_scratch_dir, dmaprof_bin, require_bpf};
 use serde_json::Value;
 
 fn doctor_json(args: &[&str]) -> Value {
+    let _serial = dmaprof_e2e::probe_lock();
     let out = Command::new(dmaprof_bin())
         .args(["doctor", "--json"])
         .args(args)
@@ -120,6 +121,7 @@ fn report_matches_this_machine() {
 
 #[test]
 fn text_report_names_every_section() {
+    let _serial = dmaprof_e2e::probe_lock();
     let out = Command::new(dmaprof_bin()).arg("doctor").output().unwrap();
     assert!(out.status.success());
     let text = String::from_utf8(out.stdout).unwrap();

@@ -103,11 +103,35 @@ pub fn gettid() -> u32 {
     unsafe { libc::gettid() as u32 }
 }
 
-/// Serializes the tests of one binary that attach probes: they check what
-/// the kernel has loaded, which parallel tests would disturb.
-pub fn probe_lock() -> std::sync::MutexGuard<'static, ()> {
+/// Serializes every test that attaches probes, across the suite's test
+/// binaries too: they count what the kernel saw and loaded, which another
+/// BPF user on the same CPUs disturbs (a classic tracepoint program is
+/// skipped while another program runs there). A mutex for this binary's
+/// threads, and an exclusive flock on a file shared by every binary (and
+/// by a second `cargo test` on the machine); both released with the guard.
+pub fn probe_lock() -> ProbeLock {
     static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
-    LOCK.lock().unwrap_or_else(|e| e.into_inner())
+    let threads = LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(std::env::temp_dir().join("dmaprof-tests-bpf.lock"))
+        .expect("the suite's BPF lock file");
+    // SAFETY: flock on an fd we own; blocks until the other holder is done.
+    let rc = unsafe { libc::flock(std::os::fd::AsRawFd::as_raw_fd(&file), libc::LOCK_EX) };
+    assert_eq!(rc, 0, "flock: {}", std::io::Error::last_os_error());
+    ProbeLock {
+        _file: file,
+        _threads: threads,
+    }
+}
+
+/// Held while a test attaches probes (see `probe_lock`).
+pub struct ProbeLock {
+    // The file first: the flock goes when it closes, then the mutex.
+    _file: std::fs::File,
+    _threads: std::sync::MutexGuard<'static, ()>,
 }
 
 /// The eBPF objects a process holds, by kernel id: what must be gone once

@@ -135,7 +135,7 @@ impl Prometheus {
 
 /// A scrape test's start: BPF allowed, the probe tests serialised, a port
 /// for dmaprof and a Prometheus scraping it (None: skipped, said why).
-fn scraping(test: &str) -> Option<(std::sync::MutexGuard<'static, ()>, u16, Prometheus)> {
+fn scraping(test: &str) -> Option<(dmaprof_e2e::ProbeLock, u16, Prometheus)> {
     if !require_bpf(test) {
         return None;
     }
@@ -243,7 +243,7 @@ fn trace_serves_each_traced_call_to_prometheus() {
     let script = format!(
         "import os, time\n\
          deadline = time.time() + 300\n\
-         while not os.path.exists('{g}') and time.time() < deadline:\n    time.sleep(0.05)\n\
+         while not os.path.exists('{g}'):\n    assert time.time() < deadline, 'no go file'\n    time.sleep(0.05)\n\
          fd = os.open('{d}', os.O_RDONLY)\n\
          for i in range(12):\n    assert len(os.pread(fd, 1000, i * 1000)) == 1000\n",
         g = go.display(),

@@ -175,18 +175,21 @@ fn trace_profile_puts_another_processes_preads_in_their_bucket() {
         dir.path().join("trace.json"),
     );
     // Waits for its go file (made once the tracer is attached), then reads
-    // the cached file in 4 KiB preads for a second and exits.
+    // the cached file in 256 KiB preads (copies: most of their time in the
+    // kernel, little in the probes' fixed cost per call) for 4 s and exits.
     let script = format!(
         r#"
-import os, time
+import os, sys, time
 deadline = time.time() + 60
-while not os.path.exists("{g}") and time.time() < deadline:
+while not os.path.exists("{g}"):
+    if time.time() > deadline:
+        sys.exit("no go file in 60 s")
     time.sleep(0.05)
 fd = os.open("{d}", os.O_RDONLY)
-end = time.time() + 1.0
+end = time.time() + 4.0
 while time.time() < end:
-    for i in range(1024):
-        os.pread(fd, 4096, i * 4096)
+    for i in range(16):
+        os.pread(fd, 256 << 10, i << 18)
 "#,
         d = data.display(),
         g = go.display()
@@ -206,9 +209,23 @@ while time.time() < end:
     assert!(out.status.success(), "{}", log.join().unwrap());
 
     let pread = folded(&folded_dir.join("pread.on-cpu.folded"));
-    let n: u64 = pread.values().sum();
-    assert!(n > 0, "samples inside the traced preads");
-    assert!(through(&pread, &["filemap_read"]) * 2 > n, "{pread:#?}");
+    // The samples in the kernel's pread work, not in dmaprof's own probes
+    // on the same syscall (5 of 14 of a failed run's were).
+    let (probes, work): (BTreeMap<String, u64>, BTreeMap<String, u64>) = pread
+        .clone()
+        .into_iter()
+        .partition(|(stack, _)| stack.contains("bpf_trace_run") || stack.contains("bpf_prog_"));
+    let n: u64 = work.values().sum();
+    eprintln!(
+        "{n} samples in the preads' kernel work, {} in the probes",
+        probes.values().sum::<u64>()
+    );
+    // Bound: 711 samples here in 4 s (the 4 KiB preads of a failed CI run
+    // gave 14 a second, 5 of them the probes'); at the least 40 taken and
+    // the share of filemap_read at its lowest seen (7 of 9), 16 (40%) is
+    // 5.8 standard deviations below the mean: a false failure below 1e-8.
+    assert!(n >= 40, "too few samples to judge ({n}): {pread:#?}");
+    assert!(through(&work, &["filemap_read"]) * 10 > n * 4, "{pread:#?}");
     // Its user frames are named from its mappings, taken while it ran (it
     // has exited when the profile is built): libc's pread wrapper at least
     // (python has no frame pointers, so the walk stops there).

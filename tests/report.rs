@@ -38,6 +38,7 @@ fn headless(browser: &Path, profile: &Path) -> Command {
 }
 
 fn run_json(dir: &Path, name: &str, extra: &[&str]) -> PathBuf {
+    let _serial = dmaprof_e2e::probe_lock();
     let json = dir.join(name);
     succeeded(
         Command::new(dmaprof_bin())

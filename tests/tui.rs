@@ -23,6 +23,7 @@ fn wait_file(p: &Path, secs: u64) -> String {
 
 #[test]
 fn dashboard_draws_answers_keys_and_restores_the_terminal_on_quit() {
+    let _serial = dmaprof_e2e::probe_lock();
     let dir = disk_scratch_dir();
     let d = dir.path().display().to_string();
     // The test file first, so the run starts at once.
@@ -116,6 +117,7 @@ fn a_finished_run_waits_for_q_then_exits_0() {
 
 #[test]
 fn not_a_terminal_means_headless() {
+    let _serial = dmaprof_e2e::probe_lock();
     // Output captured (a pipe): no dashboard, the table on stdout.
     let dir = disk_scratch_dir();
     let out = Command::new(dmaprof_bin())
@@ -151,9 +153,11 @@ fn trace_dashboard_shows_a_traced_process_calls_live() {
         .arg("-c")
         .arg(format!(
             r#"
-import os, time
+import os, sys, time
 deadline = time.time() + 120
-while not os.path.exists("{g}") and time.time() < deadline:
+while not os.path.exists("{g}"):
+    if time.time() > deadline:
+        sys.exit("no go file in 120 s")
     time.sleep(0.02)
 fd = os.open("{d}", os.O_RDONLY)
 while not os.path.exists("{s}") and time.time() < deadline:
