@@ -391,9 +391,12 @@ fn bufinfo_total(text: &str) -> Option<u64> {
     })
 }
 
-/// `python3 -c script` (a script that waits for its go file) traced by
-/// `dmaprof trace --pid` with `args`; returns once every probe is attached,
-/// with the tracer's stderr (read to its end by a thread).
+/// A python3 `script` traced by `dmaprof trace --pid` with `args`: the
+/// child, the tracer (attached) and its stderr so far plus the rest.
+/// The script waits for a go file in a loop (`while not os.path.exists(`);
+/// the tracer starts only once the script reaches that loop, so what the
+/// interpreter does before (its start-up and imports: the dynamic loader's
+/// preads of each extension module) is never in the trace.
 pub fn traced_python<S: AsRef<std::ffi::OsStr>>(
     script: &str,
     args: &[S],
@@ -402,11 +405,31 @@ pub fn traced_python<S: AsRef<std::ffi::OsStr>>(
     std::process::Child,
     std::thread::JoinHandle<String>,
 ) {
-    let child = std::process::Command::new("python3")
+    use std::io::BufRead;
+    const MARK: &str = "dmaprof-test: waiting for go";
+    let at = script
+        .find("while not os.path.exists(")
+        .expect("a traced script waits for its go file");
+    let script = format!(
+        "{}print(\"{MARK}\", flush=True)\n{}",
+        &script[..at],
+        &script[at..]
+    );
+    let mut child = std::process::Command::new("python3")
         .arg("-c")
-        .arg(script)
+        .arg(&script)
+        .stdout(std::process::Stdio::piped())
         .spawn()
         .expect("python3");
+    let mut line = String::new();
+    std::io::BufReader::new(child.stdout.take().expect("stdout piped"))
+        .read_line(&mut line)
+        .expect("the script's first line");
+    assert_eq!(
+        line.trim_end(),
+        MARK,
+        "the script failed before its go loop"
+    );
     let mut tracer = std::process::Command::new(dmaprof_bin())
         .args(["trace", "--pid", &child.id().to_string()])
         .args(args)

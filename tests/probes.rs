@@ -1178,3 +1178,71 @@ fn trace_streams_json_lines_and_interval_summaries() {
         );
     }
 }
+
+/// Per-call CPU from two sides: the thread's CPU clock (what every output
+/// shows) and the scheduler probe's on-CPU time (the call's wall time less
+/// the time its thread was switched out). Cold 4 MiB preads copy 4 MiB and
+/// sleep on the device: both see the same work.
+#[test]
+fn the_thread_clock_and_the_scheduler_probe_agree_on_each_calls_cpu() {
+    if !require_bpf("probes") {
+        return;
+    }
+    let _serial = probe_lock();
+    let dir = disk_scratch_dir();
+    let mut s = session(None).expect("attach");
+    let tid = gettid();
+    s.register_thread(tid).unwrap();
+    let args = plan::Args {
+        modes: vec!["pread".into()],
+        direction: Direction::Read,
+        file: None,
+        dir: Some(dir.path().to_path_buf()),
+        size: Some(64 * MIB),
+        chunk: 4 * MIB,
+        iterations: 2,
+        heap: "system".into(),
+        cache: CacheMode::Cold,
+        verify: true,
+        force: false,
+        buffers: Default::default(),
+        queue_depth: 1,
+    };
+    let out = run_counted(&s, tid, &args);
+    // The two windows differ at their edges: the probe's runs from the
+    // counters' reading before the call (a syscall, whose return is where
+    // a preempted thread is switched out) to the one after, the clock's
+    // from just before the call to just after. A call whose probe window
+    // holds a switch the clock's does not (more switches seen by the probe
+    // than by getrusage, read beside the clock) has off-CPU time outside
+    // its wall time: it cannot be compared, and is counted apart.
+    let calls: Vec<_> = out.passes.iter().flat_map(|p| &p.calls).collect();
+    let (comparable, edge): (Vec<&workload::CallRecord>, Vec<&workload::CallRecord>) =
+        calls.iter().partition(|c| {
+            let k = c.kernel.expect("kernel columns");
+            k.switches == c.cpu.voluntary_switches + c.cpu.involuntary_switches
+        });
+    let pairs: Vec<(u64, u64)> = comparable
+        .iter()
+        .map(|c| (c.cpu.total_ns(), c.kernel.unwrap().on_cpu_ns))
+        .collect();
+    eprintln!(
+        "(thread clock, probe on-CPU) ns per call: {pairs:?}; {} with a switch at an edge",
+        edge.len()
+    );
+    assert!(calls.iter().all(|c| c.cpu.total_ns() > 0), "{calls:?}");
+    // Every cold 4 MiB pread sleeps on the device (the switches getrusage
+    // sees): a preemption at an edge could not take half of them.
+    assert!(
+        pairs.len() * 2 >= calls.len(),
+        "{} of {} comparable",
+        pairs.len(),
+        calls.len()
+    );
+    for &(clock, probe) in &pairs {
+        assert!(
+            clock.abs_diff(probe) as f64 <= 0.05 * clock as f64 + 20_000.0,
+            "{clock} vs {probe}: {pairs:?}"
+        );
+    }
+}

@@ -265,18 +265,23 @@ pub struct UringPending {
     pub _pad: u32,
 }
 
-/// sched_switch field offsets (set from tracefs before load).
+/// sched_switch field offsets (set from tracefs before load), and where
+/// `task_struct.pid` is (from BTF, for the BTF-typed program; 0: unknown).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct SchedOffsets {
     pub prev_pid: u32,
     pub next_pid: u32,
+    pub task_pid: u32,
+    pub _pad: u32,
 }
 
 impl SchedOffsets {
     pub const DEFAULT: SchedOffsets = SchedOffsets {
         prev_pid: 24,
         next_pid: 56,
+        task_pid: 0,
+        _pad: 0,
     };
 }
 

@@ -33,6 +33,8 @@ pub mod programs {
     pub const EXPORTER_KPROBE: &str = "rw_file_kprobe";
     pub const EXPORTER_KRETPROBE: &str = "rw_file_kretprobe";
     pub const SCHED_SWITCH: &str = "sched_switch";
+    /// The same on the BTF-typed tracepoint (no `bpf_prog_active` guard).
+    pub const SCHED_SWITCH_BTF: &str = "sched_switch_btf";
     pub const PREAD_SYS_ENTER: &str = "sys_enter_pread64";
     pub const PREAD_SYS_EXIT: &str = "sys_exit_pread64";
     pub const PREAD_RAW_ENTER: &str = "pread_raw_enter";

@@ -260,7 +260,7 @@ fn probe_targets(btf: Option<&aya::Btf>, callbacks: &[String]) -> Vec<ProbeTarge
         ],
     ));
     targets.push(ladder_of(
-        &attach::PREAD_LADDER,
+        &attach::TRACEPOINT_LADDER,
         "pread64 syscall",
         "sys_enter/sys_exit of pread64 (the baseline's calls, and `trace` of another process)",
         vec![
@@ -270,10 +270,18 @@ fn probe_targets(btf: Option<&aya::Btf>, callbacks: &[String]) -> Vec<ProbeTarge
             attach::try_tracepoint("syscalls", "sys_exit_pread64"),
         ],
     ));
-    targets.push(ladder(
+    targets.push(ladder_of(
+        &attach::TRACEPOINT_LADDER,
         "scheduler",
         "sched_switch: on-CPU versus off-CPU time of the calling thread",
-        vec![attach::try_tracepoint("sched", "sched_switch")],
+        vec![
+            attach::try_tp_btf(
+                profiler_common::programs::SCHED_SWITCH_BTF,
+                "sched_switch",
+                btf,
+            ),
+            attach::try_tracepoint("sched", "sched_switch"),
+        ],
     ));
     targets
 }
@@ -284,7 +292,7 @@ fn ladder(name: &str, what: &str, rungs: Vec<Rung>) -> ProbeTarget {
     ladder_of(&attach::LADDER, name, what, rungs)
 }
 
-/// `ladder` for a target with a ladder of its own (pread64's).
+/// `ladder` for a target with a ladder of its own (pread64's, the scheduler's).
 fn ladder_of(order: &[Method], name: &str, what: &str, rungs: Vec<Rung>) -> ProbeTarget {
     let (best, _) = attach::climb(order, |m| {
         let mine: Vec<&Rung> = rungs.iter().filter(|r| r.method == m).collect();

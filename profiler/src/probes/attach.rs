@@ -20,7 +20,7 @@ pub enum Method {
     Kprobe,
     Tracepoint,
     /// A BTF-typed raw tracepoint (the pread64 probes' first rung: see
-    /// `PREAD_LADDER`); not a value of `--attach`.
+    /// `TRACEPOINT_LADDER`); not a value of `--attach`.
     #[value(skip)]
     #[serde(rename = "tp_btf")]
     TpBtf,
@@ -48,11 +48,11 @@ impl fmt::Display for Method {
 /// at the syscall boundary for the dma-buf ioctl).
 pub const LADDER: [Method; 3] = [Method::Fentry, Method::Kprobe, Method::Tracepoint];
 
-/// pread64's ladder: the raw `sys_enter`/`sys_exit` tracepoints typed by
+/// pread64's and the scheduler's ladder: the raw `sys_enter`/`sys_exit` tracepoints typed by
 /// BTF (no perf-event record per call: about a third less per call here),
 /// then the `syscalls:` tracepoints. No function probe: the syscall is the
 /// stable place for a baseline every kernel has.
-pub const PREAD_LADDER: [Method; 2] = [Method::TpBtf, Method::Tracepoint];
+pub const TRACEPOINT_LADDER: [Method; 2] = [Method::TpBtf, Method::Tracepoint];
 
 /// The rungs to try: the whole ladder, or only the method forced with --attach.
 pub fn rungs(force: Option<Method>) -> Vec<Method> {

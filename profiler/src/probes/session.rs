@@ -153,11 +153,17 @@ pub struct KernelSample {
     pub costs: Option<Vec<ProgramCost>>,
 }
 
-fn sched_offsets(tracefs: &std::path::Path) -> Result<SchedOffsets> {
+fn sched_offsets(tracefs: &std::path::Path, btf: Option<&crate::btf::Btf>) -> Result<SchedOffsets> {
     let f = tracefs::event_fields(tracefs, "sched", "sched_switch")?;
+    let task_pid = btf
+        .and_then(|b| b.struct_members("task_struct"))
+        .and_then(|m| m.into_iter().find(|m| m.name == "pid"))
+        .map_or(0, |m| m.offset);
     Ok(SchedOffsets {
         prev_pid: tracefs::field_offset(&f, "prev_pid", 4)?,
         next_pid: tracefs::field_offset(&f, "next_pid", 4)?,
+        task_pid,
+        _pad: 0,
     })
 }
 
@@ -233,11 +239,6 @@ impl Session {
         } else {
             None
         };
-        let sched = if opts.families.sched {
-            sched_offsets(&tracefs)?
-        } else {
-            SchedOffsets::DEFAULT
-        };
         let btf = Btf::from_sys_fs().ok();
         let uring = if opts.families.uring {
             Some(uring_offsets(&tracefs, opts.families.uring_events))
@@ -245,6 +246,11 @@ impl Session {
             None
         };
         let kernel_btf = crate::btf::Btf::from_sys_fs().ok();
+        let sched = if opts.families.sched {
+            sched_offsets(&tracefs, kernel_btf.as_ref())?
+        } else {
+            SchedOffsets::DEFAULT
+        };
         let offsets = kernel_btf
             .as_ref()
             .and_then(kernel_offsets)
@@ -307,13 +313,7 @@ impl Session {
             )?);
         }
         if opts.families.sched {
-            tracepoint(&mut ebpf, programs::SCHED_SWITCH, "sched", "sched_switch")?;
-            attached.push(Attached {
-                probe: "scheduler".into(),
-                method: Some(Method::Tracepoint),
-                target: "sched:sched_switch".into(),
-                not_used: Vec::new(),
-            });
+            attached.push(attach_sched(&mut ebpf, btf.as_ref(), opts.force, sched)?);
         }
         if let Some(hz) = opts.profile_hz {
             let btf = btf
@@ -477,7 +477,7 @@ fn attach_preads(
 ) -> Result<Attached> {
     let rungs: Vec<Method> = match force {
         Some(Method::Tracepoint) => vec![Method::Tracepoint],
-        _ => attach::PREAD_LADDER.to_vec(),
+        _ => attach::TRACEPOINT_LADDER.to_vec(),
     };
     let (found, not_used) = attach::climb(&rungs, |m| {
         let r = match m {
@@ -514,6 +514,52 @@ fn attach_preads(
             not_used,
         }),
         None => bail!("pread64: no attach method works: {}", not_used.join("; ")),
+    }
+}
+
+/// sched_switch: the BTF-typed tracepoint, else the classic one.
+fn attach_sched(
+    ebpf: &mut Ebpf,
+    btf: Option<&Btf>,
+    force: Option<Method>,
+    offsets: SchedOffsets,
+) -> Result<Attached> {
+    let rungs: Vec<Method> = match force {
+        Some(Method::Tracepoint) => vec![Method::Tracepoint],
+        _ => attach::TRACEPOINT_LADDER.to_vec(),
+    };
+    let (found, not_used) = attach::climb(&rungs, |m| {
+        let r = match m {
+            Method::TpBtf => (|| {
+                anyhow::ensure!(
+                    offsets.task_pid != 0,
+                    "task_struct.pid not in the kernel's BTF"
+                );
+                let btf = btf.context("no kernel BTF")?;
+                let p: &mut BtfTracePoint = ebpf
+                    .program_mut(programs::SCHED_SWITCH_BTF)
+                    .context("not built for this architecture")?
+                    .try_into()?;
+                p.load("sched_switch", btf)?;
+                p.attach()?;
+                Ok("sched_switch (BTF-typed)".to_string())
+            })(),
+            _ => tracepoint(ebpf, programs::SCHED_SWITCH, "sched", "sched_switch")
+                .map(|()| "sched:sched_switch".to_string()),
+        };
+        r.map_err(|e| attach::describe(&e, m))
+    });
+    match found {
+        Some((m, target)) => Ok(Attached {
+            probe: "scheduler".into(),
+            method: Some(m),
+            target,
+            not_used,
+        }),
+        None => bail!(
+            "sched_switch: no attach method works: {}",
+            not_used.join("; ")
+        ),
     }
 }
 

@@ -514,7 +514,6 @@ fn transfer_all(
     let count = cfg.size.div_ceil(cfg.chunk) as usize;
     let reuse = cfg.buffers == BufferUse::Reuse;
     let mut calls = Vec::with_capacity(count);
-    let mut counters = ctx.kernel.and_then(|k| k.read());
     for i in 0..count {
         if ctx.stop.load(Ordering::Relaxed) {
             break;
@@ -527,24 +526,22 @@ fn transfer_all(
             // One buffer for every call: it holds this call's data (untimed).
             fill_sources(mode, off, std::slice::from_mut(buf))?;
         }
-        if reuse {
-            // The untimed work around a reused buffer (refilling it, checking
-            // it: mappings, SYNC ioctls) is not this call's: count from here.
-            counters = ctx.kernel.and_then(|k| k.read());
-        }
         let call_mode = call_mode(cfg, mode, file, len)?;
+        // Read just before the call: what happened since the last call
+        // (refilling or checking a reused buffer, the observers' work, a
+        // preemption there) is not this call's.
+        let before = ctx.kernel.and_then(|k| k.read());
         let cpu0 = CpuMark::now();
         let t = Instant::now();
         let r = paths::transfer(call_mode, cfg.direction, file, buf, off, len);
         let wall_ns = t.elapsed().as_nanos() as u64;
         let cpu = CpuMark::now().since(&cpu0);
-        // Outside the timed region: one map lookup per call.
+        // Outside the timed region: two map lookups per call.
         let after = ctx.kernel.and_then(|k| k.read());
-        let kernel = match (&counters, &after) {
+        let kernel = match (&before, &after) {
             (Some(b), Some(a)) => Some(KernelCall::between(b, a, wall_ns)),
             _ => None,
         };
-        counters = after;
         r.map_err(|e| failed(mode, &format!("call {i} at file offset {off}"), e))?;
         // The next call overwrites it: checked now, outside the timed call.
         check
