@@ -47,7 +47,7 @@ pub fn sched_switch(ctx: TracePointContext) -> u32 {
 #[btf_tracepoint(function = "sched_switch")]
 pub fn sched_switch_btf(ctx: BtfTracePointContext) -> i32 {
     let prev = bpf_get_current_pid_tgid() as u32;
-    let next: *const u8 = unsafe { ctx.arg(2) };
+    let next: *const u8 = ctx.arg(2);
     let off = offsets();
     // SAFETY: a kernel read of next->pid, checked by the helper.
     let Ok(next) =

@@ -29,6 +29,8 @@ pub const APT_PACKAGES: &[&str] = &[
     // test renders the HTML report in headless Chromium.
     "prometheus",
     "chromium",
+    // The stress phase loads the CPUs with another BPF user.
+    "bpftrace",
 ];
 
 const BPF_LINKER_VERSION: &str = "0.13.0";

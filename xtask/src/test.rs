@@ -41,6 +41,11 @@ pub fn run(with_lab: bool) -> Result<ExitCode> {
                     .current_dir(&root),
             )
         })?;
+        // The counts hold under other BPF users, or the loss is said: a
+        // short form of `cargo xtask bench stress`.
+        phases.run("stress (20 traces under other BPF users)", || {
+            crate::bench::stress::run(20).map(|_| ())
+        })?;
         if with_lab {
             lab::test_suite(&mut phases, lab::Variant::Debug)?;
         }

@@ -112,6 +112,12 @@ fn fio_once(dir: &str, c: &Case) -> Result<[f64; 2]> {
     } else {
         format!("{dir}/dmaprof-data-{}.bin", c.size)
     };
+    let figures = fio_on(&file, c);
+    let _ = std::fs::remove_file(format!("{dir}/fio-out.bin"));
+    figures
+}
+
+fn fio_on(file: &str, c: &Case) -> Result<[f64; 2]> {
     let out = cmd::output(Command::new("fio").args([
         "--name=fidelity",
         &format!("--filename={file}"),
@@ -126,7 +132,6 @@ fn fio_once(dir: &str, c: &Case) -> Result<[f64; 2]> {
         "--fallocate=none",
         "--output-format=json",
     ]))?;
-    let _ = std::fs::remove_file(format!("{dir}/fio-out.bin"));
     let f: Value = serde_json::from_str(&out).context("fio JSON")?;
     let j = &f["jobs"][0][c.op()];
     let pct = |p: &str| j["clat_ns"]["percentile"][p].as_f64().unwrap_or(0.0) / 1e3;
@@ -273,6 +278,12 @@ pub fn run(o: &Options) -> Result<String> {
         eprintln!("bench: {}", out.lines().last().unwrap_or_default());
         rows.push(([tp, p50], verdict));
     }
+    if o.only
+        .as_ref()
+        .is_none_or(|only| "user-file".contains(only.as_str()))
+    {
+        out.push_str(&user_file(&dmaprof, dir, rounds)?);
+    }
     let _ = std::fs::remove_file(std::env::temp_dir().join("dmaprof-fidelity.json"));
     let within = rows
         .iter()
@@ -346,4 +357,74 @@ fn verdict(r: &[Ratio; 2], control: &[Ratio; 2]) -> String {
     } else {
         "differs".into()
     }
+}
+
+/// A file of the user's (laid out by fio: no pattern dmaprof knows), read
+/// O_DIRECT in 1 MiB calls into a reused buffer: dmaprof verified (each
+/// call's bytes digested, the file read for reference after the pass) and
+/// `--no-verify`, beside fio. Verifying must not change the calls' figures.
+fn user_file(dmaprof: &std::path::Path, dir: &str, rounds: u32) -> Result<String> {
+    let file = format!("{dir}/user-model.bin");
+    cmd::output(Command::new("fio").args([
+        "--name=layout",
+        &format!("--filename={file}"),
+        "--rw=write",
+        "--bs=1m",
+        "--size=1g",
+        "--output=/dev/null",
+    ]))?;
+    let case = Case {
+        write: false,
+        direct: true,
+        bs: "1M",
+        size: "1024M",
+    };
+    let dmaprof_run = |verify: bool| {
+        let mut c = Command::new(dmaprof);
+        c.args(["run", "--headless", "--no-probes", "--mode", "pread-direct"])
+            .args(["--chunk", "1M", "--buffers", "reuse", "--file", &file]);
+        if !verify {
+            c.arg("--no-verify");
+        }
+        super::dmaprof_figures(&mut c)
+    };
+    let (mut verified, mut unverified, mut fio) = (Vec::new(), Vec::new(), Vec::new());
+    for round in 0..rounds {
+        // The three in rotated order, so none has a place that favours it.
+        for k in 0..3 {
+            settle(dir)?;
+            match (round + k) % 3 {
+                0 => verified.push(dmaprof_run(true)?),
+                1 => unverified.push(dmaprof_run(false)?),
+                _ => fio.push(fio_on(&file, &case)?),
+            }
+        }
+    }
+    let _ = std::fs::remove_file(&file);
+    let med = |v: &[[f64; 2]], i: usize| stats::median(&v.iter().map(|x| x[i]).collect::<Vec<_>>());
+    let mut out = String::new();
+    writeln!(
+        out,
+        "\n### A user's file: verifying does not disturb the calls\n\n\
+         A 1 GiB file laid out by fio (no pattern dmaprof knows), read `pread-direct --buffers \
+         reuse --chunk 1M --file ...`: verified (the default: each call's bytes digested \
+         outside the call, the file read O_DIRECT for reference after the pass) and \
+         `--no-verify`, beside fio (psync, O_DIRECT, 1 MiB), {rounds} rounds in rotated order.\n\n\
+         | | MiB/s | p50 us |\n|---|---:|---:|\n\
+         | dmaprof verified | {:.0} | {:.1} |\n| dmaprof --no-verify | {:.0} | {:.1} |\n\
+         | fio | {:.0} | {:.1} |\n| verified / --no-verify | {} | {} |\n\
+         | verified / fio | {} | {} |",
+        med(&verified, 0),
+        med(&verified, 1),
+        med(&unverified, 0),
+        med(&unverified, 1),
+        med(&fio, 0),
+        med(&fio, 1),
+        Ratio::paired(&verified, &unverified, 0),
+        Ratio::paired(&verified, &unverified, 1),
+        Ratio::paired(&verified, &fio, 0),
+        Ratio::paired(&verified, &fio, 1),
+    )?;
+    eprintln!("bench: {out}");
+    Ok(out)
 }

@@ -6,6 +6,7 @@ mod loopfs;
 mod overhead;
 mod profile;
 mod soak;
+pub mod stress;
 mod uring;
 
 use std::process::{Command, ExitCode};
@@ -67,6 +68,14 @@ pub enum Bench {
         #[arg(long, default_value_t = 10)]
         minutes: u32,
     },
+    /// Back-to-back traces of a process making known numbers of dma-buf
+    /// ioctls, preads and O_DIRECT reads while other BPF users load the
+    /// CPUs: each records exactly the known counts or reports the shortfall
+    /// in its lost events; an unexplained shortfall fails (exit 1).
+    Stress {
+        #[arg(long, default_value_t = 500)]
+        rounds: u32,
+    },
     /// Everything in one markdown report (machine, kernel, commands,
     /// overhead host and lab, fidelity, event rate, soak), written to --out.
     Report {
@@ -97,6 +106,7 @@ pub fn run(b: Bench) -> Result<ExitCode> {
         Bench::Profile => profile::run()?,
         Bench::Soak { minutes } => soak::run(minutes)?,
         Bench::Uring { rounds } => uring::run(rounds)?,
+        Bench::Stress { rounds } => stress::run(rounds)?,
         Bench::Report {
             rounds,
             minutes,
@@ -157,8 +167,8 @@ fn report(rounds: u32, minutes: u32, out: &std::path::Path) -> Result<String> {
     writeln!(
         r,
         "- command: `cargo xtask bench report --rounds {rounds} --minutes {minutes}`, which runs \
-         `bench overhead --rounds {rounds}`, `bench fidelity --rounds 10` (loop device), `bench fidelity --device disk --rounds 6`, `bench events`, `bench profile`, `bench uring --rounds {rounds}` and \
-         `bench soak --minutes {minutes}` in that order"
+         `bench overhead --rounds {rounds}`, `bench fidelity --rounds 10` (loop device), `bench fidelity --device disk --rounds 6`, `bench events`, `bench profile`, `bench uring --rounds {rounds}`, \
+         `bench stress --rounds 500` and `bench soak --minutes {minutes}` in that order"
     )?;
     writeln!(
         r,
@@ -195,6 +205,7 @@ fn report(rounds: u32, minutes: u32, out: &std::path::Path) -> Result<String> {
         ("events", Box::new(events::run)),
         ("profile", Box::new(profile::run)),
         ("io_uring", Box::new(|| uring::run(rounds))),
+        ("stress", Box::new(|| stress::run(500))),
         ("soak", Box::new(|| soak::run(minutes))),
     ];
     let save = |text: &str| {
