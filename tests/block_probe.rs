@@ -10,7 +10,10 @@ use std::{
 };
 
 use dmaprof_e2e::{disk_scratch_dir, gettid, require_bpf};
-use profiler::probes::session::{Families, Options, Session};
+use profiler::probes::{
+    attach::Method,
+    session::{Families, Options, Session},
+};
 use profiler_common::pattern;
 
 const MIB: usize = 1 << 20;
@@ -105,9 +108,13 @@ impl Drop for LoopDevice {
 }
 
 fn block_only(filter_tgid: Option<u32>) -> Session {
+    block_on(filter_tgid, None)
+}
+
+fn block_on(filter_tgid: Option<u32>, force: Option<Method>) -> Session {
     Session::attach(&Options {
         filter_tgid,
-        force: None,
+        force,
         exporter_fn: None,
         families: Families::BLOCK,
         inflight_capacity: None,
@@ -119,6 +126,16 @@ fn block_only(filter_tgid: Option<u32>) -> Session {
 
 #[test]
 fn direct_io_bytes_are_attributed_to_the_thread_that_did_them() {
+    // The BTF-typed programs (this kernel's best), then the classic ones.
+    direct_io_attribution(None, Method::TpBtf);
+}
+
+#[test]
+fn direct_io_bytes_are_attributed_on_the_classic_tracepoints_too() {
+    direct_io_attribution(Some(Method::Tracepoint), Method::Tracepoint);
+}
+
+fn direct_io_attribution(force: Option<Method>, method: Method) {
     if !require_bpf("block probe") {
         return;
     }
@@ -138,9 +155,10 @@ fn direct_io_bytes_are_attributed_to_the_thread_that_did_them() {
     let noise_dev = LoopDevice::new(32 * MIB);
 
     let _serial = dmaprof_e2e::probe_lock();
-    let probe = block_only(Some(std::process::id()));
+    let probe = block_on(Some(std::process::id()), force);
     assert!(
-        probe.attached[0].target.contains("block:block_rq_complete"),
+        probe.attached[0].target.contains("block_rq_complete")
+            && probe.attached[0].method == Some(method),
         "{:?}",
         probe.attached
     );

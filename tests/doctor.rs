@@ -73,10 +73,16 @@ fn report_matches_this_machine() {
         );
     }
 
-    // Block tracepoints are the block layer's only rung and exist on every
-    // kernel dmaprof supports.
+    // The block layer's BTF-typed tracepoints work on this kernel (it has
+    // BTF and tp_btf), and the classic ones exist on every kernel dmaprof
+    // supports.
     let block = target(&report, "block layer");
-    assert_eq!(block["best"], "tracepoint", "{block:#}");
+    assert_eq!(block["best"], "tp_btf", "{block:#}");
+    assert_eq!(
+        rung(block, "tracepoint").unwrap()["works"],
+        true,
+        "{block:#}"
+    );
 
     // The kprobe rung can only work where the kernel has a kprobe PMU.
     let ioctl = target(&report, "dma_buf_ioctl");

@@ -132,6 +132,30 @@ impl BlockFieldOffsets {
     };
 }
 
+/// Where the BTF-typed block programs read a request's and a bio's fields
+/// (byte offsets from the kernel's BTF, set by user space before load;
+/// `valid` 0: unknown, those programs are not used).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct BlockBtfOffsets {
+    pub valid: u32,
+    /// request.__sector, __data_len, cmd_flags, q.
+    pub rq_sector: u32,
+    pub rq_data_len: u32,
+    pub rq_cmd_flags: u32,
+    pub rq_q: u32,
+    /// request_queue.disk; gendisk.major, first_minor.
+    pub q_disk: u32,
+    pub disk_major: u32,
+    pub disk_first_minor: u32,
+    /// bio.bi_iter.bi_sector and .bi_size (bi_iter's offset added), bio.bi_bdev.
+    pub bio_sector: u32,
+    pub bio_size: u32,
+    pub bio_bdev: u32,
+    /// block_device.bd_disk.
+    pub bdev_disk: u32,
+}
+
 #[cfg(feature = "user")]
 mod pod {
     use super::*;
@@ -142,4 +166,5 @@ mod pod {
     unsafe impl aya::Pod for BlockTotals {}
     unsafe impl aya::Pod for LatencySlotKey {}
     unsafe impl aya::Pod for BlockFieldOffsets {}
+    unsafe impl aya::Pod for BlockBtfOffsets {}
 }

@@ -22,6 +22,12 @@ pub mod programs {
     pub const BLOCK_RQ_COMPLETE: &str = "block_rq_complete";
     pub const BLOCK_BIO_FRONTMERGE: &str = "block_bio_frontmerge";
     pub const BLOCK_BIO_BACKMERGE: &str = "block_bio_backmerge";
+    /// The same five on the BTF-typed tracepoints.
+    pub const BLOCK_START_BTF: &str = "block_start_btf";
+    pub const BLOCK_ISSUE_BTF: &str = "block_issue_btf";
+    pub const BLOCK_COMPLETE_BTF: &str = "block_complete_btf";
+    pub const BLOCK_FRONTMERGE_BTF: &str = "block_frontmerge_btf";
+    pub const BLOCK_BACKMERGE_BTF: &str = "block_backmerge_btf";
     pub const IOCTL_FENTRY: &str = "dma_buf_ioctl_fentry";
     pub const IOCTL_FEXIT: &str = "dma_buf_ioctl_fexit";
     pub const IOCTL_KPROBE: &str = "dma_buf_ioctl_kprobe";

@@ -243,13 +243,31 @@ fn probe_targets(btf: Option<&aya::Btf>, callbacks: &[String]) -> Vec<ProbeTarge
         exporter_rungs,
     ));
 
-    targets.push(ladder(
+    // The request-start event the session would use on this kernel.
+    let start = crate::tracefs::ensure_mounted()
+        .ok()
+        .and_then(|t| crate::probes::block::start_event(&t.path).ok())
+        .unwrap_or("block_io_start");
+    targets.push(ladder_of(
+        &attach::TRACEPOINT_LADDER,
         "block layer",
         "request start/issue/complete: bytes and device latency per thread",
-        ["block_io_start", "block_rq_issue", "block_rq_complete"]
-            .iter()
-            .map(|e| attach::try_tracepoint("block", e))
-            .collect(),
+        [
+            (profiler_common::programs::BLOCK_START_BTF, start),
+            (profiler_common::programs::BLOCK_ISSUE_BTF, "block_rq_issue"),
+            (
+                profiler_common::programs::BLOCK_COMPLETE_BTF,
+                "block_rq_complete",
+            ),
+        ]
+        .iter()
+        .map(|(program, e)| attach::try_tp_btf(program, e, btf))
+        .chain(
+            [start, "block_rq_issue", "block_rq_complete"]
+                .iter()
+                .map(|e| attach::try_tracepoint("block", e)),
+        )
+        .collect(),
     ));
     targets.push(ladder(
         "ioctl syscall",

@@ -4,15 +4,22 @@ use std::collections::BTreeMap;
 
 use anyhow::{Context, Result, bail};
 use aya::{
-    Ebpf,
+    Btf, Ebpf,
     maps::{PerCpuArray, PerCpuHashMap},
-    programs::TracePoint,
+    programs::{BtfTracePoint, Program, TracePoint},
 };
 use profiler_common::{
-    block::{BlockFieldOffsets, BlockKey, BlockTotals, LATENCY_SLOTS, LatencySlotKey, counter},
+    block::{
+        BlockBtfOffsets, BlockFieldOffsets, BlockKey, BlockTotals, LATENCY_SLOTS, LatencySlotKey,
+        counter,
+    },
     programs,
 };
 
+use super::{
+    attach::{self, Method},
+    session::Attached,
+};
 use crate::tracefs;
 
 /// What the block probe has counted so far.
@@ -76,7 +83,7 @@ pub fn dev_major_minor(dev: u32) -> (u32, u32) {
 
 /// The event that names the submitting thread: `block_io_start` (6.5+) runs
 /// in submit context; older kernels fall back to `block_rq_insert`.
-fn start_event(tracefs: &std::path::Path) -> Result<&'static str> {
+pub fn start_event(tracefs: &std::path::Path) -> Result<&'static str> {
     for name in ["block_io_start", "block_rq_insert"] {
         if tracefs::has_event(tracefs, "block", name) {
             return Ok(name);
@@ -116,30 +123,140 @@ fn field_offsets(tracefs: &std::path::Path, start: &str) -> Result<BlockFieldOff
     Ok(offsets)
 }
 
-/// What attaching needs, read from tracefs before the object is loaded.
+/// What attaching needs, read from tracefs and BTF before the object is loaded.
 pub struct BlockConfig {
     pub offsets: BlockFieldOffsets,
+    /// For the BTF-typed programs (None: a member is not in this kernel's BTF).
+    pub btf: Option<BlockBtfOffsets>,
     start: &'static str,
 }
 
-pub fn prepare(tracefs: &std::path::Path) -> Result<BlockConfig> {
+pub fn prepare(tracefs: &std::path::Path, btf: Option<&crate::btf::Btf>) -> Result<BlockConfig> {
     let start = start_event(tracefs)?;
     Ok(BlockConfig {
         offsets: field_offsets(tracefs, start)?,
+        btf: btf.and_then(btf_offsets),
         start,
     })
 }
 
-/// Attaches the block tracepoints; returns them as "category:name".
-pub fn attach(ebpf: &mut Ebpf, cfg: &BlockConfig) -> Result<Vec<String>> {
+/// Where the BTF-typed programs read `struct request` and `struct bio`.
+fn btf_offsets(btf: &crate::btf::Btf) -> Option<BlockBtfOffsets> {
+    let at = |st: &str, member: &str| {
+        btf.struct_members(st)?
+            .into_iter()
+            .find(|m| m.name == member)
+            .map(|m| m.offset)
+    };
+    let bi_iter = at("bio", "bi_iter")?;
+    Some(BlockBtfOffsets {
+        valid: 1,
+        rq_sector: at("request", "__sector")?,
+        rq_data_len: at("request", "__data_len")?,
+        rq_cmd_flags: at("request", "cmd_flags")?,
+        rq_q: at("request", "q")?,
+        q_disk: at("request_queue", "disk")?,
+        disk_major: at("gendisk", "major")?,
+        disk_first_minor: at("gendisk", "first_minor")?,
+        bio_sector: bi_iter + at("bvec_iter", "bi_sector")?,
+        bio_size: bi_iter + at("bvec_iter", "bi_size")?,
+        bio_bdev: at("bio", "bi_bdev")?,
+        bdev_disk: at("block_device", "bd_disk")?,
+    })
+}
+
+/// The five events: the one that starts a request, then issue, the two
+/// merges and completion.
+fn events(cfg: &BlockConfig) -> [&'static str; 5] {
+    [
+        cfg.start,
+        "block_rq_issue",
+        "block_bio_frontmerge",
+        "block_bio_backmerge",
+        "block_rq_complete",
+    ]
+}
+
+/// Attaches the block programs, BTF-typed where the kernel takes them, else
+/// on the classic tracepoints (`force`: only those), and says which.
+pub fn attach(
+    ebpf: &mut Ebpf,
+    cfg: &BlockConfig,
+    btf: Option<&Btf>,
+    force: Option<Method>,
+) -> Result<Attached> {
+    let rungs: Vec<Method> = match force {
+        Some(Method::Tracepoint) => vec![Method::Tracepoint],
+        _ => attach::TRACEPOINT_LADDER.to_vec(),
+    };
+    let (found, not_used) = attach::climb(&rungs, |m| {
+        let r = match m {
+            Method::TpBtf => attach_btf(ebpf, cfg, btf),
+            _ => attach_classic(ebpf, cfg),
+        };
+        r.map_err(|e| attach::describe(&e, m))
+    });
+    match found {
+        Some((method, target)) => Ok(Attached {
+            probe: "block layer".into(),
+            method: Some(method),
+            target,
+            not_used,
+        }),
+        None => bail!(
+            "block layer: no attach method works: {}",
+            not_used.join("; ")
+        ),
+    }
+}
+
+const BTF_PROGRAMS: [&str; 5] = [
+    programs::BLOCK_START_BTF,
+    programs::BLOCK_ISSUE_BTF,
+    programs::BLOCK_FRONTMERGE_BTF,
+    programs::BLOCK_BACKMERGE_BTF,
+    programs::BLOCK_COMPLETE_BTF,
+];
+
+/// All five BTF-typed programs, or none (a failure unloads those loaded).
+fn attach_btf(ebpf: &mut Ebpf, cfg: &BlockConfig, btf: Option<&Btf>) -> Result<String> {
+    cfg.btf
+        .context("a block struct member is not in the kernel's BTF")?;
+    let btf = btf.context("no kernel BTF")?;
+    let result =
+        BTF_PROGRAMS
+            .iter()
+            .zip(events(cfg))
+            .try_for_each(|(program, event)| -> Result<()> {
+                let p: &mut BtfTracePoint = ebpf
+                    .program_mut(program)
+                    .with_context(|| format!("program {program} missing from the eBPF object"))?
+                    .try_into()?;
+                p.load(event, btf)?;
+                p.attach()?;
+                Ok(())
+            });
+    if let Err(e) = result {
+        for program in BTF_PROGRAMS {
+            if let Some(Program::BtfTracePoint(p)) = ebpf.program_mut(program) {
+                let _ = p.unload();
+            }
+        }
+        return Err(e);
+    }
+    Ok(format!("{} (BTF-typed)", events(cfg).join(" ")))
+}
+
+fn attach_classic(ebpf: &mut Ebpf, cfg: &BlockConfig) -> Result<String> {
+    let classic = [
+        programs::BLOCK_IO_START,
+        programs::BLOCK_RQ_ISSUE,
+        programs::BLOCK_BIO_FRONTMERGE,
+        programs::BLOCK_BIO_BACKMERGE,
+        programs::BLOCK_RQ_COMPLETE,
+    ];
     let mut attached = Vec::new();
-    for (program, event) in [
-        (programs::BLOCK_IO_START, cfg.start),
-        (programs::BLOCK_RQ_ISSUE, "block_rq_issue"),
-        (programs::BLOCK_BIO_FRONTMERGE, "block_bio_frontmerge"),
-        (programs::BLOCK_BIO_BACKMERGE, "block_bio_backmerge"),
-        (programs::BLOCK_RQ_COMPLETE, "block_rq_complete"),
-    ] {
+    for (program, event) in classic.into_iter().zip(events(cfg)) {
         let prog: &mut TracePoint = ebpf
             .program_mut(program)
             .with_context(|| format!("program {program} missing from the eBPF object"))?
@@ -149,7 +266,7 @@ pub fn attach(ebpf: &mut Ebpf, cfg: &BlockConfig) -> Result<Vec<String>> {
             .with_context(|| format!("attaching block:{event}"))?;
         attached.push(format!("block:{event}"));
     }
-    Ok(attached)
+    Ok(attached.join(" "))
 }
 
 pub fn snapshot(ebpf: &Ebpf) -> Result<BlockSnapshot> {

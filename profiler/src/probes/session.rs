@@ -234,11 +234,7 @@ impl Session {
     pub fn attach(opts: &Options) -> Result<Session> {
         let tracefs = tracefs::ensure_mounted()?.path;
         let tgid = opts.filter_tgid.unwrap_or(0);
-        let block_cfg = if opts.families.block {
-            Some(block::prepare(&tracefs)?)
-        } else {
-            None
-        };
+
         let btf = Btf::from_sys_fs().ok();
         let uring = if opts.families.uring {
             Some(uring_offsets(&tracefs, opts.families.uring_events))
@@ -246,6 +242,12 @@ impl Session {
             None
         };
         let kernel_btf = crate::btf::Btf::from_sys_fs().ok();
+        let block_cfg = if opts.families.block {
+            Some(block::prepare(&tracefs, kernel_btf.as_ref())?)
+        } else {
+            None
+        };
+        let block_btf = block_cfg.as_ref().and_then(|c| c.btf).unwrap_or_default();
         let sched = if opts.families.sched {
             sched_offsets(&tracefs, kernel_btf.as_ref())?
         } else {
@@ -264,6 +266,7 @@ impl Session {
             }
             if let Some(cfg) = &block_cfg {
                 loader.override_global("BLOCK_OFFSETS", &cfg.offsets, true);
+                loader.override_global("BLOCK_BTF", &block_btf, true);
             }
             if let Some(n) = opts.inflight_capacity {
                 loader.map_max_entries("BLOCK_INFLIGHT", n);
@@ -295,14 +298,8 @@ impl Session {
             attached.push(attach_copy_ranges(&mut ebpf, &tracefs)?);
         }
         if let Some(cfg) = &block_cfg {
-            let events = block::attach(&mut ebpf, cfg)?;
+            attached.push(block::attach(&mut ebpf, cfg, btf.as_ref(), opts.force)?);
             block::arm(&mut ebpf)?;
-            attached.push(Attached {
-                probe: "block layer".into(),
-                method: Some(Method::Tracepoint),
-                target: events.join(" "),
-                not_used: Vec::new(),
-            });
         }
         if opts.families.preads {
             attached.push(attach_preads(

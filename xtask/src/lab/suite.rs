@@ -760,7 +760,7 @@ fn check_doctor(r: &Value) -> Result<()> {
     let cb = target(r, "rw_file callback")?;
     ensure!(cb["best"] == "fentry", "rw_file callback: {cb:#}");
     let block = target(r, "block layer")?;
-    ensure!(block["best"] == "tracepoint", "block layer: {block:#}");
+    ensure!(block["best"] == "tp_btf", "block layer: {block:#}");
     ensure!(
         r["filesystem"]["info"]["o_direct"] == true,
         "O_DIRECT on /mnt: {}",
