@@ -97,7 +97,7 @@ fn report_matches_this_machine() {
         );
     }
     // The best method is the first working rung in ladder order.
-    let first_working = ["fentry", "kprobe", "tracepoint"]
+    let first_working = ["fentry", "kprobe", "tp_btf", "tracepoint"]
         .into_iter()
         .find(|m| rung(ioctl, m).is_some_and(|r| r["works"] == true));
     assert_eq!(ioctl["best"].as_str(), first_working);

@@ -55,29 +55,6 @@ fn gettid() -> u32 {
     dmaprof_e2e::gettid()
 }
 
-/// Names of our programs as the kernel lists them (truncated to 15 bytes).
-fn our_programs_loaded() -> Vec<String> {
-    let ours = [
-        "block_io_start",
-        "block_rq_issue",
-        "block_rq_comple",
-        "sys_enter_ioctl",
-        "sys_exit_ioctl",
-        "sched_switch",
-        "block_start_btf",
-        "block_issue_btf",
-        "block_complete_",
-        "block_frontmerg",
-        "block_backmerge",
-        "sched_switch_bt",
-    ];
-    aya::programs::loaded_programs()
-        .filter_map(|p| p.ok())
-        .filter_map(|p| p.name_as_str().map(str::to_string))
-        .filter(|n| ours.contains(&n.as_str()))
-        .collect()
-}
-
 #[test]
 fn direct_reads_join_block_bytes_to_each_call_exactly() {
     if !require_bpf("probes") {
@@ -180,8 +157,8 @@ fn a_dma_buf_ioctl_on_a_regular_file_is_recorded_with_enotty() {
     assert_eq!(err.raw_os_error(), Some(libc::ENOTTY));
     let after = s.thread_counters(tid).unwrap();
     let method = s.attached[0].method;
-    if method == Some(Method::Tracepoint) {
-        // The syscall tracepoints see every ioctl with type 'b', dma-buf fd or not.
+    if matches!(method, Some(Method::Tracepoint | Method::TpBtf)) {
+        // At the syscall every ioctl with type 'b' is seen, dma-buf fd or not.
         assert_eq!(after.ioctl_calls - before.ioctl_calls, 1);
         assert_eq!(after.ioctl_errors - before.ioctl_errors, 1);
         let mut events = s.take_events().unwrap();
@@ -240,56 +217,72 @@ fn nothing_stays_attached_after_the_session() {
         return;
     }
     let _serial = probe_lock();
-    let before = our_programs_loaded();
-    {
+    let me = std::process::id();
+    // What this process holds, by kernel id: another BPF user on the
+    // machine (a second suite, bpftrace) loads its own, which do not count.
+    let before = dmaprof_e2e::bpf_ids_held_by(me);
+    let held = {
         let s = session(None).expect("attach");
-        assert!(
-            our_programs_loaded().len() > before.len(),
-            "programs are loaded while attached"
-        );
+        let mut held = dmaprof_e2e::bpf_ids_held_by(me);
+        held.progs.retain(|id| !before.progs.contains(id));
+        held.links.retain(|id| !before.links.contains(id));
+        held.maps.retain(|id| !before.maps.contains(id));
+        assert!(!held.progs.is_empty() && !held.links.is_empty(), "{held:?}");
         drop(s);
-    }
+        held
+    };
     // The kernel frees a detached program after an RCU grace period (a
-    // BTF-typed tracepoint's link through a workqueue): poll, to a deadline.
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    while our_programs_loaded() != before && std::time::Instant::now() < deadline {
-        std::thread::sleep(std::time::Duration::from_millis(20)); // a poll, not a wait
-    }
-    assert_eq!(
-        our_programs_loaded(),
-        before,
-        "every program and link went away within 10 s"
+    // BTF-typed tracepoint's link through a workqueue: 3 s here).
+    let left = dmaprof_e2e::wait_bpf_ids_gone(&held, std::time::Duration::from_secs(30));
+    assert!(
+        left.is_empty(),
+        "still in the kernel after the session: {left:?}"
     );
-    // The binary too, including when interrupted.
+
+    // The binary too, including when interrupted: SIGINT in its transfer
+    // phase (announced once its probes are attached).
     let dir = disk_scratch_dir();
     let mut child = Command::new(dmaprof_bin())
         .args([
             "run",
+            "--headless",
             "--mode",
             "pread",
             "--size",
             "64M",
             "--chunk",
             "4K",
-            "--iterations",
-            "100",
-            "--cache",
-            "warm",
-            "--dir",
         ])
+        .args(["--iterations", "100", "--cache", "warm", "--dir"])
         .arg(dir.path())
+        .env("DMAPROF_ANNOUNCE_PHASES", "1")
         .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    std::thread::sleep(std::time::Duration::from_millis(2500));
+    let mut stderr = std::io::BufReader::new(child.stderr.take().unwrap());
+    let mut line = String::new();
+    loop {
+        line.clear();
+        let n = std::io::BufRead::read_line(&mut stderr, &mut line).unwrap();
+        assert!(n > 0, "dmaprof ended before its transfer phase");
+        if line.starts_with("dmaprof: phase transfer") {
+            break;
+        }
+    }
+    let held = dmaprof_e2e::bpf_ids_held_by(child.id());
     assert!(
-        our_programs_loaded().len() > before.len(),
-        "dmaprof attached its probes"
+        !held.progs.is_empty(),
+        "dmaprof attached its probes: {held:?}"
     );
     unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    // Its stderr drained, so its closing lines never block it.
+    let drain =
+        std::thread::spawn(move || std::io::Read::read_to_end(&mut stderr, &mut Vec::new()).ok());
     assert_eq!(child.wait().unwrap().code(), Some(130));
-    assert_eq!(our_programs_loaded(), before, "dmaprof detached everything");
+    drain.join().unwrap();
+    let left = dmaprof_e2e::wait_bpf_ids_gone(&held, std::time::Duration::from_secs(30));
+    assert!(left.is_empty(), "dmaprof left in the kernel: {left:?}");
 }
 
 #[test]
@@ -1210,7 +1203,7 @@ fn the_thread_clock_and_the_scheduler_probe_agree_on_each_calls_cpu() {
         direction: Direction::Read,
         file: None,
         dir: Some(dir.path().to_path_buf()),
-        size: Some(64 * MIB),
+        size: Some(128 * MIB),
         chunk: 4 * MIB,
         iterations: 2,
         heap: "system".into(),
@@ -1221,32 +1214,35 @@ fn the_thread_clock_and_the_scheduler_probe_agree_on_each_calls_cpu() {
         queue_depth: 1,
     };
     let out = run_counted(&s, tid, &args);
-    // The two windows differ at their edges: the probe's runs from the
-    // counters' reading before the call (a syscall, whose return is where
-    // a preempted thread is switched out) to the one after, the clock's
-    // from just before the call to just after. A call whose probe window
-    // holds a switch the clock's does not (more switches seen by the probe
-    // than by getrusage, read beside the clock) has off-CPU time outside
-    // its wall time: it cannot be compared, and is counted apart.
+    // The two windows differ at their edges. The probe's off-CPU time runs
+    // from the counters' reading before the call to the one after; the
+    // call's wall time from just before it to just after; the clock's CPU
+    // window lies between. A thread preempted at one of the syscalls at an
+    // edge (their return is where a preempted thread is switched out: seen
+    // here under load, a call's wall time all on CPU and 1.5-4.9 ms of
+    // off-CPU in the probe's window) makes the probe's figure wrong for that
+    // call; such a switch is involuntary. So the calls compared are those
+    // with no involuntary switch, whose every switch the probe saw is one
+    // getrusage saw too (a sleep on the device, inside the call).
     let calls: Vec<_> = out.passes.iter().flat_map(|p| &p.calls).collect();
     let (comparable, edge): (Vec<&workload::CallRecord>, Vec<&workload::CallRecord>) =
         calls.iter().partition(|c| {
             let k = c.kernel.expect("kernel columns");
-            k.switches == c.cpu.voluntary_switches + c.cpu.involuntary_switches
+            k.switches == c.cpu.voluntary_switches && c.cpu.involuntary_switches == 0
         });
     let pairs: Vec<(u64, u64)> = comparable
         .iter()
         .map(|c| (c.cpu.total_ns(), c.kernel.unwrap().on_cpu_ns))
         .collect();
     eprintln!(
-        "(thread clock, probe on-CPU) ns per call: {pairs:?}; {} with a switch at an edge",
+        "(thread clock, probe on-CPU) ns per call: {pairs:?}; {} preempted, not compared",
         edge.len()
     );
     assert!(calls.iter().all(|c| c.cpu.total_ns() > 0), "{calls:?}");
-    // Every cold 4 MiB pread sleeps on the device (the switches getrusage
-    // sees): a preemption at an edge could not take half of them.
+    // A quarter: 3 of 32 calls were preempted while another build loaded
+    // both CPUs; 48 of 64 would need a machine that preempts nearly every call.
     assert!(
-        pairs.len() * 2 >= calls.len(),
+        pairs.len() * 4 >= calls.len(),
         "{} of {} comparable",
         pairs.len(),
         calls.len()

@@ -34,6 +34,9 @@ pub mod programs {
     pub const IOCTL_KRETPROBE: &str = "dma_buf_ioctl_kretprobe";
     pub const IOCTL_SYS_ENTER: &str = "sys_enter_ioctl";
     pub const IOCTL_SYS_EXIT: &str = "sys_exit_ioctl";
+    /// The ioctl syscall on the raw, BTF-typed sys_enter/sys_exit (x86_64).
+    pub const IOCTL_RAW_ENTER: &str = "ioctl_raw_enter";
+    pub const IOCTL_RAW_EXIT: &str = "ioctl_raw_exit";
     pub const EXPORTER_FENTRY: &str = "rw_file_fentry";
     pub const EXPORTER_FEXIT: &str = "rw_file_fexit";
     pub const EXPORTER_KPROBE: &str = "rw_file_kprobe";

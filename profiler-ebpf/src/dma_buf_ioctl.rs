@@ -1,12 +1,18 @@
 //! The dma-buf ioctl: every call's command, return value and kernel-side
-//! duration. Three attach mechanisms, one per rung of the ladder:
-//! fentry/fexit and kprobe/kretprobe on `dma_buf_ioctl`, or the ioctl
-//! syscall tracepoints filtered to dma-buf commands (`_IOC_TYPE == 'b'`).
+//! duration. Four attach mechanisms, one per rung of the ladder:
+//! fentry/fexit and kprobe/kretprobe on `dma_buf_ioctl`, or, at the syscall,
+//! filtered to dma-buf commands (`_IOC_TYPE == 'b'`): the BTF-typed raw
+//! `sys_enter`/`sys_exit` tracepoints (x86_64: arguments from `pt_regs`;
+//! skipped by the kernel only on recursion), else the `syscalls:` ioctl
+//! tracepoints (skipped while another BPF program or a `bpf()` map syscall
+//! holds the CPU).
 use aya_ebpf::{
     helpers::bpf_probe_read_user,
     macros::{btf_map, fentry, fexit, kprobe, kretprobe, tracepoint},
     programs::{FEntryContext, FExitContext, ProbeContext, RetProbeContext, TracePointContext},
 };
+#[cfg(bpf_target_arch = "x86_64")]
+use aya_ebpf::{macros::btf_tracepoint, programs::BtfTracePointContext};
 use profiler_common::{
     call::{EVENT_IOCTL, FileId, Pending},
     uapi::{DMA_BUF_IOCTL_RW_FILE, DMA_BUF_IOCTL_TYPE, RwFileArgs},
@@ -145,6 +151,39 @@ pub fn sys_exit_ioctl(ctx: TracePointContext) -> u32 {
     // Only ioctls whose entry was recorded (dma-buf commands) have a pending entry.
     if let Ok(ret) = unsafe { ctx.read_at::<i64>(SYS_EXIT_RET) } {
         exit(ret);
+    }
+    0
+}
+
+/// x86_64's syscall number of ioctl; its arguments in `pt_regs` (fd in di,
+/// cmd in si, arg in dx).
+#[cfg(bpf_target_arch = "x86_64")]
+const NR_IOCTL: i64 = 16;
+
+#[cfg(bpf_target_arch = "x86_64")]
+#[btf_tracepoint(function = "sys_enter")]
+pub fn ioctl_raw_enter(ctx: BtfTracePointContext) -> i32 {
+    let id: i64 = ctx.arg(1);
+    if id != NR_IOCTL {
+        return 0;
+    }
+    let regs: *const aya_ebpf::bindings::pt_regs = ctx.arg(0);
+    // Direct loads: the verifier types `regs` from BTF (tp_btf).
+    let (fd, cmd, arg) = unsafe { ((*regs).rdi, (*regs).rsi as u32, (*regs).rdx) };
+    if (cmd >> 8) & 0xff == DMA_BUF_IOCTL_TYPE {
+        enter(file_of_fd(&offsets(), fd as i64), cmd, arg);
+    }
+    0
+}
+
+/// sys_exit(regs, ret): ioctls only (the syscall number stays in
+/// `orig_ax`), then only a thread with a dma-buf ioctl pending emits.
+#[cfg(bpf_target_arch = "x86_64")]
+#[btf_tracepoint(function = "sys_exit")]
+pub fn ioctl_raw_exit(ctx: BtfTracePointContext) -> i32 {
+    let regs: *const aya_ebpf::bindings::pt_regs = ctx.arg(0);
+    if unsafe { (*regs).orig_rax } as i64 == NR_IOCTL {
+        exit(ctx.arg(1));
     }
     0
 }

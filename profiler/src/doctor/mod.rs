@@ -219,12 +219,15 @@ fn tracefs_check(privileges: &Privileges) -> Check {
 fn probe_targets(btf: Option<&aya::Btf>, callbacks: &[String]) -> Vec<ProbeTarget> {
     let mut targets = Vec::new();
 
-    targets.push(ladder(
+    targets.push(ladder_of(
+        &attach::IOCTL_LADDER,
         "dma_buf_ioctl",
         "the dma-buf ioctl (RW_FILE, SYNC): per-call kernel time and return value",
         vec![
             attach::try_fentry("dma_buf_ioctl", btf),
             attach::try_kprobe("dma_buf_ioctl"),
+            attach::try_tp_btf(profiler_common::programs::IOCTL_RAW_ENTER, "sys_enter", btf),
+            attach::try_tp_btf(profiler_common::programs::IOCTL_RAW_EXIT, "sys_exit", btf),
             attach::try_tracepoint("syscalls", "sys_enter_ioctl"),
         ],
     ));

@@ -48,6 +48,15 @@ impl fmt::Display for Method {
 /// at the syscall boundary for the dma-buf ioctl).
 pub const LADDER: [Method; 3] = [Method::Fentry, Method::Kprobe, Method::Tracepoint];
 
+/// The dma-buf ioctl's ladder: the function (fentry, kprobe), then the
+/// syscall, on the raw BTF-typed tracepoints, then the `syscalls:` ones.
+pub const IOCTL_LADDER: [Method; 4] = [
+    Method::Fentry,
+    Method::Kprobe,
+    Method::TpBtf,
+    Method::Tracepoint,
+];
+
 /// pread64's and the scheduler's ladder: the raw `sys_enter`/`sys_exit` tracepoints typed by
 /// BTF (no perf-event record per call: about a third less per call here),
 /// then the `syscalls:` tracepoints. No function probe: the syscall is the

@@ -649,7 +649,11 @@ fn ioctl_ladder(
     force: Option<Method>,
     tracefs: &std::path::Path,
 ) -> Result<Attached> {
-    let (found, not_used) = attach::climb(&attach::rungs(force), |m| {
+    let rungs = match force {
+        Some(m) => vec![m],
+        None => attach::IOCTL_LADDER.to_vec(),
+    };
+    let (found, not_used) = attach::climb(&rungs, |m| {
         let r = match m {
             Method::Fentry => try_fentry_pair(
                 ebpf,
@@ -659,6 +663,13 @@ fn ioctl_ladder(
                 "dma_buf_ioctl",
             )
             .map(|()| "dma_buf_ioctl".to_string()),
+            Method::TpBtf => try_tp_btf_pair(
+                ebpf,
+                btf,
+                (programs::IOCTL_RAW_ENTER, "sys_enter"),
+                (programs::IOCTL_RAW_EXIT, "sys_exit"),
+            )
+            .map(|()| "sys_enter+sys_exit (raw, ioctl with cmd type 'b')".to_string()),
             Method::Kprobe => try_kprobe_pair(
                 ebpf,
                 programs::IOCTL_KPROBE,
@@ -676,7 +687,7 @@ fn ioctl_ladder(
                 tracepoint(ebpf, programs::IOCTL_SYS_EXIT, "syscalls", "sys_exit_ioctl")?;
                 Ok("syscalls:sys_enter_ioctl+sys_exit_ioctl (cmd type 'b')".to_string())
             }),
-            Method::TpBtf | Method::PerfEvent => Err(anyhow::anyhow!(
+            Method::PerfEvent => Err(anyhow::anyhow!(
                 "{m} is not a rung of the dma_buf_ioctl probe"
             )),
         };
