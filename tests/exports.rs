@@ -147,7 +147,7 @@ fn an_interrupted_run_leaves_complete_files() {
             .success()
     );
     let (calls, json) = (d.join("calls.csv"), d.join("r.json"));
-    let child = Command::new(dmaprof_bin())
+    let mut child = Command::new(dmaprof_bin())
         .args([
             "run",
             "--mode",
@@ -167,19 +167,17 @@ fn an_interrupted_run_leaves_complete_files() {
         .arg(&calls)
         .arg("--json")
         .arg(&json)
+        .env("DMAPROF_ANNOUNCE_PHASES", "1")
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    std::thread::sleep(std::time::Duration::from_millis(1500));
+    // In the second pass: the first one's calls are in the CSV.
+    let stderr = dmaprof_e2e::wait_for_phase(&mut child, "transfer pread 1");
     unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
-    let out = child.wait_with_output().unwrap();
-    assert_eq!(
-        out.status.code(),
-        Some(130),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let status = child.wait().unwrap();
+    let err = stderr.join().unwrap();
+    assert_eq!(status.code(), Some(130), "{err}");
     let csv = std::fs::read_to_string(&calls).unwrap();
     assert!(csv.ends_with('\n'), "last row complete");
     let n = csv.lines().count() - 1;

@@ -529,3 +529,33 @@ mod tests {
         assert_eq!(super::bufinfo_total("Total 0 devices attached\n"), None);
     }
 }
+
+/// Waits until `child` (spawned with `DMAPROF_ANNOUNCE_PHASES=1` and its
+/// stderr piped) announces `phase` (e.g. `transfer pread 2`): the way to
+/// aim a signal or a fault at a point of a run without sleeping. Returns a
+/// thread that collects its whole stderr (what was read so far included),
+/// so the child never blocks on a full pipe.
+pub fn wait_for_phase(
+    child: &mut std::process::Child,
+    phase: &str,
+) -> std::thread::JoinHandle<String> {
+    use std::io::{BufRead, Read};
+    let mut stderr = std::io::BufReader::new(child.stderr.take().expect("stderr piped"));
+    let mut log = String::new();
+    let want = format!("dmaprof: phase {phase}");
+    loop {
+        let mut line = String::new();
+        let n = stderr
+            .read_line(&mut line)
+            .expect("reading dmaprof's stderr");
+        log.push_str(&line);
+        assert!(n > 0, "dmaprof ended before its phase `{phase}`: {log}");
+        if line.trim_end() == want {
+            break;
+        }
+    }
+    std::thread::spawn(move || {
+        let _ = stderr.read_to_string(&mut log);
+        log
+    })
+}

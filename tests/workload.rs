@@ -518,7 +518,7 @@ fn sigint_ends_the_run_cleanly_with_what_was_done() {
         .status
         .success()
     );
-    let child = Command::new(dmaprof_bin())
+    let mut child = Command::new(dmaprof_bin())
         .args([
             "run",
             "--dir",
@@ -534,13 +534,16 @@ fn sigint_ends_the_run_cleanly_with_what_was_done() {
             "--cache",
             "warm",
         ])
+        .env("DMAPROF_ANNOUNCE_PHASES", "1")
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    std::thread::sleep(std::time::Duration::from_millis(1500));
+    // In the third pass: two are done.
+    let stderr = dmaprof_e2e::wait_for_phase(&mut child, "transfer pread 2");
     unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
-    let out = child.wait_with_output().unwrap();
+    let mut out = child.wait_with_output().unwrap();
+    out.stderr = stderr.join().unwrap().into_bytes();
     assert_clean_failure(&out, 130, "interrupted");
     assert!(
         String::from_utf8_lossy(&out.stdout).contains("pread"),
@@ -617,7 +620,7 @@ fn a_file_that_shrinks_during_the_run_is_a_clear_error_and_the_calls_done_are_ke
     let path = dir.path().join("shrinking.bin");
     std::fs::write(&path, vec![9u8; 64 << 20]).unwrap();
     let csv = dir.path().join("calls.csv");
-    let child = Command::new(dmaprof_bin())
+    let mut child = Command::new(dmaprof_bin())
         .args([
             "run",
             "--headless",
@@ -635,18 +638,21 @@ fn a_file_that_shrinks_during_the_run_is_a_clear_error_and_the_calls_done_are_ke
         .arg(&path)
         .arg("--csv")
         .arg(&csv)
+        .env("DMAPROF_ANNOUNCE_PHASES", "1")
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    std::thread::sleep(std::time::Duration::from_millis(1500));
+    // In the second pass: the first one's calls are in the CSV.
+    let stderr = dmaprof_e2e::wait_for_phase(&mut child, "transfer pread 1");
     std::fs::OpenOptions::new()
         .write(true)
         .open(&path)
         .unwrap()
         .set_len(1 << 20)
         .unwrap();
-    let out = child.wait_with_output().unwrap();
+    let mut out = child.wait_with_output().unwrap();
+    out.stderr = stderr.join().unwrap().into_bytes();
     // Mid-transfer the read hits the new end of file; between transfer and
     // verification the reference read disagrees. Either is named, exit 1.
     let err = String::from_utf8_lossy(&out.stderr);
