@@ -211,6 +211,15 @@ impl Btf {
         Some(out)
     }
 
+    /// Where `member` is in struct `st`, in bytes (None: either is not
+    /// in this kernel's BTF): what the probes are told before load.
+    pub fn member_offset(&self, st: &str, member: &str) -> Option<u32> {
+        self.struct_members(st)?
+            .into_iter()
+            .find(|m| m.name == member)
+            .map(|m| m.offset)
+    }
+
     fn flatten(&self, t: &Type, base: u32, out: &mut Vec<Member>, depth: u32) {
         for &(n, ty, bits) in &t.members {
             // The low 24 bits are the offset when the struct has bitfields.

@@ -43,6 +43,37 @@ impl fmt::Display for Method {
     }
 }
 
+/// How one probe target ended up attached, and why better rungs were not used.
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
+pub struct Attached {
+    pub probe: String,
+    /// None: not traced (the reasons say why).
+    pub method: Option<Method>,
+    /// Function or tracepoints attached to.
+    pub target: String,
+    pub not_used: Vec<String>,
+}
+
+impl Attached {
+    /// What a `climb` of `probe`'s ladder gave: the rung that worked, or
+    /// an error naming why each failed.
+    pub fn from_ladder(
+        probe: &str,
+        found: Option<(Method, String)>,
+        not_used: Vec<String>,
+    ) -> anyhow::Result<Attached> {
+        match found {
+            Some((m, target)) => Ok(Attached {
+                probe: probe.into(),
+                method: Some(m),
+                target,
+                not_used,
+            }),
+            None => anyhow::bail!("{probe}: no attach method works: {}", not_used.join("; ")),
+        }
+    }
+}
+
 /// The ladder, best first: fentry (BTF trampolines, cheapest, typed
 /// arguments), kprobe (any function, an int3), tracepoint (stable, but only
 /// at the syscall boundary for the dma-buf ioctl).

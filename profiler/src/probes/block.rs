@@ -16,10 +16,7 @@ use profiler_common::{
     programs,
 };
 
-use super::{
-    attach::{self, Method},
-    session::Attached,
-};
+use super::attach::{self, Attached, Method};
 use crate::tracefs;
 
 /// What the block probe has counted so far.
@@ -142,12 +139,7 @@ pub fn prepare(tracefs: &std::path::Path, btf: Option<&crate::btf::Btf>) -> Resu
 
 /// Where the BTF-typed programs read `struct request` and `struct bio`.
 fn btf_offsets(btf: &crate::btf::Btf) -> Option<BlockBtfOffsets> {
-    let at = |st: &str, member: &str| {
-        btf.struct_members(st)?
-            .into_iter()
-            .find(|m| m.name == member)
-            .map(|m| m.offset)
-    };
+    let at = |st: &str, member: &str| btf.member_offset(st, member);
     let bi_iter = at("bio", "bi_iter")?;
     Some(BlockBtfOffsets {
         valid: 1,
@@ -196,18 +188,7 @@ pub fn attach(
         };
         r.map_err(|e| attach::describe(&e, m))
     });
-    match found {
-        Some((method, target)) => Ok(Attached {
-            probe: "block layer".into(),
-            method: Some(method),
-            target,
-            not_used,
-        }),
-        None => bail!(
-            "block layer: no attach method works: {}",
-            not_used.join("; ")
-        ),
-    }
+    Attached::from_ladder("block layer", found, not_used)
 }
 
 const BTF_PROGRAMS: [&str; 5] = [

@@ -24,7 +24,7 @@ use profiler_common::{
 };
 use serde::{Deserialize, Serialize};
 
-use super::{attach::Method, session::Attached};
+use super::attach::{Attached, Method};
 
 /// Attaches both programs; `hz` samples per second on each CPU.
 pub fn attach(ebpf: &mut Ebpf, btf: &Btf, hz: u64) -> Result<Attached> {

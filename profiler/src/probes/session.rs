@@ -14,6 +14,7 @@ use profiler_common::{
 };
 use serde::Serialize;
 
+pub use super::attach::Attached;
 pub use super::lost::Lost;
 use super::{
     attach::{self, Method},
@@ -91,17 +92,6 @@ pub struct Options {
     pub profile_hz: Option<u64>,
 }
 
-/// How one probe target ended up attached, and why better rungs were not used.
-#[derive(Debug, Clone, Serialize, serde::Deserialize)]
-pub struct Attached {
-    pub probe: String,
-    /// None: not traced (the reasons say why).
-    pub method: Option<Method>,
-    /// Function or tracepoints attached to.
-    pub target: String,
-    pub not_used: Vec<String>,
-}
-
 pub struct Session {
     ebpf: Ebpf,
     /// The one process traced (None: every process).
@@ -156,9 +146,8 @@ pub struct KernelSample {
 fn sched_offsets(tracefs: &std::path::Path, btf: Option<&crate::btf::Btf>) -> Result<SchedOffsets> {
     let f = tracefs::event_fields(tracefs, "sched", "sched_switch")?;
     let task_pid = btf
-        .and_then(|b| b.struct_members("task_struct"))
-        .and_then(|m| m.into_iter().find(|m| m.name == "pid"))
-        .map_or(0, |m| m.offset);
+        .and_then(|b| b.member_offset("task_struct", "pid"))
+        .unwrap_or(0);
     Ok(SchedOffsets {
         prev_pid: tracefs::field_offset(&f, "prev_pid", 4)?,
         next_pid: tracefs::field_offset(&f, "next_pid", 4)?,
@@ -171,12 +160,7 @@ fn sched_offsets(tracefs: &std::path::Path, btf: Option<&crate::btf::Btf>) -> Re
 /// behind an fd, from this kernel's BTF (None: a field is not there; the
 /// probes then read nothing and the rows stay without them).
 fn kernel_offsets(btf: &crate::btf::Btf) -> Option<KernelOffsets> {
-    let at = |st: &str, member: &str| {
-        btf.struct_members(st)?
-            .into_iter()
-            .find(|m| m.name == member)
-            .map(|m| m.offset)
-    };
+    let at = |st: &str, member: &str| btf.member_offset(st, member);
     Some(KernelOffsets {
         valid: 1,
         dmabuf_size: at("dma_buf", "size")?,
@@ -503,15 +487,7 @@ fn attach_preads(
         };
         r.map_err(|e| attach::describe(&e, m))
     });
-    match found {
-        Some((m, target)) => Ok(Attached {
-            probe: "pread64 syscall".into(),
-            method: Some(m),
-            target,
-            not_used,
-        }),
-        None => bail!("pread64: no attach method works: {}", not_used.join("; ")),
-    }
+    Attached::from_ladder("pread64 syscall", found, not_used)
 }
 
 /// sched_switch: the BTF-typed tracepoint, else the classic one.
@@ -546,18 +522,7 @@ fn attach_sched(
         };
         r.map_err(|e| attach::describe(&e, m))
     });
-    match found {
-        Some((m, target)) => Ok(Attached {
-            probe: "scheduler".into(),
-            method: Some(m),
-            target,
-            not_used,
-        }),
-        None => bail!(
-            "sched_switch: no attach method works: {}",
-            not_used.join("; ")
-        ),
-    }
+    Attached::from_ladder("scheduler", found, not_used)
 }
 
 /// Loads and attaches two tp_btf programs; on failure neither stays loaded.
@@ -693,18 +658,7 @@ fn ioctl_ladder(
         };
         r.map_err(|e| attach::describe(&e, m))
     });
-    match found {
-        Some((m, target)) => Ok(Attached {
-            probe: "dma_buf_ioctl".into(),
-            method: Some(m),
-            target,
-            not_used,
-        }),
-        None => bail!(
-            "dma_buf_ioctl: no attach method works: {}",
-            not_used.join("; ")
-        ),
-    }
+    Attached::from_ladder("dma_buf_ioctl", found, not_used)
 }
 
 fn exporter_ladder(

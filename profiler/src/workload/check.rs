@@ -45,7 +45,7 @@ impl ReadCheck {
     pub fn call_ended(&mut self, buf: &mut Buffer, off: u64, len: u64) -> Result<(), String> {
         let digests = match self {
             ReadCheck::Later => return Ok(()),
-            ReadCheck::Pattern(seed) => return check_pattern(*seed, buf, off, len),
+            ReadCheck::Pattern(seed) => return check_bytes(Some(*seed), None, buf, off, len),
             ReadCheck::Digests(d) => d,
         };
         let digest = buf
@@ -74,11 +74,30 @@ impl ReadCheck {
     }
 }
 
-/// The first `len` bytes of `buf` against dmaprof's pattern at `off`.
-pub fn check_pattern(seed: u64, buf: &mut Buffer, off: u64, len: u64) -> Result<(), String> {
+/// The first `len` bytes of `buf` against the file at `off`: dmaprof's
+/// pattern when the file has a seed, else `reference` read there (after
+/// the pass: distinct buffers are checked together then).
+pub fn check_bytes(
+    seed: Option<u64>,
+    reference: Option<&File>,
+    buf: &mut Buffer,
+    off: u64,
+    len: u64,
+) -> Result<(), String> {
     let bad = buf
         .with_bytes(false, |bytes| {
-            pattern::first_mismatch(seed, off, &bytes[..len as usize])
+            let bytes = &bytes[..len as usize];
+            match (seed, reference) {
+                (Some(seed), _) => pattern::first_mismatch(seed, off, bytes),
+                (None, Some(reference)) => {
+                    let mut want = vec![0u8; bytes.len()];
+                    match reference.read_exact_at(&mut want, off) {
+                        Ok(()) => bytes.iter().zip(&want).position(|(a, b)| a != b),
+                        Err(_) => Some(0),
+                    }
+                }
+                (None, None) => None,
+            }
         })
         .map_err(|e| e.to_string())?;
     match bad {

@@ -582,37 +582,6 @@ fn call_mode(cfg: &Config, mode: Mode, file: &File, len: u64) -> Result<Mode, Ru
     Ok(mode.buffered())
 }
 
-/// The first `len` bytes of `buf` against the file at `off` (its pattern, or
-/// a separate buffered read of it, after the pass).
-fn check_read(
-    cfg: &Config,
-    reference: &File,
-    buf: &mut Buffer,
-    off: u64,
-    len: u64,
-) -> Result<(), String> {
-    if let Some(seed) = cfg.seed {
-        return check::check_pattern(seed, buf, off, len);
-    }
-    let bad = buf
-        .with_bytes(false, |bytes| {
-            let bytes = &bytes[..len as usize];
-            let mut want = vec![0u8; bytes.len()];
-            match reference.read_exact_at(&mut want, off) {
-                Ok(()) => bytes.iter().zip(&want).position(|(a, b)| a != b),
-                Err(_) => Some(0),
-            }
-        })
-        .map_err(|e| e.to_string())?;
-    match bad {
-        Some(at) => Err(format!(
-            "differs from the file at offset {}",
-            off + at as u64
-        )),
-        None => Ok(()),
-    }
-}
-
 /// Checks the bytes moved, outside the timed region. With reused buffers
 /// the reads were checked or digested call by call (`check`).
 fn verify(
@@ -629,8 +598,14 @@ fn verify(
                 let reference = File::open(&cfg.file).map_err(|e| e.to_string())?;
                 for (i, b) in bufs[..calls].iter_mut().enumerate() {
                     let off = i as u64 * cfg.chunk;
-                    check_read(cfg, &reference, b, off, chunk_len(cfg, i as u64))
-                        .map_err(|e| format!("buffer {i}: {e}"))?;
+                    check::check_bytes(
+                        cfg.seed,
+                        Some(&reference),
+                        b,
+                        off,
+                        chunk_len(cfg, i as u64),
+                    )
+                    .map_err(|e| format!("buffer {i}: {e}"))?;
                 }
             }
             Ok(if cfg.seed.is_some() {
