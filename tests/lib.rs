@@ -520,16 +520,6 @@ impl Drop for KillOnDrop {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn bufinfo_total_is_the_objects_line_not_a_buffers_devices_line() {
-        let text = "\nDma-buf Objects:\nsize\tflags\n33554432\t00000002\t<none>\n\tAttached Devices:\nTotal 0 devices attached\n\n\nTotal 3 objects, 100663296 bytes\n";
-        assert_eq!(super::bufinfo_total(text), Some(3));
-        assert_eq!(super::bufinfo_total("Total 0 devices attached\n"), None);
-    }
-}
-
 /// Waits until `child` (spawned with `DMAPROF_ANNOUNCE_PHASES=1` and its
 /// stderr piped) announces `phase` (e.g. `transfer pread 2`): the way to
 /// aim a signal or a fault at a point of a run without sleeping. Returns a
@@ -558,4 +548,14 @@ pub fn wait_for_phase(
         let _ = stderr.read_to_string(&mut log);
         log
     })
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn bufinfo_total_is_the_objects_line_not_a_buffers_devices_line() {
+        let text = "\nDma-buf Objects:\nsize\tflags\n33554432\t00000002\t<none>\n\tAttached Devices:\nTotal 0 devices attached\n\n\nTotal 3 objects, 100663296 bytes\n";
+        assert_eq!(super::bufinfo_total(text), Some(3));
+        assert_eq!(super::bufinfo_total("Total 0 devices attached\n"), None);
+    }
 }
