@@ -36,8 +36,8 @@ pub struct Lost {
     /// second after they were armed (absent in older files).
     #[serde(default)]
     pub block_unmatched_completions: u64,
-    /// Block requests of the traced processes started and never seen
-    /// completing: counted once, at the end.
+    /// Block requests of the traced processes started more than a second
+    /// before the end and never seen completing: counted once, at the end.
     #[serde(default)]
     pub block_left_in_flight: u64,
     /// Runs of the programs the kernel skipped, all programs.
@@ -50,6 +50,11 @@ pub struct Lost {
     /// start came before it (requests already in flight).
     #[serde(default)]
     pub block_completions_started_before: u64,
+    /// Not a loss: the traced processes' requests started in the last
+    /// second and still in flight when the session ended (readahead a
+    /// process left behind as it exited).
+    #[serde(default)]
+    pub block_in_flight_at_end: u64,
 }
 
 impl Lost {
@@ -98,11 +103,22 @@ impl Lost {
     /// The closing line of a run or a trace: every event seen, or what was
     /// lost and where.
     pub fn verdict(&self) -> String {
-        let before = match self.block_completions_started_before {
-            0 => String::new(),
-            n => format!(
-                " ({n} block completions of requests started before the probes were armed not counted)"
-            ),
+        let mut notes = Vec::new();
+        if self.block_completions_started_before > 0 {
+            notes.push(format!(
+                "{} block completions of requests started before the probes were armed not counted",
+                self.block_completions_started_before
+            ));
+        }
+        if self.block_in_flight_at_end > 0 {
+            notes.push(format!(
+                "{} block requests still in flight at the end",
+                self.block_in_flight_at_end
+            ));
+        }
+        let before = match notes.is_empty() {
+            true => String::new(),
+            false => format!(" ({})", notes.join("; ")),
         };
         if self.total() == 0 {
             return format!("probes: every event was seen{before}");
@@ -148,19 +164,21 @@ pub fn read(ebpf: &Ebpf, filter_tgid: Option<u32>, at_end: bool) -> Result<Lost>
     let call = |i: u32| -> Result<u64> { Ok(counters.get(&i, 0)?.iter().sum()) };
     let b = block::lost_events(ebpf).unwrap_or_default();
     let by_program = recursion_misses(ebpf);
+    let (stale, recent) = match at_end {
+        true => left_in_flight(ebpf, filter_tgid).unwrap_or((0, 0)),
+        false => (0, 0),
+    };
     Ok(Lost {
         ringbuf_full: call(lost::RINGBUF_FULL)?,
         pending_map_full: call(lost::PENDING_FULL)?,
         block_inflight_map_full: b.inflight_map_full,
         block_totals_map_full: b.totals_map_full,
         block_unmatched_completions: b.unmatched_completions,
-        block_left_in_flight: match at_end {
-            true => left_in_flight(ebpf, filter_tgid).unwrap_or(0),
-            false => 0,
-        },
+        block_left_in_flight: stale,
         recursion_misses: by_program.values().sum(),
         recursion_misses_by_program: by_program,
         block_completions_started_before: b.unmatched_at_start,
+        block_in_flight_at_end: recent,
     })
 }
 
@@ -183,15 +201,24 @@ fn fdinfo_field(text: &str, name: &str) -> Option<u64> {
         .and_then(|v| v.trim().parse().ok())
 }
 
-/// In-flight entries of the traced process (every process without a filter).
-fn left_in_flight(ebpf: &Ebpf, filter_tgid: Option<u32>) -> Result<u64> {
+/// In-flight entries of the traced process (every process without a
+/// filter): (started over a second ago: a completion missed, younger).
+fn left_in_flight(ebpf: &Ebpf, filter_tgid: Option<u32>) -> Result<(u64, u64)> {
     let map: HashMap<_, InflightKey, Inflight> =
         HashMap::try_from(ebpf.map("BLOCK_INFLIGHT").context("BLOCK_INFLIGHT")?)?;
-    Ok(map
+    let now = crate::workload::monotonic_ns();
+    let (mut stale, mut recent) = (0, 0);
+    for (_, v) in map
         .iter()
         .filter_map(|e| e.ok())
         .filter(|(_, v)| filter_tgid.is_none_or(|t| t == v.tgid))
-        .count() as u64)
+    {
+        match now.saturating_sub(v.start_ns) > 1_000_000_000 {
+            true => stale += 1,
+            false => recent += 1,
+        }
+    }
+    Ok((stale, recent))
 }
 
 #[cfg(test)]

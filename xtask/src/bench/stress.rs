@@ -155,7 +155,12 @@ fn lost_total(lost: &serde_json::Value) -> u64 {
     lost.as_object()
         .map(|o| {
             o.iter()
-                .filter(|(k, _)| *k != "block_completions_started_before")
+                .filter(|(k, _)| {
+                    !matches!(
+                        k.as_str(),
+                        "block_completions_started_before" | "block_in_flight_at_end"
+                    )
+                })
                 .filter_map(|(_, v)| v.as_u64())
                 .sum()
         })
