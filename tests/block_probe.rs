@@ -82,8 +82,11 @@ struct LoopDevice {
 
 impl LoopDevice {
     fn new(len: usize) -> LoopDevice {
+        // One file per device: two tests of this process make one each.
+        static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let backing =
-            std::path::PathBuf::from(format!("/dev/shm/dmaprof-noise-{}", std::process::id()));
+            std::path::PathBuf::from(format!("/dev/shm/dmaprof-noise-{}-{n}", std::process::id()));
         File::create(&backing).unwrap().set_len(len as u64).unwrap();
         let out = Command::new("losetup")
             .args(["-f", "--show"])
