@@ -194,9 +194,17 @@ fn direct_io_attribution(force: Option<Method>, method: Method) {
     );
 
     assert_eq!(read_bytes, READ_LEN as u64);
+    // Every byte, or the probes say what they missed: another BPF user on
+    // the machine makes the kernel skip classic tracepoint programs (15.7 of
+    // 16 MiB seen beside bpftrace and a second dmaprof, the skip counted).
+    let lost = probe.lost_at_end().unwrap();
+    if method == Method::Tracepoint && lost.total() > 0 {
+        assert!(r.bytes <= read_bytes, "{r:?} {lost:?}");
+        return;
+    }
     assert_eq!(
         r.bytes, read_bytes,
-        "block bytes completed for the reader thread"
+        "block bytes completed for the reader thread ({lost:?})"
     );
     assert_eq!(r.read_bytes, read_bytes);
     assert_eq!(r.write_bytes, 0);
