@@ -94,6 +94,16 @@ pub const IOCTL_LADDER: [Method; 4] = [
 /// stable place for a baseline every kernel has.
 pub const TRACEPOINT_LADDER: [Method; 2] = [Method::TpBtf, Method::Tracepoint];
 
+/// A tracepoint-only target's rungs: its ladder, or only the classic
+/// tracepoints when `--attach tracepoint` forces them (other methods do
+/// not apply to it).
+pub fn tracepoint_rungs(force: Option<Method>) -> Vec<Method> {
+    match force {
+        Some(Method::Tracepoint) => vec![Method::Tracepoint],
+        _ => TRACEPOINT_LADDER.to_vec(),
+    }
+}
+
 /// The rungs to try: the whole ladder, or only the method forced with --attach.
 pub fn rungs(force: Option<Method>) -> Vec<Method> {
     match force {

@@ -177,10 +177,7 @@ pub fn attach(
     btf: Option<&Btf>,
     force: Option<Method>,
 ) -> Result<Attached> {
-    let rungs: Vec<Method> = match force {
-        Some(Method::Tracepoint) => vec![Method::Tracepoint],
-        _ => attach::TRACEPOINT_LADDER.to_vec(),
-    };
+    let rungs = attach::tracepoint_rungs(force);
     let (found, not_used) = attach::climb(&rungs, |m| {
         let r = match m {
             Method::TpBtf => attach_btf(ebpf, cfg, btf),

@@ -456,10 +456,7 @@ fn attach_preads(
     force: Option<Method>,
     tracefs: &std::path::Path,
 ) -> Result<Attached> {
-    let rungs: Vec<Method> = match force {
-        Some(Method::Tracepoint) => vec![Method::Tracepoint],
-        _ => attach::TRACEPOINT_LADDER.to_vec(),
-    };
+    let rungs = attach::tracepoint_rungs(force);
     let (found, not_used) = attach::climb(&rungs, |m| {
         let r = match m {
             Method::TpBtf => try_tp_btf_pair(
@@ -497,10 +494,7 @@ fn attach_sched(
     force: Option<Method>,
     offsets: SchedOffsets,
 ) -> Result<Attached> {
-    let rungs: Vec<Method> = match force {
-        Some(Method::Tracepoint) => vec![Method::Tracepoint],
-        _ => attach::TRACEPOINT_LADDER.to_vec(),
-    };
+    let rungs = attach::tracepoint_rungs(force);
     let (found, not_used) = attach::climb(&rungs, |m| {
         let r = match m {
             Method::TpBtf => (|| {
