@@ -282,6 +282,27 @@ fn corrupted_data_fails_verification() {
         "--dir", d, "--size", "4M", "--chunk", "1M", "--mode", "pread",
     ]);
     assert_clean_failure(&out, 1, "differs from the file at offset 2400000");
+    // A reused buffer: the byte is not in the sample taken between calls
+    // (the first line of each page and the last); the calls made again
+    // after the pass find it.
+    assert_ne!(2_400_000 % 4096 / 64, 0);
+    let out = dmaprof(&[
+        "--dir",
+        d,
+        "--size",
+        "4M",
+        "--chunk",
+        "1M",
+        "--mode",
+        "pread",
+        "--buffers",
+        "reuse",
+    ]);
+    assert_clean_failure(
+        &out,
+        1,
+        "made again: its buffer differs from the file at offset 2400000",
+    );
 }
 
 #[test]
@@ -1033,7 +1054,9 @@ fn a_user_files_reads_are_checked_without_filling_its_page_cache() {
                     .write(true)
                     .open(self.file)
                     .unwrap();
-                w.write_at(&[self.flipped], MIB + 77).unwrap();
+                // In the sample of call 1 (the first line of each page):
+                // the timed call read the old byte, the file now differs.
+                w.write_at(&[self.flipped], MIB + 5).unwrap();
                 w.sync_all().unwrap();
                 datafile::drop_from_cache(&w).unwrap();
             }
@@ -1043,7 +1066,7 @@ fn a_user_files_reads_are_checked_without_filling_its_page_cache() {
         file: &path,
         cached: Vec::new(),
         corrupt_at: None,
-        flipped: !content[(MIB + 77) as usize],
+        flipped: !content[(MIB + 5) as usize],
     };
     let out = workload::run(&plan.config, &AtomicBool::new(false), &mut watch, None);
     assert!(out.error.is_none(), "{:?}", out.error);
@@ -1058,12 +1081,12 @@ fn a_user_files_reads_are_checked_without_filling_its_page_cache() {
         file: &path,
         cached: Vec::new(),
         corrupt_at: Some(3),
-        flipped: !content[(MIB + 77) as usize],
+        flipped: !content[(MIB + 5) as usize],
     };
     let out = workload::run(&plan.config, &AtomicBool::new(false), &mut watch, None);
     let err = out.error.map(|e| e.to_string()).unwrap_or_default();
     assert!(
-        err.contains("verification") && err.contains("at file offset 1048576"),
+        err.contains("the timed call at file offset 1048576"),
         "{err}"
     );
 }

@@ -343,7 +343,7 @@ fn read_source(
             let seed = datafile::owner_seed(f);
             if seed.is_none() && args.verify {
                 notes.push(format!(
-                    "{} is not a dmaprof test file: reads are verified against a separate buffered read",
+                    "{} is not a dmaprof test file: reads are verified against the file read again after each pass",
                     f.display()
                 ));
             }

@@ -361,7 +361,7 @@ fn verdict(r: &[Ratio; 2], control: &[Ratio; 2]) -> String {
 
 /// A file of the user's (laid out by fio: no pattern dmaprof knows), read
 /// O_DIRECT in 1 MiB calls into a reused buffer: dmaprof verified (each
-/// call's bytes digested, the file read for reference after the pass) and
+/// call sampled, made again and checked in full after the pass) and
 /// `--no-verify`, beside fio. Verifying must not change the calls' figures.
 fn user_file(dmaprof: &std::path::Path, dir: &str, rounds: u32) -> Result<String> {
     let file = format!("{dir}/user-model.bin");
@@ -407,8 +407,9 @@ fn user_file(dmaprof: &std::path::Path, dir: &str, rounds: u32) -> Result<String
         out,
         "\n### A user's file: verifying does not disturb the calls\n\n\
          A 1 GiB file laid out by fio (no pattern dmaprof knows), read `pread-direct --buffers \
-         reuse --chunk 1M --file ...`: verified (the default: each call's bytes digested \
-         outside the call, the file read O_DIRECT for reference after the pass) and \
+         reuse --chunk 1M --file ...`: verified (the default: a sample of each call's bytes \
+         digested between calls, every call made again after the pass and checked in full \
+         against the file read O_DIRECT) and \
          `--no-verify`, beside fio (psync, O_DIRECT, 1 MiB), {rounds} rounds in rotated order.\n\n\
          | | MiB/s | p50 us |\n|---|---:|---:|\n\
          | dmaprof verified | {:.0} | {:.1} |\n| dmaprof --no-verify | {:.0} | {:.1} |\n\

@@ -104,6 +104,34 @@ impl Ring {
     }
 }
 
+impl Ring {
+    /// One read of `len` bytes at `offset` into registered buffer `index`,
+    /// alone on the ring, reissued for the rest when short: a call of the
+    /// pass made again to check it (untimed).
+    pub fn read_one(&mut self, file: &File, index: u16, offset: u64, len: u64) -> io::Result<()> {
+        let io = Io { index, offset, len };
+        let (mut done, mut out) = (0, Vec::new());
+        while done < len {
+            self.queue(Direction::Read, file, io, done, 0)?;
+            out.clear();
+            self.submit_and_wait(&mut out)?;
+            match out.first().map(|&(_, res)| res) {
+                Some(res) if res > 0 => done += res as u64,
+                Some(res) if res == -libc::EAGAIN => continue,
+                Some(0) => {
+                    return Err(io::Error::other(format!(
+                        "the file ended at {}",
+                        offset + done
+                    )));
+                }
+                Some(res) => return Err(io::Error::from_raw_os_error(-res)),
+                None => return Err(io::Error::other("no completion")),
+            }
+        }
+        Ok(())
+    }
+}
+
 /// Whether io_uring with a registered buffer works here, found by trying:
 /// one page READ_FIXED from a temporary file (io_uring may be absent, or
 /// turned off by kernel.io_uring_disabled, or refused by a seccomp filter).
