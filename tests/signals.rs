@@ -1152,7 +1152,7 @@ fn a_signalled_trace_commits_its_csv_and_detaches() {
         let held = bpf_ids_held_by(tracer.id());
         assert!(!held.progs.is_empty(), "the tracer holds its programs");
         // Mid-stream: rows are flowing into the CSV's temporary file.
-        wait_for_rows_in_flight(dir.path(), ".t.csv.dmaprof-", 128 << 10);
+        wait_for_rows_in_flight(tracer.id(), dir.path(), 128 << 10);
         unsafe { libc::kill(tracer.id() as i32, sig) };
         let code = tracer.wait().unwrap().code();
         let log = log.join().unwrap();
@@ -1239,26 +1239,189 @@ fn a_signal_while_trace_attaches_leaves_no_temp_file() {
     }
 }
 
-/// Waits until the temporary file an output is being written to (the name
-/// starting with `prefix` in `dir`) holds `bytes`: the run is mid-stream.
-fn wait_for_rows_in_flight(dir: &Path, prefix: &str, bytes: u64) {
+/// Waits until the unnamed file (O_TMPFILE) process `pid` writes an output
+/// to in `dir` holds `bytes`: the run is mid-stream.
+fn wait_for_rows_in_flight(pid: u32, dir: &Path, bytes: u64) {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
-        let size = std::fs::read_dir(dir)
-            .unwrap()
-            .filter_map(Result::ok)
-            .filter(|e| e.file_name().to_string_lossy().starts_with(prefix))
-            .filter_map(|e| e.metadata().ok())
-            .map(|m| m.len())
-            .max()
-            .unwrap_or(0);
+        let size = unnamed_files(pid, dir).into_iter().max().unwrap_or(0);
         if size >= bytes {
             return;
         }
         assert!(
             Instant::now() < deadline,
-            "{prefix}*: {size} of {bytes} bytes after 60 s"
+            "{}: {size} of {bytes} bytes in flight after 60 s",
+            dir.display()
         );
-        std::thread::sleep(Duration::from_millis(5));
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// The sizes of the files `pid` holds open in `dir` that have no name
+/// (an output being written: `/dir/#inode (deleted)` in /proc).
+fn unnamed_files(pid: u32, dir: &Path) -> Vec<u64> {
+    let Ok(fds) = std::fs::read_dir(format!("/proc/{pid}/fd")) else {
+        return Vec::new();
+    };
+    fds.filter_map(Result::ok)
+        .filter(|fd| {
+            std::fs::read_link(fd.path())
+                .is_ok_and(|t| t.starts_with(dir) && t.to_string_lossy().ends_with(" (deleted)"))
+        })
+        .filter_map(|fd| std::fs::metadata(fd.path()).ok())
+        .map(|m| m.len())
+        .collect()
+}
+
+/// The names in `dir`, sorted.
+fn names_in(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
+}
+
+/// SIGKILL cannot be handled: at every phase of a run the kernel must take
+/// back every eBPF program, link and map (`run_trial` checks them by id and
+/// in the kernel's lists) and no output or temporary file may be left: the
+/// outputs have no name until they are committed.
+#[test]
+fn sigkill_at_each_phase_of_a_run_leaves_no_bpf_object_and_no_file() {
+    if !require_bpf("signals") {
+        return;
+    }
+    let data = data_file();
+    let _serial = probe_lock();
+    let soon = |at: At| Aim {
+        at,
+        delay: Duration::from_millis(30),
+    };
+    let aims = [
+        at(At::Start),
+        // After the ids are read (they are read on this line).
+        soon(At::Probes),
+        at(At::Phase("alloc", "pread", 0)),
+        soon(At::Phase("transfer", "pread", 0)),
+        at(At::Phase("verify", "pread", 0)),
+        at(At::Phase("free", "pread", 1)),
+        at(At::Export),
+    ];
+    for aim in aims {
+        let name = format!("SIGKILL {:?} after {:?}", aim.delay, aim.at);
+        let spin = matches!(aim.at, At::Start);
+        let ran = run_trial_with(spin, &name, &read_args(&data.path), &[(aim, libc::SIGKILL)]);
+        eprintln!("{name}: {:?}", ran.hits);
+        assert_eq!(
+            ran.killed_by,
+            Some(libc::SIGKILL),
+            "{name}: ended before the signal ({:?})\n{}",
+            ran.code,
+            ran.stderr
+        );
+        assert_eq!(
+            names_in(ran.dir.path()),
+            Vec::<String>::new(),
+            "{name}: nothing named in the output directory"
+        );
+    }
+}
+
+/// The same for `trace`: killed while attaching, as it starts tracing,
+/// mid-stream (rows flowing into its CSV) and while writing its results.
+#[test]
+fn sigkill_at_each_phase_of_a_trace_leaves_no_bpf_object_and_no_file() {
+    if !require_bpf("signals") {
+        return;
+    }
+    let _serial = probe_lock();
+    let dir = disk_scratch_dir();
+    let data = dir.path().join("d.bin");
+    std::fs::write(&data, vec![5u8; 1 << 20]).unwrap();
+    let mut reader = dmaprof_e2e::KillOnDrop(
+        Command::new("python3")
+            .arg("-c")
+            .arg(format!(
+                "import os\nfd = os.open('{}', os.O_RDONLY)\nos.pread(fd, 4096, 0)\nprint('ready', flush=True)\nwhile True:\n    os.pread(fd, 4096, 0)",
+                data.display()
+            ))
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("python3"),
+    );
+    let mut ready = String::new();
+    BufReader::new(reader.0.stdout.take().unwrap())
+        .read_line(&mut ready)
+        .unwrap();
+    assert_eq!(ready.trim(), "ready");
+    let out = dir.path().join("out");
+    std::fs::create_dir(&out).unwrap();
+    for when in ["phase attach", "tracing", "mid-stream", "phase export"] {
+        let mut tracer = dmaprof_e2e::KillOnDrop(
+            Command::new(dmaprof_bin())
+                .args(["trace", "--pid", &reader.0.id().to_string(), "--csv"])
+                .arg(out.join("t.csv"))
+                .arg("--json")
+                .arg(out.join("t.json"))
+                .env("DMAPROF_ANNOUNCE_PHASES", "1")
+                .stdout(Stdio::null())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap(),
+        );
+        let pid = tracer.0.id();
+        let mut err = BufReader::new(tracer.0.stderr.take().unwrap());
+        let (mut log, mut line) = (String::new(), String::new());
+        let mut held = BpfIds::default();
+        loop {
+            line.clear();
+            assert!(
+                err.read_line(&mut line).unwrap() > 0,
+                "{when}: the trace ended first\n{log}"
+            );
+            log.push_str(&line);
+            let line = line.trim_end();
+            if line.starts_with("dmaprof: tracing") {
+                held = bpf_ids_held_by(pid);
+                assert!(
+                    !held.progs.is_empty(),
+                    "{when}: the tracer holds its programs"
+                );
+            }
+            match when {
+                "phase attach" if line == "dmaprof: phase attach" => break,
+                "tracing" if line.starts_with("dmaprof: tracing") => break,
+                "mid-stream" if line.starts_with("dmaprof: tracing") => {
+                    wait_for_rows_in_flight(pid, &out, 64 << 10);
+                    break;
+                }
+                // Ends the trace: the export starts once it has detached.
+                "phase export" if line.starts_with("dmaprof: tracing") => {
+                    // SAFETY: kill(2) of our own child.
+                    unsafe { libc::kill(pid as i32, libc::SIGINT) };
+                }
+                "phase export" if line == "dmaprof: phase export" => break,
+                _ => {}
+            }
+        }
+        // What it holds now (while attaching: what it loaded so far), with
+        // what it held when tracing started.
+        let now = bpf_ids_held_by(pid);
+        held.progs.extend(now.progs);
+        held.maps.extend(now.maps);
+        held.links.extend(now.links);
+        // SAFETY: kill(2) of our own child (not reaped yet).
+        unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+        let status = tracer.0.wait().unwrap();
+        let _ = err.read_to_string(&mut log);
+        assert_eq!(status.signal(), Some(libc::SIGKILL), "{when}\n{log}");
+        let left = wait_bpf_ids_gone(&held, FREE_TIMEOUT);
+        assert!(left.is_empty(), "{when}: still loaded: {left:?}");
+        assert_eq!(
+            names_in(&out),
+            Vec::<String>::new(),
+            "{when}: nothing named\n{log}"
+        );
     }
 }

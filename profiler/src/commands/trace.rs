@@ -128,6 +128,7 @@ pub fn trace(rt: &Runtime, a: TraceArgs) -> Result<Exit, Exit> {
         eprintln!("dmaprof: {why}");
     }
     drop(session); // detach before writing results
+    crate::workload::announce(format_args!("export"));
     // The closing tables go where they do not mix into a JSON stream.
     let report = |text: String| {
         if stdout_is_stream {
