@@ -12,6 +12,7 @@ use std::{
 use dmaprof_e2e::{disk_scratch_dir, gettid, require_bpf};
 use profiler::probes::{
     attach::Method,
+    block::{BlockSnapshot, dev_major_minor},
     session::{Families, Options, Session},
 };
 use profiler_common::pattern;
@@ -110,6 +111,21 @@ impl Drop for LoopDevice {
     }
 }
 
+/// `tgid`'s entries left in the in-flight map, one line each ("" if none).
+fn left_in_flight(snap: &BlockSnapshot, tgid: u32) -> String {
+    snap.in_flight
+        .iter()
+        .filter(|(_, v)| v.tgid == tgid)
+        .map(|(k, v)| {
+            let (major, minor) = dev_major_minor(k.dev);
+            format!(
+                "\n  {major}:{minor} sector {} tgid {} tid {} remaining {} start_ns {} issue_ns {}",
+                k.sector, v.tgid, v.tid, v.remaining_bytes, v.start_ns, v.issue_ns
+            )
+        })
+        .collect()
+}
+
 fn block_only(filter_tgid: Option<u32>) -> Session {
     block_on(filter_tgid, None)
 }
@@ -188,23 +204,50 @@ fn direct_io_attribution(force: Option<Method>, method: Method) {
     let snap = probe.block().expect("snapshot");
     let r = snap.thread(reader_tid);
     let w = snap.thread(writer_tid);
+    // What a shortfall left behind: this process's requests still in the
+    // in-flight map (all its I/O has returned by now).
+    let left = left_in_flight(&snap, std::process::id());
     eprintln!(
-        "reader {reader_tid}: {r:?}\nwriter {writer_tid}: {w:?}\nlost: {:?}",
+        "reader {reader_tid}: {r:?}\nwriter {writer_tid}: {w:?}\nlost: {:?}\nin flight:{left}",
         snap.lost
     );
 
     assert_eq!(read_bytes, READ_LEN as u64);
+    assert_eq!(written_bytes, WRITE_LEN as u64);
     // Every byte, or the probes say what they missed: another BPF user on
     // the machine makes the kernel skip classic tracepoint programs (15.7 of
     // 16 MiB seen beside bpftrace and a second dmaprof, the skip counted).
     let lost = probe.lost_at_end().unwrap();
     if method == Method::Tracepoint && lost.total() > 0 {
-        assert!(r.bytes <= read_bytes, "{r:?} {lost:?}");
+        assert!(r.bytes <= read_bytes, "{r:?} {lost:?}; in flight:{left}");
+        return;
+    }
+    // On a loaded machine a completion now and then runs no program at all
+    // (none counted as skipped either: one request of 16 left in the map,
+    // its device idle). Counted as a completion not seen; the bytes missing
+    // are then those of our requests left in the map, and no more.
+    if lost.block_completions_not_seen > 0 {
+        let shortfall =
+            (read_bytes - r.bytes.min(read_bytes)) + (written_bytes - w.bytes.min(written_bytes));
+        let unseen: u64 = snap
+            .in_flight
+            .iter()
+            .filter(|(_, v)| v.tgid == std::process::id() && v.issue_ns != 0)
+            .map(|(_, v)| v.remaining_bytes)
+            .sum();
+        assert!(
+            r.bytes <= read_bytes && w.bytes <= written_bytes && shortfall <= unseen,
+            "{r:?} {w:?} {lost:?}; in flight:{left}"
+        );
+        eprintln!(
+            "{} completions not seen, {shortfall} bytes: counted",
+            lost.block_completions_not_seen
+        );
         return;
     }
     assert_eq!(
         r.bytes, read_bytes,
-        "block bytes completed for the reader thread ({lost:?})"
+        "block bytes completed for the reader thread ({lost:?}); in flight:{left}"
     );
     assert_eq!(r.read_bytes, read_bytes);
     assert_eq!(r.write_bytes, 0);
@@ -217,10 +260,9 @@ fn direct_io_attribution(force: Option<Method>, method: Method) {
         "device latency measured"
     );
 
-    assert_eq!(written_bytes, WRITE_LEN as u64);
     assert_eq!(
         w.bytes, written_bytes,
-        "block bytes completed for the writer thread"
+        "block bytes completed for the writer thread ({lost:?}); in flight:{left}"
     );
     assert_eq!(w.write_bytes, written_bytes);
 

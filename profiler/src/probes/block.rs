@@ -5,13 +5,13 @@ use std::collections::BTreeMap;
 use anyhow::{Context, Result, bail};
 use aya::{
     Btf, Ebpf,
-    maps::{PerCpuArray, PerCpuHashMap},
+    maps::{HashMap, PerCpuArray, PerCpuHashMap},
     programs::{BtfTracePoint, Program, TracePoint},
 };
 use profiler_common::{
     block::{
-        BlockBtfOffsets, BlockFieldOffsets, BlockKey, BlockTotals, LATENCY_SLOTS, LatencySlotKey,
-        counter,
+        BlockBtfOffsets, BlockFieldOffsets, BlockKey, BlockTotals, Inflight, InflightKey,
+        LATENCY_SLOTS, LatencySlotKey, counter,
     },
     programs,
 };
@@ -30,6 +30,9 @@ pub struct BlockSnapshot {
     /// Device-latency log2 histogram per device (dev_t), every process's.
     pub latency_by_dev: BTreeMap<u32, [u64; LATENCY_SLOTS as usize]>,
     pub lost: LostEvents,
+    /// Requests still in the in-flight map (every process's), sorted by key:
+    /// what a shortfall in the totals left behind.
+    pub in_flight: Vec<(InflightKey, Inflight)>,
 }
 
 /// Events the probes could not account for. Shown to the user, never hidden.
@@ -279,7 +282,36 @@ pub fn snapshot(ebpf: &Ebpf) -> Result<BlockSnapshot> {
         }
     }
     snap.lost = lost_events(ebpf)?;
+    snap.in_flight = in_flight(ebpf)?;
     Ok(snap)
+}
+
+/// The in-flight map's entries, sorted by (device, sector).
+pub fn in_flight(ebpf: &Ebpf) -> Result<Vec<(InflightKey, Inflight)>> {
+    let map: HashMap<_, InflightKey, Inflight> =
+        HashMap::try_from(ebpf.map("BLOCK_INFLIGHT").context("BLOCK_INFLIGHT")?)?;
+    let mut entries = map.iter().collect::<Result<Vec<_>, _>>()?;
+    entries.sort_by_key(|(k, _)| (k.dev, k.sector));
+    Ok(entries)
+}
+
+/// Requests `dev` (kernel dev_t) has in flight on its device, from sysfs
+/// (None when unknown: no such file, or I/O statistics off for its queue,
+/// which leaves the count at 0).
+pub fn device_in_flight(dev: u32) -> Option<u64> {
+    let (major, minor) = dev_major_minor(dev);
+    let base = format!("/sys/dev/block/{major}:{minor}");
+    let iostats = std::fs::read_to_string(format!("{base}/queue/iostats")).ok()?;
+    if iostats.trim() != "1" {
+        return None;
+    }
+    let text = std::fs::read_to_string(format!("{base}/inflight")).ok()?;
+    let counts: Vec<u64> = text
+        .split_whitespace()
+        .map(str::parse)
+        .collect::<Result<_, _>>()
+        .ok()?;
+    (counts.len() == 2).then(|| counts.iter().sum())
 }
 
 /// The block probes' own counts of what they could not account for.

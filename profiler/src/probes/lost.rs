@@ -10,13 +10,14 @@
 //! `recursion_misses` in `bpf_prog_info`, are read per program from the
 //! program fd's `/proc/self/fdinfo` entry (aya's `ProgramInfo` does not
 //! expose the field; the fdinfo lines are the kernel's stable text form).
-use std::{collections::BTreeMap, os::fd::AsFd as _, os::fd::AsRawFd as _};
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    os::fd::AsFd as _,
+    os::fd::AsRawFd as _,
+};
 
 use anyhow::{Context, Result};
-use aya::{
-    Ebpf,
-    maps::{HashMap, PerCpuArray},
-};
+use aya::{Ebpf, maps::PerCpuArray};
 use profiler_common::{
     block::{Inflight, InflightKey},
     call::lost,
@@ -40,6 +41,13 @@ pub struct Lost {
     /// before the end and never seen completing: counted once, at the end.
     #[serde(default)]
     pub block_left_in_flight: u64,
+    /// Block requests of the traced processes the probes still hold as in
+    /// flight at the end, started in the last second, that their device no
+    /// longer has in flight: completions the probes did not see (no program
+    /// run for them, and none counted as skipped), or requests merged into
+    /// another. Counted once, at the end (absent in older files).
+    #[serde(default)]
+    pub block_completions_not_seen: u64,
     /// Runs of the programs the kernel skipped, all programs.
     #[serde(default)]
     pub recursion_misses: u64,
@@ -64,7 +72,7 @@ impl Lost {
     }
 
     /// Each reason: its label (the metrics'), what it means, its count.
-    pub fn by_reason(&self) -> [(&'static str, &'static str, u64); 7] {
+    pub fn by_reason(&self) -> [(&'static str, &'static str, u64); 8] {
         [
             ("ringbuf_full", "ring buffer full", self.ringbuf_full),
             (
@@ -91,6 +99,11 @@ impl Lost {
                 "block_left_in_flight",
                 "block requests never seen completing",
                 self.block_left_in_flight,
+            ),
+            (
+                "block_completions_not_seen",
+                "block completions the probes did not see",
+                self.block_completions_not_seen,
             ),
             (
                 "recursion_misses",
@@ -164,9 +177,9 @@ pub fn read(ebpf: &Ebpf, filter_tgid: Option<u32>, at_end: bool) -> Result<Lost>
     let call = |i: u32| -> Result<u64> { Ok(counters.get(&i, 0)?.iter().sum()) };
     let b = block::lost_events(ebpf).unwrap_or_default();
     let by_program = recursion_misses(ebpf);
-    let (stale, recent) = match at_end {
-        true => left_in_flight(ebpf, filter_tgid).unwrap_or((0, 0)),
-        false => (0, 0),
+    let left = match at_end {
+        true => left_in_flight(ebpf, filter_tgid).unwrap_or_default(),
+        false => LeftInFlight::default(),
     };
     Ok(Lost {
         ringbuf_full: call(lost::RINGBUF_FULL)?,
@@ -174,11 +187,12 @@ pub fn read(ebpf: &Ebpf, filter_tgid: Option<u32>, at_end: bool) -> Result<Lost>
         block_inflight_map_full: b.inflight_map_full,
         block_totals_map_full: b.totals_map_full,
         block_unmatched_completions: b.unmatched_completions,
-        block_left_in_flight: stale,
+        block_left_in_flight: left.stale,
+        block_completions_not_seen: left.not_seen,
         recursion_misses: by_program.values().sum(),
         recursion_misses_by_program: by_program,
         block_completions_started_before: b.unmatched_at_start,
-        block_in_flight_at_end: recent,
+        block_in_flight_at_end: left.recent,
     })
 }
 
@@ -201,29 +215,135 @@ fn fdinfo_field(text: &str, name: &str) -> Option<u64> {
         .and_then(|v| v.trim().parse().ok())
 }
 
-/// In-flight entries of the traced process (every process without a
-/// filter): (started over a second ago: a completion missed, younger).
-fn left_in_flight(ebpf: &Ebpf, filter_tgid: Option<u32>) -> Result<(u64, u64)> {
-    let map: HashMap<_, InflightKey, Inflight> =
-        HashMap::try_from(ebpf.map("BLOCK_INFLIGHT").context("BLOCK_INFLIGHT")?)?;
-    let now = crate::workload::monotonic_ns();
-    let (mut stale, mut recent) = (0, 0);
-    for (_, v) in map
+/// The traced processes' requests left in the in-flight map at the end.
+#[derive(Debug, Default, PartialEq, Eq)]
+struct LeftInFlight {
+    /// Started over a second ago: a completion missed.
+    stale: u64,
+    /// Younger, and the device has none of them in flight any more:
+    /// completions the probes did not see.
+    not_seen: u64,
+    /// Younger, and possibly still on the device: work in progress.
+    recent: u64,
+}
+
+/// Sorts the traced process's in-flight entries (every process's without a
+/// filter). The block programs track every process's requests, so per
+/// device, the recent issued entries beyond what the device says it has in
+/// flight (`/sys/dev/block/M:m/inflight`, read before and after the map,
+/// the larger kept) are requests whose completion no program saw.
+fn left_in_flight(ebpf: &Ebpf, filter_tgid: Option<u32>) -> Result<LeftInFlight> {
+    let devs: BTreeSet<u32> = block::in_flight(ebpf)?.iter().map(|(k, _)| k.dev).collect();
+    let before: BTreeMap<u32, Option<u64>> = devs
         .iter()
-        .filter_map(|e| e.ok())
-        .filter(|(_, v)| filter_tgid.is_none_or(|t| t == v.tgid))
-    {
-        match now.saturating_sub(v.start_ns) > 1_000_000_000 {
-            true => stale += 1,
-            false => recent += 1,
+        .map(|&d| (d, block::device_in_flight(d)))
+        .collect();
+    let entries = block::in_flight(ebpf)?;
+    let now = crate::workload::monotonic_ns();
+    let mut device_in_flight = |dev: u32| -> Option<u64> {
+        let after = block::device_in_flight(dev)?;
+        Some(before.get(&dev).copied().flatten()?.max(after))
+    };
+    Ok(classify(&entries, filter_tgid, now, &mut device_in_flight))
+}
+
+/// [`left_in_flight`] on given entries and device counts (None: unknown).
+fn classify(
+    entries: &[(InflightKey, Inflight)],
+    filter_tgid: Option<u32>,
+    now: u64,
+    device_in_flight: &mut dyn FnMut(u32) -> Option<u64>,
+) -> LeftInFlight {
+    let traced = |v: &Inflight| filter_tgid.is_none_or(|t| t == v.tgid);
+    let recent = |v: &Inflight| now.saturating_sub(v.start_ns) <= 1_000_000_000;
+    let mut left = LeftInFlight::default();
+    // Per device: recent issued entries, every process's and the traced ones'.
+    let mut issued: BTreeMap<u32, (u64, u64)> = BTreeMap::new();
+    for (k, v) in entries {
+        match (recent(v), traced(v)) {
+            (false, true) => left.stale += 1,
+            (false, false) => {}
+            (true, traced) => {
+                left.recent += traced as u64;
+                if v.issue_ns != 0 {
+                    let n = issued.entry(k.dev).or_default();
+                    n.0 += 1;
+                    n.1 += traced as u64;
+                }
+            }
         }
     }
-    Ok((stale, recent))
+    for (dev, (all, mine)) in issued {
+        if let Some(on_device) = device_in_flight(dev) {
+            let gone = all.saturating_sub(on_device).min(mine);
+            left.not_seen += gone;
+            left.recent -= gone;
+        }
+    }
+    left
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn entry(
+        dev: u32,
+        sector: u64,
+        tgid: u32,
+        age_ms: u64,
+        issued: bool,
+    ) -> (InflightKey, Inflight) {
+        let now = 10_000_000_000;
+        let start_ns = now - age_ms * 1_000_000;
+        (
+            InflightKey {
+                dev,
+                _pad: 0,
+                sector,
+            },
+            Inflight {
+                tgid,
+                tid: tgid,
+                remaining_bytes: 4096,
+                start_ns,
+                issue_ns: if issued { start_ns + 1 } else { 0 },
+            },
+        )
+    }
+
+    #[test]
+    fn requests_the_device_no_longer_has_are_completions_not_seen() {
+        let now = 10_000_000_000;
+        let entries = [
+            entry(1, 0, 7, 5, true),     // traced, recent, issued
+            entry(1, 8, 7, 5, true),     // traced, recent, issued
+            entry(1, 16, 7, 5, false),   // traced, recent, not issued yet
+            entry(1, 24, 9, 5, true),    // another process's, recent, issued
+            entry(1, 32, 7, 3000, true), // traced, stale
+            entry(2, 0, 7, 5, true),     // traced, on a device of unknown count
+        ];
+        // Device 1 has one request in flight: of the three recent issued
+        // entries there, two completed unseen, charged to the traced process.
+        let mut on_device = |dev: u32| (dev == 1).then_some(1);
+        let left = classify(&entries, Some(7), now, &mut on_device);
+        assert_eq!(
+            left,
+            LeftInFlight {
+                stale: 1,
+                not_seen: 2,
+                recent: 2,
+            }
+        );
+        // Everything still on the device: nothing unseen.
+        let mut busy = |_| Some(10);
+        let left = classify(&entries, Some(7), now, &mut busy);
+        assert_eq!((left.not_seen, left.recent), (0, 4));
+        // Another process's unseen completions are not charged to the traced one.
+        let mut idle = |_| Some(0);
+        let left = classify(&entries[3..4], Some(7), now, &mut idle);
+        assert_eq!(left, LeftInFlight::default());
+    }
 
     #[test]
     fn reads_an_fdinfo_field() {
@@ -248,9 +368,14 @@ mod tests {
         l.recursion_misses_by_program
             .insert("block_rq_complete".into(), 5);
         l.block_left_in_flight = 1;
-        assert_eq!(l.total(), 6);
+        l.block_completions_not_seen = 2;
+        assert_eq!(l.total(), 8);
         let v = l.verdict();
-        assert!(v.contains("LOST 6 events"), "{v}");
+        assert!(v.contains("LOST 8 events"), "{v}");
+        assert!(
+            v.contains("2 (block completions the probes did not see)"),
+            "{v}"
+        );
         assert!(v.contains("block_rq_complete 5"), "{v}");
         assert!(
             v.contains("1 (block requests never seen completing)"),
